@@ -1,0 +1,28 @@
+"""Child-process entry for the concurrency tests (kept free of pytest so children start fast)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from multiprocessing.synchronize import Barrier
+
+
+def append_many(url: str, tag: str, count: int, start: Barrier) -> None:
+    """Append ``count`` events as ``worker:<tag>``, one transaction each, after everyone is ready."""
+    from treasury.audit import append_event
+    from treasury.store.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:  # connect before the start line so all begin together
+        start.wait(timeout=60)
+        for i in range(count):
+            with conn.begin():
+                append_event(
+                    conn,
+                    type="request.sent",
+                    actor=f"worker:{tag}",
+                    at=datetime.now(UTC),
+                    run_id=f"run-{tag}",
+                    step_id="pay",
+                    payload={"i": i},
+                )
+    engine.dispose()

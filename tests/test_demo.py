@@ -1,0 +1,65 @@
+"""`treasury demo` end to end, and issue 7's 'done when' on the demo's database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from treasury.cli.main import cli
+
+
+def _invoke(args: list[str], env: dict[str, str] | None = None) -> object:
+    return CliRunner().invoke(cli, args, env=env or {}, catch_exceptions=False)
+
+
+def test_demo_runs_every_case_as_expected_and_the_chain_verifies(tmp_path: Path) -> None:
+    res = _invoke(["demo", "--dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    summary = json.loads(res.output)  # type: ignore[attr-defined]
+    assert summary["audit"]["ok"] is True and summary["audit"]["events"] > 50
+    workflows = {c["workflow"] for c in summary["cases"]}
+    assert workflows == {"fiat-payout.yaml", "onboard-address.yaml", "rebalance.yaml", "treasury-sweep.yaml",
+                         "vendor-payout.yaml"}
+    assert all(c["as_expected"] for c in summary["cases"]), summary["cases"]
+    payout = next(c for c in summary["cases"] if c["workflow"] == "vendor-payout.yaml" and c["state"] == "SUCCEEDED")
+    assert any("four eyes" in r for r in payout["refusals"])
+    # the demo leaves its files for people to inspect and edit
+    assert (tmp_path / "config" / "keys.yaml").is_file() and (tmp_path / "workflows" / "vendor-payout.yaml").is_file()
+
+    env = {"TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'treasury.db'}",
+           "TREASURY_CONFIG_DIR": str(tmp_path / "config")}
+    verify = _invoke(["audit", "verify", "--json"], env)
+    assert verify.exit_code == 0, verify.output  # type: ignore[attr-defined]
+    head = json.loads(verify.output)  # type: ignore[attr-defined]
+
+    bundle_file = tmp_path / "bundle.json"
+    exp = _invoke(["audit", "export", payout["run_id"], "--out", str(bundle_file)], env)
+    assert exp.exit_code == 0, exp.output  # type: ignore[attr-defined]
+    bundle_text = bundle_file.read_text()
+    bundle = json.loads(bundle_text)
+    assert "erin" in bundle_text and "alice" in bundle_text and "bob" in bundle_text
+    assert "/api/v1/account/withdraw" in bundle_text and "request.sent" in bundle_text
+    assert "response.received" in bundle_text
+    assert "secret" not in bundle_text.lower().replace("secret_file", "").replace("[redacted]", "")
+    assert bundle
+    assert _invoke(["audit", "verify-bundle", str(bundle_file)], env).exit_code == 0  # type: ignore[attr-defined]
+
+    # change one byte of one payload directly in SQLite (after dropping the trigger)
+    con = sqlite3.connect(tmp_path / "treasury.db")
+    triggers = [r[0] for r in con.execute("select name from sqlite_master where type='trigger'")]
+    for name in triggers:
+        con.execute(f'drop trigger "{name}"')
+    seq, payload = con.execute("select seq, payload from audit_events where seq = 7").fetchone()
+    text = payload if isinstance(payload, str) else payload.decode()
+    i = next(k for k, ch in enumerate(text) if ch.isalnum())
+    tampered = text[:i] + ("x" if text[i] != "x" else "y") + text[i + 1:]
+    con.execute("update audit_events set payload = ? where seq = ?", (tampered, seq))
+    con.commit()
+    con.close()
+    broken = _invoke(["audit", "verify", "--json"], env)
+    assert broken.exit_code == 1  # type: ignore[attr-defined]
+    assert json.loads(broken.output)["first_bad_seq"] == 7  # type: ignore[attr-defined]
+    assert head["head_hash"]

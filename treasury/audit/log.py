@@ -1,0 +1,218 @@
+"""Writing and reading the audit log.
+
+``append_event`` runs inside the caller's transaction, so an event commits or rolls back
+with the state change it records. It locks the chain head, which serializes appends from
+every worker into one chain, and the lock is held until the caller commits. So append
+*after* the state change's own writes, and touch no other rows afterwards: that keeps the
+lock short, and a transaction that locked the head and then waited for a row lock held by
+another appender could deadlock (PostgreSQL would abort one of the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from treasury.audit.bundle import export_run, verify_bundle
+from treasury.audit.canonical import canonical_json, format_at, to_jsonable, utc
+from treasury.audit.chain import GENESIS_HASH, AuditRecord, VerifyResult, body_digest, body_parts, link_hash
+from treasury.audit.redaction import redact
+from treasury.audit.tables import SELECT_HEAD, audit_events, audit_head, read_head, record_columns
+from treasury.audit.verify import verify_chain
+from treasury.errors import ParameterError
+
+__all__ = [
+    "AuditRecord",
+    "VerifyResult",
+    "append_event",
+    "export_run",
+    "query_events",
+    "read_head",
+    "redact",
+    "verify_bundle",
+    "verify_chain",
+]
+
+MAX_ACTOR = 100
+
+
+def append_event(
+    conn: Connection,
+    *,
+    type: str,
+    actor: str,
+    at: datetime,
+    run_id: str | None = None,
+    step_id: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one event to the chain inside the caller's open transaction.
+
+    The payload is redacted (secret-looking keys and inline ``name=value`` secrets become
+    ``"[redacted]"``) and converted to plain JSON (Decimal → string, datetime → ISO, enum →
+    value). Raises ParameterError for a naive ``at``, an empty or too long actor, type, run id
+    or step id, or a payload value with no JSON form. Database errors propagate and should roll back the
+    caller's transaction.
+    """
+    if at.tzinfo is None:
+        raise ParameterError("at", "must be a timezone-aware UTC datetime")
+    if not actor or len(actor) > MAX_ACTOR:
+        raise ParameterError("actor", f"must be 1 to {MAX_ACTOR} characters, got {actor!r}")
+    if not type or len(type) > 64:
+        raise ParameterError("type", f"must be 1 to 64 characters, got {type!r}")
+    # The column sizes, checked here so SQLite (which ignores them) refuses what PostgreSQL would.
+    for name, value, size in (("run_id", run_id, 16), ("step_id", step_id, 100)):
+        if value is not None and not 0 < len(value) <= size:
+            raise ParameterError(name, f"must be 1 to {size} characters, got {value!r}")
+    at = utc(at)
+    clean = to_jsonable(redact(payload))
+    payload_json = canonical_json(clean)
+    before, after = body_parts(
+        at=format_at(at), actor=actor, run_id=run_id, step_id=step_id, type=type, payload_json=payload_json
+    )
+    values = {
+        "at": at,
+        "actor": actor,
+        "run_id": run_id,
+        "step_id": step_id,
+        "type": type,
+        "payload": payload_json,
+    }
+    if conn.dialect.name == "postgresql":
+        seq, prev_hash, hash_ = _append_postgres(conn, values, before, after)
+    else:
+        seq, prev_hash, hash_ = _append_sqlite(conn, values, before, after)
+    return AuditRecord(
+        seq=seq,
+        at=at,
+        actor=actor,
+        run_id=run_id,
+        step_id=step_id,
+        type=type,
+        payload=clean,
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+
+
+# One statement locks the head, takes the next seq, hashes and inserts, so the head lock
+# is held for one round trip plus the caller's commit: that bounds the throughput of one
+# chain. The hash is chain.py's design in SQL (verify_chain recomputes it in Python).
+_PG_APPEND = text(
+    """
+INSERT INTO audit_events (seq, at, actor, run_id, step_id, type, payload, prev_hash, hash)
+SELECT h.seq + 1, :at, :actor, :run_id, :step_id, :type, CAST(:payload AS json), h.hash,
+       encode(sha256(decode('00', 'hex') || decode(h.hash, 'hex')
+                     || sha256(convert_to(:before || (h.seq + 1)::text || :after, 'UTF8'))), 'hex')
+FROM audit_head h
+WHERE h.id = 1
+FOR UPDATE
+RETURNING seq, prev_hash, hash
+"""
+).bindparams(bindparam("at", type_=DateTime(timezone=True)))
+
+
+def _append_postgres(conn: Connection, values: dict[str, Any], before: str, after: str) -> tuple[int, str, str]:
+    params = {**values, "before": before, "after": after}
+    row = conn.execute(_PG_APPEND, params).first()
+    if row is None:  # no head row yet: create it race-free, then the insert finds it
+        _ensure_head(conn)
+        row = conn.execute(_PG_APPEND, params).one()
+    return int(row.seq), str(row.prev_hash), str(row.hash)
+
+
+# Built once: the payload is already canonical JSON text, so it is bound as text.
+_SQLITE_INSERT = insert(audit_events).values(payload=bindparam("b_payload", type_=Text))
+
+
+def _append_sqlite(conn: Connection, values: dict[str, Any], before: str, after: str) -> tuple[int, str, str]:
+    # The caller's BEGIN IMMEDIATE holds SQLite's write lock: nobody can move the head now.
+    row = conn.execute(SELECT_HEAD).first()
+    if row is None:
+        _ensure_head(conn)
+        row = conn.execute(SELECT_HEAD).one()
+    seq, prev_hash = int(row.seq) + 1, str(row.hash)
+    hash_ = link_hash(prev_hash, body_digest(f"{before}{seq}{after}"))
+    # The triggers check that this row extends the head and then advance the head to it.
+    columns = {k: v for k, v in values.items() if k != "payload"}
+    conn.execute(_SQLITE_INSERT, {**columns, "seq": seq, "prev_hash": prev_hash, "hash": hash_,
+                                  "b_payload": values["payload"]})
+    return seq, prev_hash, hash_
+
+
+def _ensure_head(conn: Connection) -> None:
+    """Create the genesis head row unless it exists (concurrent callers may race here)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(audit_head).values(id=1, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+def query_events(
+    engine: Engine,
+    *,
+    run_id: str | None = None,
+    workflow: str | None = None,
+    actor: str | None = None,
+    type: str | Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch: int = 1000,
+    limit: int | None = None,
+) -> Iterator[AuditRecord]:
+    """Yield matching events in seq order, one page of ``batch`` rows at a time.
+
+    Keyset pagination (``seq > last``) keeps memory flat and each page a short read, so a
+    long listing never holds a transaction open. ``workflow`` matches the workflow name of
+    the event's run; ``since`` is inclusive, ``until`` exclusive; ``type`` may be one type or
+    several. Raises ParameterError for naive datetimes or a non-positive ``batch``/``limit``.
+    """
+    from treasury.store.tables import runs
+
+    if batch < 1:
+        raise ParameterError("batch", "must be at least 1")
+    if limit is not None and limit < 1:
+        raise ParameterError("limit", "must be at least 1")
+    c = audit_events.c
+    conds: list[ColumnElement[bool]] = []
+    if run_id is not None:
+        conds.append(c.run_id == run_id)
+    if workflow is not None:
+        conds.append(c.run_id.in_(select(runs.c.id).where(runs.c.workflow == workflow)))
+    if actor is not None:
+        conds.append(c.actor == actor)
+    if isinstance(type, str):
+        conds.append(c.type == type)
+    elif type is not None:
+        conds.append(c.type.in_(list(type)))
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise ParameterError(name, "must be a timezone-aware datetime")
+    if since is not None:
+        conds.append(c.at >= utc(since))
+    if until is not None:
+        conds.append(c.at < utc(until))
+
+    columns = record_columns(engine)
+    last = 0
+    remaining = limit
+    while True:
+        size = batch if remaining is None else min(batch, remaining)
+        stmt = select(*columns).where(*conds, c.seq > last).order_by(c.seq).limit(size)
+        # One short transaction per page: on SQLite every transaction takes the write lock.
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        for row in rows:
+            yield AuditRecord.from_row(row)
+        if remaining is not None:
+            remaining -= len(rows)
+            if remaining <= 0:
+                return
+        if len(rows) < size:
+            return
+        last = rows[-1][0]

@@ -1,0 +1,263 @@
+"""``treasury ops``, ``treasury query``, ``treasury keys check`` and ``treasury resume-exchange``.
+
+Parse, call the exchange library, print. ``query`` runs read-only operations only: every
+write happens through a workflow, with its approvals, policy and execution record.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from treasury.cli.context import AppContext, pass_app, to_jsonable
+from treasury.errors import ConfigError, ExchangeError, ParameterError, TreasuryError
+from treasury.exchange.client import HashKeyClient
+from treasury.exchange.factory import build_client, build_limiter, load_profile, redis_broker_url
+from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
+from treasury.keys import load_key_specs
+from treasury.models import Permission
+from treasury.operations.registry import get_operation, operations
+
+
+def _audit_hook() -> Callable[..., Any] | None:
+    """``treasury.audit.append_event`` when the audit layer is installed."""
+    try:
+        module = importlib.import_module("treasury.audit")
+    except ImportError:
+        return None
+    hook = getattr(module, "append_event", None)
+    return hook if callable(hook) else None
+
+
+def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
+    """Print one error (a JSON object with --json) and exit with its code (1 outcome, 2 usage)."""
+    if as_json:
+        detail = exc.to_dict() if isinstance(exc, ExchangeError) else {
+            "error": type(exc).__name__, "message": str(exc)
+        }
+        app.print_json(detail)
+    else:
+        # Plain echo, not rich markup: messages contain brackets such as "[read]".
+        click.echo(f"error: {exc}", err=True)
+    raise SystemExit(exc.exit_code)
+
+
+def _print_table(app: AppContext, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                 title: str | None = None) -> None:
+    """A table at its natural width: piped output is not a terminal, and rich would squeeze
+    every column into 80 characters."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
+    console = app.console
+    if not console.is_terminal:
+        width = Measurement.get(console, console.options.update_width(1000), table).maximum
+        console = Console(width=max(80, width), soft_wrap=True, highlight=False)
+    console.print(table)
+
+
+def _client(app: AppContext) -> HashKeyClient:
+    return build_client(app.settings, clock=app.clock, engine=app.engine(), audit=_audit_hook())
+
+
+def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(pair, "must be written name=value")
+        if name in out:
+            raise ParameterError(name, "is given twice")
+        out[name] = value
+    return out
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@click.command("ops")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@pass_app
+def ops_command(app: AppContext, as_json: bool) -> None:
+    """List operations with their permission, rate class and retry strategy."""
+    specs = list(operations())
+    if as_json:
+        app.print_json([spec.describe() for spec in specs])
+        return
+    _print_table(
+        app,
+        ("name", "method", "path", "permission", "rate class", "weight", "retry strategy", "writes"),
+        [
+            (s.name, s.method, s.path, s.permission.value, s.rate_class.value, s.weight,
+             s.retry_strategy.value, "yes" if s.mutates else "")
+            for s in specs
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- query
+
+
+def _print_result(app: AppContext, op_name: str, data: Any) -> None:
+    if op_name == "balances" and isinstance(data, dict) and isinstance(data.get("balances"), list):
+        _print_table(
+            app,
+            ("asset", "total", "free", "locked"),
+            [(b.get("asset"), b.get("total"), b.get("free"), b.get("locked")) for b in data["balances"]],
+            title=f"balances (user {data.get('userId', '?')})",
+        )
+        return
+    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+        columns: list[str] = []
+        for row in data:
+            columns.extend(k for k in row if k not in columns and not isinstance(row[k], dict | list))
+        _print_table(app, columns, [[row.get(c) for c in columns] for row in data], title=op_name)
+        return
+    app.print_json(data)
+
+
+@click.command("query")
+@click.argument("op_name", metavar="OP")
+@click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
+@click.option("--key", "profile_name", required=True, help="key profile from keys.yaml")
+@click.option("--json", "as_json", is_flag=True, help="print the exchange's JSON answer")
+@pass_app
+def query_command(
+    app: AppContext, op_name: str, assignments: tuple[str, ...], profile_name: str, as_json: bool
+) -> None:
+    """Run one read-only operation OP with key profile --key and print the answer.
+
+    Write operations are refused: they only run inside workflows.
+    """
+    try:
+        spec = get_operation(op_name)
+        if spec.mutates:
+            raise ParameterError(
+                "OP",
+                f"must be a read-only operation; {op_name!r} changes exchange state. Writes happen only "
+                "through workflows (`treasury run FILE`), with approvals, policy and audit",
+            )
+        params = _parse_assignments(assignments)
+        profile = load_profile(app.settings, profile_name)
+        with _client(app) as client:
+            response = client.call(spec, profile, params)
+    except TreasuryError as exc:
+        _fail(app, exc, as_json)
+    if as_json:
+        app.print_json(response.data)
+    else:
+        _print_result(app, spec.name, response.data)
+
+
+# --------------------------------------------------------------------------- keys check
+
+
+def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[str, Any]:
+    specs = load_key_specs(app.settings.keys_file)
+    spec = specs[name]
+    result: dict[str, Any] = {
+        "profile": name,
+        "api_key": spec.api_key,
+        "permissions": sorted(p.value for p in spec.permissions),
+        "ok": False,
+        "account_type": None,
+        "assets": None,
+        "error": None,
+    }
+    try:
+        profile = spec.resolve()
+        answer = client.call("check_api_key", profile)
+        result["account_type"] = answer.data.get("accountType") if isinstance(answer.data, dict) else None
+        if Permission.READ in profile.permissions:
+            balances = client.call("balances", profile).data
+            result["assets"] = sorted(b.get("asset") for b in balances.get("balances", []))
+        result["ok"] = True
+    except TreasuryError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Key profiles (config/keys.yaml)."""
+
+
+@keys_group.command("check")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@pass_app
+def keys_check_command(app: AppContext, as_json: bool) -> None:
+    """Check every key profile against the exchange: the key, the signature and a signed read."""
+    try:
+        names = list(load_key_specs(app.settings.keys_file))
+        client = _client(app)
+    except TreasuryError as exc:
+        _fail(app, exc, as_json)
+    with client:
+        results = [_check_profile(client, app, name) for name in names]
+    if as_json:
+        app.print_json(results)
+    else:
+        _print_table(
+            app,
+            ("profile", "api key", "permissions", "result", "detail"),
+            [
+                (r["profile"], r["api_key"], ",".join(r["permissions"]), "ok" if r["ok"] else "FAILED",
+                 f"{r['account_type']} key; assets: {', '.join(r['assets'] or [])}" if r["ok"] else r["error"])
+                for r in results
+            ],
+        )
+    if not all(r["ok"] for r in results):
+        raise SystemExit(1)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+@click.command("resume-exchange")
+@click.option("--as", "user", required=True, help="the person resuming traffic (audited)")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON object")
+@pass_app
+def resume_exchange_command(app: AppContext, user: str, as_json: bool) -> None:
+    """Lift the host-wide exchange ban (after a 418) in the database and in Redis, audited."""
+    try:
+        if not user.strip():
+            raise ParameterError("--as", "must name a person")
+        engine = app.engine()
+        with engine.connect() as conn:
+            before = [h for h in active_halts(conn, app.clock.now()) if h["kind"] == "banned"]
+        guard = build_limiter(app.settings, app.clock, engine=engine, audit=_audit_hook())
+        if not isinstance(guard, HaltGuard):  # pragma: no cover - an engine always gives a guard
+            raise ConfigError("the limiter has no database guard")
+        lifted = guard.resume_count(user)
+    except TreasuryError as exc:
+        _fail(app, exc, as_json)
+    bans = [describe_halt(h) for h in before]
+    out = {
+        "resumed_by": user,
+        "lifted": lifted,
+        "bans": bans,
+        "redis": redis_broker_url(app.settings) is not None,
+    }
+    if as_json:
+        app.print_json(out)
+    elif lifted:
+        click.echo(f"exchange traffic resumed by {user}; lifted: " + "; ".join(bans))
+    else:
+        click.echo(f"no ban was recorded in the database; shared limiter cleared by {user}")
+
+
+def register(cli: click.Group) -> None:
+    """Add the exchange commands to the ``treasury`` group."""
+    cli.add_command(ops_command)
+    cli.add_command(query_command)
+    cli.add_command(keys_group)
+    cli.add_command(resume_exchange_command)

@@ -1,0 +1,245 @@
+"""Run commands: run, runs, show, approve, reject, cancel, resolve, recover."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from treasury.cli.context import AppContext, pass_app
+from treasury.errors import ParameterError
+from treasury.models import RunState
+
+BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
+
+
+def _runtime(app: AppContext) -> Any:
+    return app.runtime()
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "operator"
+
+
+def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-i name=value`` pairs as a dict. Raises ParameterError naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(pair, "must be written name=value")
+        if name in out:
+            raise ParameterError(name, "is given twice")
+        out[name.strip()] = value
+    return out
+
+
+def _exit_for(state: str) -> None:
+    if RunState(state) in BAD_END:
+        raise SystemExit(1)
+
+
+def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
+    click.echo(f"run {data['id']}  workflow {data['workflow']}  state {data['state']}")
+    if data.get("error"):
+        click.echo(f"  error: {data['error']}")
+    rows = []
+    for s in data["steps"]:
+        detail = s.get("error") or ""
+        if s["kind"] == "approval" and s["state"] == "AWAITING_APPROVAL":
+            detail = f"digest {str(s.get('digest'))[:16]}…, quorum {s.get('quorum')}, eligible {s.get('eligible')}"
+        elif s.get("result") and not detail:
+            r = s["result"]
+            detail = f"orderId {r.get('orderId')}" if isinstance(r, dict) and r.get("orderId") else ""
+        rows.append((s["id"], s["kind"], s["state"], s.get("client_order_id") or "", detail))
+    app.print_table(["step", "kind", "state", "client id", "detail"], rows)
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE", help="workflow input")
+@click.option("--as", "user", default=None, help="who requests the run")
+@click.option("--dry-run", is_flag=True, help="print the plan with policy verdicts; send nothing")
+@click.option("--wait", is_flag=True, help="wait until the run finishes or waits for a person")
+@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait with --wait")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | None, dry_run: bool,
+            wait: bool, timeout: float, as_json: bool) -> None:
+    """Start a run of the workflow FILE and print its id and state."""
+    rt = _runtime(app)
+    user = user or _default_user()
+    raw = parse_inputs(inputs)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
+    loaded = rt.service.load_and_check(text, source=str(file))
+    if dry_run:
+        plan = rt.service.plan(loaded, raw, requested_by=user)
+        if as_json:
+            app.print_json(plan)
+        else:
+            click.echo(f"dry run of {plan['workflow']} ({file}) as {user}: nothing is sent")
+            for s in plan["steps"]:
+                if s["kind"] == "approval":
+                    click.echo(f"  {s['id']}: approval, quorum {s['quorum']} of {s['eligible']}, "
+                               f"expires in {s['expires_in']}")
+                else:
+                    click.echo(f"  {s['id']}: {s['op']} with key {s['key']} {app_dumps(s['params'])}")
+                    for v in s.get("policy", []):
+                        mark = "allow" if v["allowed"] else "DENY"
+                        click.echo(f"      policy {mark}: {v['message']}")
+        if not plan["allowed"]:
+            raise SystemExit(1)
+        return
+    run_id = rt.service.start(loaded, raw, requested_by=user)
+    state = rt.service.state_of(run_id)
+    if wait:
+        deadline = time.monotonic() + timeout
+        while RunState(state) in (RunState.PENDING, RunState.RUNNING) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = rt.service.state_of(run_id)
+    data = rt.service.show(run_id, with_audit=False)
+    if as_json:
+        app.print_json(data)
+    else:
+        _print_run_summary(app, data)
+    _exit_for(data["state"])
+
+
+def app_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+@click.command("runs")
+@click.option("--state", default=None, help="only runs in this state")
+@click.option("--workflow", default=None, help="only runs of this workflow")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def runs_cmd(app: AppContext, state: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    rt = _runtime(app)
+    rt.service.expire_due()
+    items = rt.service.list(state=state, workflow=workflow, limit=limit)
+    if as_json:
+        app.print_json(items)
+        return
+    app.print_table(["id", "workflow", "state", "requested by", "created", "due"],
+                    [(r["id"], r["workflow"], r["state"], r["requested_by"], r["created_at"], r.get("due_at"))
+                     for r in items])
+
+
+@click.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
+    """Show one run: steps, client ids, results, approvals, errors and its audit timeline."""
+    rt = _runtime(app)
+    rt.service.expire_due()
+    data = rt.service.show(run_id)
+    if as_json:
+        app.print_json(data)
+        return
+    _print_run_summary(app, data)
+    for s in data["steps"]:
+        if s["kind"] == "approval" and s.get("waiting_for"):
+            click.echo(f"approval {s['id']}: digest {s['digest']}")
+            for step_id, g in s["waiting_for"].items():
+                click.echo(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}")
+    if data["approvals"]:
+        app.print_table(["step", "approver", "decision", "at", "comment"],
+                        [(a["step_id"], a["approver"], a["decision"], a["at"], a["comment"] or "")
+                         for a in data["approvals"]], title="approvals")
+    app.print_table(["seq", "at", "actor", "step", "type"],
+                    [(e["seq"], e["at"], e["actor"], e["step_id"] or "", e["type"]) for e in data["audit"]],
+                    title="audit timeline")
+
+
+def _decision(name: str, help_text: str) -> Any:
+    @click.command(name, help=help_text)
+    @click.argument("run_id")
+    @click.option("--as", "user", required=True, help="who decides")
+    @click.option("--comment", default=None, help="a comment recorded with the approval")
+    @click.option("--reason", default=None, help="why (required to reject)")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_app
+    def cmd(app: AppContext, run_id: str, user: str, comment: str | None, reason: str | None,
+            as_json: bool) -> None:
+        rt = _runtime(app)
+        if name == "approve":
+            state = rt.service.approve(run_id, user, comment)
+        elif name == "reject":
+            if not reason:
+                raise click.UsageError("reject needs --reason")
+            state = rt.service.reject(run_id, user, reason)
+        else:
+            state = rt.service.cancel(run_id, user)
+        data = rt.service.show(run_id, with_audit=False)
+        if as_json:
+            app.print_json(data)
+        else:
+            click.echo(f"run {run_id}: {state}")
+        if name == "approve":
+            _exit_for(state)
+
+    return cmd
+
+
+@click.command("resolve")
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--as", "user", required=True)
+@click.option("--outcome", type=click.Choice(["succeeded", "failed"]), required=True)
+@click.option("--note", required=True, help="what the person checked and decided")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str, outcome: str, note: str,
+                as_json: bool) -> None:
+    """A person settles a NEEDS_ATTENTION step."""
+    rt = _runtime(app)
+    state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note)
+    if as_json:
+        app.print_json(rt.service.show(run_id, with_audit=False))
+    else:
+        click.echo(f"run {run_id}: {state}")
+
+
+@click.command("recover")
+@click.option("--older-than", default=60.0, show_default=True, help="seconds without activity")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def recover_cmd(app: AppContext, older_than: float, as_json: bool) -> None:
+    """Reconcile stale execution records and re-drive runs whose message was lost."""
+    from datetime import timedelta
+
+    from treasury.execution import sweep
+
+    rt = _runtime(app)
+    swept = sweep(rt.executor, older_than_seconds=older_than)
+    expired = rt.service.expire_due()
+    counts = rt.service.recover(older_than=timedelta(seconds=older_than))
+    out = {"records": [{"client_id": c, "state": str(s)} for c, s in swept], "expired": len(expired), **counts}
+    if as_json:
+        app.print_json(out)
+    else:
+        click.echo(f"reconciled {len(swept)} records, expired {len(expired)} approvals, "
+                   f"kicked {counts['pending_runs']} runs, re-dispatched {counts['running_steps']} steps")
+
+
+def register(cli: click.Group) -> None:
+    for cmd in (run_cmd, runs_cmd, show_cmd, resolve_cmd, recover_cmd):
+        cli.add_command(cmd)
+    cli.add_command(_decision("approve", "Approve the step RUN_ID is waiting for."))
+    cli.add_command(_decision("reject", "Reject a run (one rejection ends it); needs --reason."))
+    cli.add_command(_decision("cancel", "Cancel a run that has not finished."))

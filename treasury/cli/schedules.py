@@ -1,0 +1,113 @@
+"""``treasury schedules`` and ``treasury schedule pause|resume NAME --as USER``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from treasury.cli.context import AppContext, pass_app
+from treasury.errors import ApprovalRefused
+
+
+class _Schedules:
+    """The schedules in the workflow files and the scheduler that knows their state."""
+
+    def __init__(self, app: AppContext) -> None:
+        from treasury.runtime import load_config
+        from treasury.worker.schedules import Beat
+        from treasury.workflow.service import InlineDispatcher, RunContext, RunService
+
+        # Listing, pausing and resuming validate workflow files and read the database; they never
+        # execute a step, so no exchange client is built (and none is needed to be reachable).
+        keys, approvers, policy = load_config(app.settings)
+        ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=None,
+                         dispatcher=InlineDispatcher(), clock=app.clock)
+        self.service = RunService(app.engine(), ctx)
+        self.beat = Beat(app.engine(), self.service, app.settings.workflows_dir, clock=app.clock)
+        self.specs, self.invalid = self.beat.loader.load()
+
+    def warn_invalid(self) -> None:
+        for file, message in self.invalid:
+            lines = message.splitlines() or [""]
+            more = f" (and {len(lines) - 1} more problems; `treasury validate {file}`)" if len(lines) > 1 else ""
+            click.echo(f"warning: {file} is skipped by the scheduler: {lines[0]}{more}", err=True)
+
+    def check_person(self, user: str) -> None:
+        """Pausing stops money from moving and resuming starts it again: people in approvers.yaml only."""
+        users = self.service.ctx.approvers.users
+        if users and user not in users:
+            raise ApprovalRefused(f"{user!r} is not a known person in config/approvers.yaml")
+
+
+def _status_rows(s: _Schedules) -> list[dict[str, Any]]:
+    out = []
+    for st in s.beat.scheduler.status(s.specs):
+        last_state = s.service.state_of(st.last_run_id) if st.last_run_id else None
+        out.append({
+            "name": st.name, "workflow_file": st.workflow_file, "cron": st.cron, "timezone": st.timezone,
+            "catchup": st.catchup, "paused": st.paused, "paused_by": st.paused_by,
+            "next_fire_local": st.next_fire_local, "next_fire_utc": st.next_fire_utc,
+            "last_due_at": st.last_due_at, "last_run_id": st.last_run_id, "last_run_state": last_state,
+        })
+    return out
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M %Z") if value is not None else "-"
+
+
+@click.command("schedules")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def schedules_cmd(app: AppContext, as_json: bool) -> None:
+    """List schedules: next fire time (local and UTC), last run and paused state."""
+    s = _Schedules(app)
+    rows = _status_rows(s)
+    s.warn_invalid()
+    if as_json:
+        app.print_json(rows)
+        return
+    app.print_table(
+        ["name", "cron", "timezone", "next (local)", "next (UTC)", "last run", "paused"],
+        [(r["name"], r["cron"], r["timezone"], _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
+          f"{r['last_run_id']} {r['last_run_state']} (due {_when(r['last_due_at'])})" if r["last_run_id"] else "-",
+          f"yes, by {r['paused_by']}" if r["paused"] else "no")
+         for r in rows],
+    )
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Pause or resume one schedule."""
+
+
+def _decide(action: str) -> Any:
+    @click.command(action, help=f"{action.capitalize()} the schedule NAME (audited).")
+    @click.argument("name")
+    @click.option("--as", "user", required=True, help="who decides (a person in approvers.yaml)")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_app
+    def cmd(app: AppContext, name: str, user: str, as_json: bool) -> None:
+        s = _Schedules(app)
+        s.check_person(user)
+        if action == "pause":
+            s.beat.scheduler.pause(name, by=user, specs=s.specs)
+        else:
+            s.beat.scheduler.resume(name, by=user, specs=s.specs)
+        row = next((r for r in _status_rows(s) if r["name"] == name), None)
+        if as_json:
+            app.print_json(row if row is not None else {"name": name, "paused": action == "pause"})
+        else:
+            click.echo(f"schedule {name}: {'paused' if action == 'pause' else 'running'}")
+
+    return cmd
+
+
+schedule_group.add_command(_decide("pause"))
+schedule_group.add_command(_decide("resume"))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(schedules_cmd)
+    cli.add_command(schedule_group)

@@ -1,0 +1,187 @@
+"""One step call's working context: the shared services, the step's legs, and their commits.
+
+``Services`` is what every call of the executor shares (database, clock, audit, policy,
+timing, retry policies). ``StepContext`` is one call working on one step under one lease
+holder; the send and reconcile paths are plain functions that take it. Every change to a
+record goes through ``StepContext.commit``: a compare-and-set under the lease, audited in the
+same transaction, with the policy reservation settled when the step becomes final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
+from treasury.clock import Clock
+from treasury.execution import records as R
+from treasury.execution.outcomes import ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.records import ExecRecord
+from treasury.execution.retry import RetryPolicy
+from treasury.keys import KeyProfile
+from treasury.models import ExecState, StepState
+from treasury.operations.registry import OperationSpec
+
+AuditFn = Callable[..., Any]
+
+
+def policy_api() -> Any:
+    """``treasury.policy``, imported late: the policy package sits above the execution layer."""
+    import treasury.policy as policy_api
+
+    return policy_api
+
+
+class Stop(Exception):
+    """Leave the drive loop with this outcome (halt, lease lost, budget spent)."""
+
+    def __init__(self, outcome: StepOutcome) -> None:
+        self.outcome = outcome
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every step call shares; built from the executor's current attributes for each call."""
+
+    engine: Engine
+    clock: Clock
+    settings: ExecutionSettings
+    policy: Any | None
+    audit: AuditFn
+    read_policy: RetryPolicy
+    send_policy: RetryPolicy
+
+    def load_step(self, run_id: str, step_id: str) -> list[ExecRecord]:
+        """The step's execution records, in their own transaction."""
+        with self.engine.begin() as conn:
+            return R.load_step(conn, run_id, step_id)
+
+    def event(self, type_: str, actor: str, run_id: str | None, step_id: str | None,
+              payload: dict[str, Any]) -> None:
+        """Append one audit event in its own transaction."""
+        with self.engine.begin() as conn:
+            self.audit(conn, type=type_, actor=actor, at=self.clock.now(), run_id=run_id, step_id=step_id,
+                       payload=payload)
+
+    def retry_audit(self, actor: str, run_id: str, step_id: str, operation: str) -> Callable[[Any], None]:
+        """A ``before_sleep`` hook that audits every scheduled retry as ``retry.scheduled``."""
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            self.event(RETRY_SCHEDULED, actor, run_id, step_id, {
+                "operation": operation, "attempt": state.attempt_number,
+                "wait_seconds": round(float(state.upcoming_sleep), 3),
+                "why": error_text(exc) if exc is not None else "retry"})
+        return before_sleep
+
+    def settle_policy(self, conn: Connection, run_id: str, step_id: str, at: Any) -> None:
+        """Confirm (any leg succeeded) or release (all failed) once every leg is settled;
+        NEEDS_ATTENTION keeps the reservation until a person resolves the step."""
+        if self.policy is None:
+            return
+        legs = R.load_step(conn, run_id, step_id)
+        if not settled(legs):
+            return
+        if any(r.state is ExecState.SUCCEEDED for r in legs):
+            policy_api().confirm(conn, run_id=run_id, step_id=step_id, at=at)
+        else:
+            policy_api().release(conn, run_id=run_id, step_id=step_id, at=at)
+
+
+@dataclass
+class StepContext:
+    """One call working on one step: who acts, under which lease, with which client, until when."""
+
+    svc: Services
+    spec: OperationSpec
+    run_id: str
+    step_id: str
+    actor: str
+    holder: str
+    client: Any
+    profile: KeyProfile
+    max_attempts: int
+    send_until: float  # epoch seconds: no new send or rate-limit wait after this
+    stop_at: float  # epoch seconds: hard end of this call
+    legs: dict[str, ExecRecord]
+    rate_waits: int = 0
+
+    @property
+    def client_ids(self) -> list[str]:
+        return [r.client_id for r in sorted(self.legs.values(), key=lambda r: r.leg)]
+
+    def running(self, error: str) -> StepOutcome:
+        """A RUNNING outcome for this step: it must be continued later."""
+        return StepOutcome(StepState.RUNNING, error=error, client_ids=self.client_ids)
+
+    def reason(self, rec: ExecRecord, why: str, *, story: str | None = None) -> str:
+        """The plain-language reason a person reads for this step's record ``rec``."""
+        return reason_text(self.spec.name, self.run_id, self.step_id, rec, why, story=story)
+
+    def event(self, type_: str, payload: dict[str, Any]) -> None:
+        """Append one audit event for this step in its own transaction."""
+        self.svc.event(type_, self.actor, self.run_id, self.step_id, payload)
+
+    def retry_audit(self, operation: str) -> Callable[[Any], None]:
+        """A ``before_sleep`` hook auditing retries of ``operation`` for this step."""
+        return self.svc.retry_audit(self.actor, self.run_id, self.step_id, operation)
+
+    def claim(self) -> None:
+        """Take the lease on every unfinished leg.
+
+        Raises:
+            LeaseLost: another worker holds one of them.
+        """
+        at = self.svc.clock.now()
+        with self.svc.engine.begin() as conn:
+            for cid, rec in list(self.legs.items()):
+                if not rec.terminal:
+                    self.legs[cid] = R.claim(conn, rec, owner=self.holder, at=at,
+                                             lease_seconds=self.svc.settings.lease_seconds)
+
+    def release(self) -> None:
+        """Give back the lease on every leg this call holds."""
+        at = self.svc.clock.now()
+        with self.svc.engine.begin() as conn:
+            for cid, rec in self.legs.items():
+                if rec.lease_owner == self.holder:
+                    R.release_lease(conn, cid, owner=self.holder, at=at)
+
+    def commit(
+        self,
+        changes: Sequence[tuple[ExecRecord, dict[str, Any]]],
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> list[ExecRecord]:
+        """Apply ``changes`` (CAS under our lease) and ``events`` in one transaction.
+
+        State changes are audited as ``execution.state``; when the step becomes final the
+        policy reservation is confirmed or released in the same transaction.
+
+        Raises:
+            LeaseLost: another worker took a record over; nothing of this commit is kept.
+        """
+        svc = self.svc
+        at = svc.clock.now()
+        out: list[ExecRecord] = []
+        with svc.engine.begin() as conn:
+            was_settled = svc.policy is None or settled(R.load_step(conn, self.run_id, self.step_id))
+            for type_, payload in events:
+                svc.audit(conn, type=type_, actor=self.actor, at=at, run_id=self.run_id, step_id=self.step_id,
+                          payload=payload)
+            for rec, values in changes:
+                fresh = R.change(conn, rec, owner=self.holder, at=at, lease_seconds=svc.settings.lease_seconds,
+                                 **values)
+                if fresh.state is not rec.state:
+                    svc.audit(conn, type=EXECUTION_STATE, actor=self.actor, at=at, run_id=self.run_id,
+                              step_id=self.step_id, payload={
+                                  "client_id": rec.client_id, "from": rec.state.value, "to": fresh.state.value,
+                                  "attempts": fresh.attempts, "exchange_order_id": fresh.exchange_order_id,
+                                  "error": fresh.error, "reason": fresh.reason})
+                out.append(fresh)
+            if not was_settled:
+                svc.settle_policy(conn, self.run_id, self.step_id, at)
+        for fresh in out:
+            self.legs[fresh.client_id] = fresh
+        return out

@@ -1,0 +1,88 @@
+"""Preparing a step: its legs and client ids, and the PREPARED rows written before any send.
+
+The client id of each leg is deterministic (run, step, leg). The PREPARED rows are inserted
+in the same transaction as the policy reservation and its audited decision, so nothing can be
+sent for a step whose reservation was not taken; a denied step is written as FAILED instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from treasury.audit.events import EXECUTION_STATE, POLICY_DECISION
+from treasury.errors import ParameterError
+from treasury.execution import records as R
+from treasury.execution.context import Services, policy_api
+from treasury.execution.ids import client_id_for
+from treasury.execution.outcomes import StepRequest
+from treasury.execution.records import ExecRecord, NewRecord
+from treasury.models import ExecState
+from treasury.operations.registry import OperationSpec, parse_params
+
+
+def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
+    """The step's legs with their client ids set in the wire parameters (one leg per batch order).
+
+    Raises:
+        ParameterError: a batch has no orders, or the parameters do not fit the operation.
+        ValueError: a parameter value cannot be parsed.
+    """
+    params = dict(req.params)
+    field_ = spec.client_id_field
+    if spec.lookup == "batch_orders":
+        orders = params.get("orders")
+        if not isinstance(orders, list) or not orders:
+            raise ParameterError("orders", "must be a non-empty list of orders")
+        legs = [NewRecord(client_id_for(req.run_id, req.step_id, i), i,
+                          {**dict(order), str(field_): client_id_for(req.run_id, req.step_id, i)})
+                for i, order in enumerate(orders)]
+        parse_params(spec, {"orders": [leg.params for leg in legs]})
+        return legs
+    cid = client_id_for(req.run_id, req.step_id)
+    wire = {**params, field_: cid} if field_ else params
+    parse_params(spec, wire)
+    return [NewRecord(cid, 0, wire)]
+
+
+def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,
+            account: str | None = None) -> list[ExecRecord] | None:
+    """Insert the PREPARED records (with the policy reservation), or None if they exist.
+
+    ``account`` is the key profile's account, for account-scoped rules on operations whose
+    parameters name none (withdrawals).
+    """
+    at = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            existing = R.load_step(conn, req.run_id, req.step_id)
+            if existing:
+                return existing
+            denied: list[Any] = []
+            if svc.policy is not None:
+                verdicts = policy_api().reserve(conn, svc.policy, run_id=req.run_id, step_id=req.step_id,
+                                                 op=spec.name, params=dict(req.params), at=at,
+                                                 account=account)
+                denied = [v for v in verdicts if not v.allowed]
+                svc.audit(conn, type=POLICY_DECISION, actor=req.actor, at=at, run_id=req.run_id,
+                          step_id=req.step_id, payload={"operation": spec.name, "allowed": not denied,
+                                                        "verdicts": [v.to_dict() for v in verdicts]})
+            if denied:
+                error = "policy denied: " + "; ".join(f"{v.rule}: {v.message}" for v in denied)
+                R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
+                                  key_profile=req.key_profile, legs=legs, at=at,
+                                  state=ExecState.FAILED, error=error)
+                state = ExecState.FAILED
+            else:
+                R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
+                                  key_profile=req.key_profile, legs=legs, at=at)
+                state = ExecState.PREPARED
+            for leg in legs:
+                svc.audit(conn, type=EXECUTION_STATE, actor=req.actor, at=at, run_id=req.run_id,
+                          step_id=req.step_id, payload={"client_id": leg.client_id, "leg": leg.leg,
+                                                        "to": state.value, "operation": spec.name,
+                                                        "key_profile": req.key_profile})
+            return R.load_step(conn, req.run_id, req.step_id)
+    except IntegrityError:
+        return None  # another worker inserted them first: continue from what it wrote

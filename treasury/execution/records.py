@@ -1,0 +1,291 @@
+"""Execution records: one row per money-moving request, written before anything is sent.
+
+A record is keyed by its deterministic client id and is unique per (run, step, leg). Every
+change is a compare-and-set on ``version`` *and* on the lease holder, so two workers that
+both picked up the same step can never both move it: the one that lost the race sees
+:class:`LeaseLost` and stops. Callers run these functions inside their own transaction, next
+to the audit append that records the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+
+from treasury.errors import ExecutionError
+from treasury.models import ExecState
+from treasury.store.tables import execution_records as T
+
+TERMINAL = frozenset({ExecState.SUCCEEDED, ExecState.FAILED, ExecState.NEEDS_ATTENTION})
+IN_FLIGHT = frozenset({ExecState.SENDING, ExecState.UNKNOWN})
+
+
+class LeaseLost(ExecutionError):
+    """Another worker holds (or took over) the record; this worker must stop touching it."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(f"execution record {client_id} is held by another worker")
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time in a record is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``params`` (sorted keys, no spaces)."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExecRecord:
+    """One row of ``execution_records``, with UTC-aware times."""
+
+    client_id: str
+    run_id: str
+    step_id: str
+    leg: int
+    operation: str
+    key_profile: str
+    params: dict[str, Any]
+    params_digest: str
+    state: ExecState
+    attempts: int
+    exchange_order_id: str | None
+    response: Any
+    error: str | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    unknown_since: datetime | None
+    lease_until: datetime | None
+    lease_owner: str | None
+    version: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @classmethod
+    def from_row(cls, row: Any) -> ExecRecord:
+        created = aware(row["created_at"])
+        updated = aware(row["updated_at"])
+        assert created is not None and updated is not None
+        return cls(
+            client_id=row["client_id"],
+            run_id=row["run_id"],
+            step_id=row["step_id"],
+            leg=int(row["leg"]),
+            operation=row["operation"],
+            key_profile=row["key_profile"],
+            params=dict(row["params"] or {}),
+            params_digest=row["params_digest"],
+            state=ExecState(row["state"]),
+            attempts=int(row["attempts"] or 0),
+            exchange_order_id=row["exchange_order_id"],
+            response=row["response"],
+            error=row["error"],
+            reason=row["reason"],
+            created_at=created,
+            updated_at=updated,
+            sent_at=aware(row["sent_at"]),
+            unknown_since=aware(row["unknown_since"]),
+            lease_until=aware(row["lease_until"]),
+            lease_owner=row["lease_owner"],
+            version=int(row["version"] or 0),
+        )
+
+
+# The statements on a step's path are built once, with named parameters: building a
+# SQLAlchemy statement costs several times what running it on SQLite does. Parameter names
+# start with ``b_`` so they never collide with the column names an UPDATE's SET takes.
+_LOAD = select(T).where(T.c.client_id == bindparam("b_client_id"))
+_LOAD_STEP = (select(T).where(T.c.run_id == bindparam("b_run_id"), T.c.step_id == bindparam("b_step_id"))
+              .order_by(T.c.leg))
+_CLAIM = (
+    update(T)
+    .where(T.c.client_id == bindparam("b_client_id"), T.c.version == bindparam("b_version"),
+           or_(T.c.lease_until.is_(None), T.c.lease_until < bindparam("b_at"),
+               T.c.lease_owner == bindparam("b_owner")))
+    .values(version=T.c.version + 1)
+    .returning(*T.c)
+)
+_CHANGE = (
+    update(T)
+    .where(T.c.client_id == bindparam("b_client_id"), T.c.version == bindparam("b_version"),
+           T.c.lease_owner == bindparam("b_owner"))
+    .values(version=T.c.version + 1)
+    .returning(*T.c)
+)
+_SETTABLE = frozenset(T.c.keys()) - {"version"}  # what change() may set (version moves by itself)
+_RELEASE = (
+    update(T)
+    .where(T.c.client_id == bindparam("b_client_id"), T.c.lease_owner == bindparam("b_owner"))
+    .values(lease_owner=None, lease_until=None, version=T.c.version + 1)
+)
+
+
+def load(conn: Connection, client_id: str) -> ExecRecord | None:
+    """The record with ``client_id``, or None."""
+    row = conn.execute(_LOAD, {"b_client_id": client_id}).mappings().first()
+    return ExecRecord.from_row(row) if row is not None else None
+
+
+def load_step(conn: Connection, run_id: str, step_id: str) -> list[ExecRecord]:
+    """Every record of one step, ordered by leg."""
+    rows = conn.execute(_LOAD_STEP, {"b_run_id": run_id, "b_step_id": step_id}).mappings()
+    return [ExecRecord.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """What a PREPARED record is made of."""
+
+    client_id: str
+    leg: int
+    params: dict[str, Any]
+
+
+def insert_prepared(
+    conn: Connection,
+    *,
+    run_id: str,
+    step_id: str,
+    operation: str,
+    key_profile: str,
+    legs: Sequence[NewRecord],
+    at: datetime,
+    state: ExecState = ExecState.PREPARED,
+    error: str | None = None,
+) -> None:
+    """Insert one record per leg. A second insert for the same step raises IntegrityError.
+
+    ``state``/``error`` let a refusal (policy deny) be stored as FAILED, so a redelivery
+    returns the same outcome instead of deciding again.
+    """
+    conn.execute(
+        insert(T),
+        [
+            {
+                "client_id": leg.client_id,
+                "run_id": run_id,
+                "step_id": step_id,
+                "leg": leg.leg,
+                "operation": operation,
+                "key_profile": key_profile,
+                "params": leg.params,
+                "params_digest": params_digest(leg.params),
+                "state": state.value,
+                "attempts": 0,
+                "error": error,
+                "created_at": at,
+                "updated_at": at,
+                "version": 0,
+            }
+            for leg in legs
+        ],
+    )
+
+
+def claim(conn: Connection, rec: ExecRecord, *, owner: str, at: datetime, lease_seconds: float) -> ExecRecord:
+    """Take the lease on ``rec`` unless another holder's lease is still running.
+
+    Raises:
+        LeaseLost: the record changed since it was read, or another worker holds the lease.
+    """
+    until = at + timedelta(seconds=lease_seconds)
+    row = conn.execute(_CLAIM, {
+        "b_client_id": rec.client_id, "b_version": rec.version, "b_at": at, "b_owner": owner,
+        "lease_owner": owner, "lease_until": until, "updated_at": at,
+    }).mappings().first()
+    if row is None:
+        raise LeaseLost(rec.client_id)
+    return ExecRecord.from_row(row)
+
+
+def change(
+    conn: Connection,
+    rec: ExecRecord,
+    *,
+    owner: str,
+    at: datetime,
+    lease_seconds: float,
+    **values: Any,
+) -> ExecRecord:
+    """Compare-and-set ``values`` on ``rec`` (renewing the lease) and return the new row.
+
+    ``state`` may be given as an :class:`ExecState`.
+
+    Raises:
+        LeaseLost: the version moved or the lease is no longer ``owner``'s.
+    """
+    if isinstance(values.get("state"), ExecState):
+        values["state"] = values["state"].value
+    unknown = set(values) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not execution record columns one may set: {sorted(unknown)}")
+    row = conn.execute(_CHANGE, {
+        **values, "updated_at": at, "lease_until": at + timedelta(seconds=lease_seconds),
+        "b_client_id": rec.client_id, "b_version": rec.version, "b_owner": owner,
+    }).mappings().first()
+    if row is None:
+        raise LeaseLost(rec.client_id)
+    return ExecRecord.from_row(row)
+
+
+def release_lease(conn: Connection, client_id: str, *, owner: str, at: datetime) -> None:
+    """Give the lease up (if still ours) so a sweeper or redelivery can continue at once."""
+    conn.execute(_RELEASE, {"b_client_id": client_id, "b_owner": owner, "updated_at": at})
+
+
+def settle_by_person(
+    conn: Connection, rec: ExecRecord, *, state: ExecState, note: str, at: datetime
+) -> ExecRecord:
+    """A person's decision: set a NEEDS_ATTENTION (or never sent, PREPARED) record to ``state``
+    regardless of leases.
+
+    Raises:
+        LeaseLost: the record changed between reading and writing (read it again).
+    """
+    row = conn.execute(
+        update(T)
+        .where(T.c.client_id == rec.client_id, T.c.version == rec.version)
+        .values(
+            state=state.value, reason=note, updated_at=at, lease_owner=None, lease_until=None,
+            version=T.c.version + 1,
+        )
+        .returning(*T.c)
+    ).mappings().first()
+    if row is None:
+        raise LeaseLost(rec.client_id)
+    return ExecRecord.from_row(row)
+
+
+def stale(conn: Connection, *, at: datetime, older_than_seconds: float, limit: int = 500) -> list[ExecRecord]:
+    """Non-terminal records untouched for ``older_than_seconds`` whose lease (if any) ran out.
+
+    Oldest first: these are the crashes and lost deliveries the sweeper picks up.
+    """
+    cutoff = at - timedelta(seconds=older_than_seconds)
+    rows = conn.execute(
+        select(T)
+        .where(
+            T.c.state.in_([ExecState.PREPARED.value, ExecState.SENDING.value, ExecState.UNKNOWN.value]),
+            T.c.updated_at < cutoff,
+            or_(T.c.lease_until.is_(None), and_(T.c.lease_until < at)),
+        )
+        .order_by(T.c.updated_at)
+        .limit(limit)
+    ).mappings()
+    return [ExecRecord.from_row(r) for r in rows]

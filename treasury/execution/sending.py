@@ -1,0 +1,226 @@
+"""The send path: PREPARED legs go out once per attempt, and every answer lands on a record.
+
+SENDING is committed (with ``request.sent``) before the request leaves; the answer then moves
+each leg to SUCCEEDED, FAILED, back to PREPARED (nothing happened: not sent, 429, halted) or
+UNKNOWN (it may have happened: 5xx, timeout, reset, duplicate). A batch answer is matched to
+its legs by client order id, never by position.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from treasury.audit.events import REQUEST_SENT, RESPONSE_RECEIVED, RETRY_SCHEDULED
+from treasury.errors import (
+    Banned,
+    DuplicateClientId,
+    ExchangeError,
+    ExchangeHalted,
+    NotSent,
+    OperationNotPermitted,
+    OutcomeUnknown,
+    ParameterError,
+    RateLimited,
+    Rejected,
+    TreasuryError,
+)
+from treasury.exchange.responses import code_text, error_class_for_code
+from treasury.execution.context import StepContext, Stop
+from treasury.execution.outcomes import (
+    cause,
+    error_payload,
+    error_text,
+    exchange_order_id,
+    halt_message,
+    sent_payload,
+    suspended,
+)
+from treasury.execution.records import ExecRecord
+from treasury.models import ExecState
+
+
+def send(ctx: StepContext, cids: list[str]) -> None:
+    """Send the PREPARED legs ``cids`` under the send retry policy.
+
+    Legs out of attempts go to NEEDS_ATTENTION; a request that could not leave at all fails
+    its legs; a rate limit or halt is waited out or stops the call.
+
+    Raises:
+        Stop: the time budget is spent, or the exchange is halted or rate limited for too long.
+        LeaseLost: another worker took a leg over.
+    """
+    exhausted = [c for c in cids if ctx.legs[c].attempts >= ctx.max_attempts]
+    for cid in exhausted:
+        rec = ctx.legs[cid]
+        ctx.commit([(rec, {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
+            rec, "", story=f"was sent {rec.attempts} times; each time the answer was not definite "
+                           "and lookups then showed it had not happened, and no more attempts "
+                           "are allowed")})])
+    cids = [c for c in cids if c not in exhausted]
+    if not cids:
+        return
+    clock = ctx.svc.clock
+    if clock.time() >= ctx.send_until:
+        raise Stop(ctx.running("the step's time budget is spent before sending; will retry"))
+    try:
+        ctx.svc.send_policy.call(lambda: send_once(ctx, cids), clock,
+                                 before_sleep=ctx.retry_audit(ctx.spec.name))
+    except NotSent as exc:
+        still = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
+        ctx.commit([(r, {"state": ExecState.FAILED, "error":
+                         f"could not reach the exchange; nothing was sent ({cause(exc)})"})
+                    for r in still])
+    except (RateLimited, ExchangeHalted, Banned) as exc:
+        wait_out(ctx, exc, until=ctx.send_until)
+
+
+def wait_out(ctx: StepContext, exc: ExchangeError, *, until: float) -> None:
+    """After a 429 or a local halt: wait out a key suspension if it ends before ``until``
+    (at most twice per call); otherwise stop with RUNNING. A ban always stops.
+
+    Raises:
+        Stop: the halt is not a suspension, or it lasts past ``until``, or two waits were spent.
+    """
+    if not suspended(exc):
+        raise Stop(ctx.running(halt_message(exc)))
+    clock = ctx.svc.clock
+    found = re.search(r"another ([0-9.]+) s", str(exc))
+    wait = float(found.group(1)) if found else float(getattr(ctx.client, "suspension_seconds", 60.0))
+    if ctx.rate_waits >= 2 or clock.time() + wait > until:
+        raise Stop(ctx.running("rate limited; will retry"))
+    ctx.rate_waits += 1
+    ctx.event(RETRY_SCHEDULED, {"operation": ctx.spec.name, "wait_seconds": wait,
+                                "why": "rate limited (key suspended)"})
+    clock.sleep(wait)
+
+
+def send_once(ctx: StepContext, cids: list[str]) -> None:
+    """One attempt: commit SENDING, send the request, record the answer on every leg.
+
+    Raises:
+        NotSent, ExchangeHalted: nothing left this process (the legs are PREPARED again).
+        RateLimited, Banned: refused before execution (the legs are PREPARED again).
+        LeaseLost: another worker took a leg over.
+    """
+    recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
+    if not recs:
+        return
+    now = ctx.svc.clock.now()
+    sent = ctx.commit([(r, {"state": ExecState.SENDING, "attempts": r.attempts + 1, "sent_at": now,
+                            "error": None}) for r in recs],
+                      events=[(REQUEST_SENT, sent_payload(ctx.spec, ctx.profile.name, r.params,
+                                                          r.client_id, r.attempts + 1))
+                              for r in recs])
+    batch = ctx.spec.lookup == "batch_orders"
+    wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
+    try:
+        response = ctx.client.call(ctx.spec, ctx.profile, wire)
+    except (NotSent, ExchangeHalted, OperationNotPermitted, ParameterError) as exc:
+        # Nothing left this process: undo the attempt.
+        definite = isinstance(exc, OperationNotPermitted | ParameterError)
+        ctx.commit([(r, {"state": ExecState.FAILED if definite else ExecState.PREPARED,
+                         "attempts": r.attempts - 1, "error": error_text(exc)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+                           for r in sent])
+        if not definite:
+            raise
+        return
+    except (RateLimited, Banned) as exc:
+        # Rejected before execution: nothing happened, so the same request may go again later.
+        ctx.commit([(r, {"state": ExecState.PREPARED, "error": error_text(exc)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+                           for r in sent])
+        raise
+    except (OutcomeUnknown, DuplicateClientId) as exc:
+        to_unknown(ctx, sent, exc)
+        return
+    except Rejected as exc:
+        ctx.commit([(r, {"state": ExecState.FAILED, "error": error_text(exc)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+                           for r in sent])
+        return
+    except TreasuryError as exc:
+        to_unknown(ctx, sent, exc)  # not in the table: assume it may have happened
+        return
+    if batch:
+        batch_answer(ctx, sent, response)
+        return
+    rec = sent[0]
+    data = response.data
+    ctx.commit([(rec, {"state": ExecState.SUCCEEDED, "response": data,
+                       "exchange_order_id": exchange_order_id(data)})],
+               events=[(RESPONSE_RECEIVED, {"client_id": rec.client_id, "attempt": rec.attempts,
+                                            "operation": ctx.spec.name, "outcome": "succeeded",
+                                            "status": response.status, "body": data})])
+
+
+def to_unknown(ctx: StepContext, recs: Sequence[ExecRecord], exc: BaseException) -> None:
+    """The answer was not definite: the legs may have happened, so they go to UNKNOWN."""
+    now = ctx.svc.clock.now()
+    ctx.commit([(r, {"state": ExecState.UNKNOWN, "unknown_since": r.unknown_since or now,
+                     "error": cause(exc)}) for r in recs],
+               events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+                       for r in recs])
+
+
+def batch_answer(ctx: StepContext, sent: list[ExecRecord], response: Any) -> None:
+    """Per-leg results, matched by clientOrderId (never by position)."""
+    data = response.data
+    items = data.get("result") if isinstance(data, Mapping) else None
+    items = items if isinstance(items, list) else []
+    by_cid: dict[str, dict[str, Any]] = {}
+    anonymous: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        order: Mapping[str, Any] = item["order"] if isinstance(item.get("order"), Mapping) else {}
+        cid = str(order.get("clientOrderId") or item.get("clientOrderId") or item.get("newClientOrderId") or "")
+        if cid:
+            by_cid[cid] = dict(item)
+        else:
+            anonymous.append(dict(item))
+    unmatched = [r for r in sent if r.client_id not in by_cid]
+    # Items without a client id cannot be tied to a leg. If there is exactly one such item
+    # per unmatched leg and every one is a definite rejection, each of those legs was refused.
+    anon_errors = [item_error(i) for i in anonymous]
+    all_definite = (len(anonymous) == len(unmatched) and
+                    all(e is not None and issubclass(e[0], Rejected) and not issubclass(e[0], DuplicateClientId)
+                        for e in anon_errors))
+    changes: list[tuple[ExecRecord, dict[str, Any]]] = []
+    now = ctx.svc.clock.now()
+    for rec in sent:
+        item = by_cid.get(rec.client_id)
+        if item is None:
+            if all_definite:
+                texts = sorted({f"code {e[1]}: {e[2]}" for e in anon_errors if e})
+                changes.append((rec, {"state": ExecState.FAILED, "error":
+                                      "the exchange rejected this leg: " + " / ".join(texts)}))
+            else:
+                changes.append((rec, {"state": ExecState.UNKNOWN, "unknown_since": rec.unknown_since or now,
+                                      "error": "the batch answer has no result for this leg"}))
+            continue
+        err = item_error(item)
+        if err is None:
+            order = item.get("order") or {}
+            changes.append((rec, {"state": ExecState.SUCCEEDED, "response": order,
+                                  "exchange_order_id": exchange_order_id(order)}))
+        elif issubclass(err[0], OutcomeUnknown | DuplicateClientId) or not issubclass(err[0], Rejected):
+            changes.append((rec, {"state": ExecState.UNKNOWN, "unknown_since": rec.unknown_since or now,
+                                  "error": f"code {err[1]}: {err[2]}"}))
+        else:
+            changes.append((rec, {"state": ExecState.FAILED, "error": f"code {err[1]}: {err[2]}"}))
+    ctx.commit(changes, events=[(RESPONSE_RECEIVED, {
+        "client_ids": [r.client_id for r in sent], "operation": ctx.spec.name, "outcome": "batch",
+        "status": response.status, "body": data})])
+
+
+def item_error(item: Mapping[str, Any]) -> tuple[type[ExchangeError], str, str] | None:
+    """One batch item's error as (error class, code, message), or None when it succeeded."""
+    code = code_text(item.get("code"))
+    if code is None or code in ("0", "0000", "200"):
+        return None
+    msg = str(item.get("msg") or "")
+    cls = error_class_for_code(code, msg) or Rejected
+    return cls, code, msg

@@ -1,0 +1,131 @@
+"""Key profiles from ``config/keys.yaml``; secrets come from the environment or a file.
+
+The file never holds a secret. ``load_key_specs`` reads the file (enough for validation
+and permission checks); ``KeySpec.resolve`` fetches the secret when a request is made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from treasury.errors import ConfigError
+from treasury.models import Permission
+from treasury.yamlfile import config_error_from, load_yaml
+
+
+class KeySpec(BaseModel):
+    """One profile as written in keys.yaml (no secret values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    api_key: str = Field(min_length=1)
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    totp_secret_env: str | None = None
+    permissions: frozenset[Permission] = Field(min_length=1)
+    # The HashKey account this key acts on. Withdrawals name no account in their parameters,
+    # so policy rules scoped to an account can only decide them when the profile says it.
+    account_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> KeySpec:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret_env or secret_file")
+        return self
+
+    def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> KeyProfile:
+        """Load the secret (and TOTP secret) and return a usable profile.
+
+        Raises:
+            ConfigError: the variable is unset/empty or the file is missing, naming it.
+        """
+        env = os.environ if environ is None else environ
+        where = f"key profile {self.name!r}"
+        if self.secret_env is not None:
+            value = env.get(self.secret_env, "")
+            if not value:
+                raise ConfigError(
+                    f"secret variable {self.secret_env} is not set", source=where, field="secret_env"
+                )
+        else:
+            assert self.secret_file is not None
+            sf = self.secret_file
+            path = sf if sf.is_absolute() or base_dir is None else base_dir / sf
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"secret file {path} cannot be read: {exc.strerror}", source=where, field="secret_file"
+                ) from exc
+            if not value:
+                raise ConfigError(f"secret file {path} is empty", source=where, field="secret_file")
+        totp: SecretStr | None = None
+        if self.totp_secret_env:
+            t = env.get(self.totp_secret_env, "")
+            if not t:
+                raise ConfigError(
+                    f"TOTP secret variable {self.totp_secret_env} is not set",
+                    source=where,
+                    field="totp_secret_env",
+                )
+            totp = SecretStr(t)
+        return KeyProfile(
+            name=self.name, api_key=self.api_key, secret=SecretStr(value),
+            permissions=self.permissions, totp_secret=totp, account_id=self.account_id,
+        )
+
+
+class KeyProfile(BaseModel):
+    """A profile with its secret loaded. ``repr`` masks the secrets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    api_key: str
+    secret: SecretStr
+    permissions: frozenset[Permission]
+    totp_secret: SecretStr | None = None
+    account_id: str | None = None
+
+
+class _KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profiles: dict[str, KeySpec]
+
+
+def load_key_specs(path: Path) -> dict[str, KeySpec]:
+    """Read keys.yaml. Relative ``secret_file`` paths are relative to the file's folder.
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    raw = load_yaml(path)
+    try:
+        parsed = _KeysFile.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise config_error_from(exc, str(path)) from exc
+    out: dict[str, KeySpec] = {}
+    for name, spec in parsed.profiles.items():
+        sf = spec.secret_file
+        if sf is not None and not sf.is_absolute():
+            sf = path.parent.resolve() / sf  # absolute, so resolve(base_dir=...) never joins twice
+        out[name] = spec.model_copy(update={"name": name, "secret_file": sf})
+    return out
+
+
+def get_spec(specs: Mapping[str, KeySpec], name: str) -> KeySpec:
+    """Look a profile up by name.
+
+    Raises:
+        ConfigError: unknown profile, listing the known ones.
+    """
+    try:
+        return specs[name]
+    except KeyError:
+        known = ", ".join(sorted(specs)) or "(none)"
+        raise ConfigError(f"unknown key profile {name!r}; known profiles: {known}", field="key") from None

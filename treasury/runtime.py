@@ -1,0 +1,102 @@
+"""Wiring: turn ``Settings`` into a working run service (engine, exchange, executor, dispatcher).
+
+This is the only place that decides *which* implementations are used: the in-process
+simulator or a URL, an inline dispatcher or Celery, a local or a Redis rate limiter.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from treasury.clock import Clock, SystemClock
+from treasury.settings import Settings
+from treasury.store.db import create_schema, make_engine
+from treasury.workflow.service import Dispatcher, InlineDispatcher, RunContext, RunService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    service: RunService
+    executor: Any
+    client: Any
+    simulator: Any | None
+
+
+def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
+    """Key profiles, approvers and policy from the config folder (absent files mean none)."""
+    from treasury.keys import load_key_specs
+    from treasury.workflow.approvers import Approvers, load_approvers
+
+    keys = load_key_specs(settings.keys_file) if settings.keys_file.exists() else {}
+    approvers = load_approvers(settings.approvers_file) if settings.approvers_file.exists() else Approvers({})
+    policy = None
+    if settings.policy_file.exists():
+        from treasury.policy import load_policy
+
+        policy = load_policy(settings.policy_file)
+    return keys, approvers, policy
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    simulator: Any | None = None,
+    dispatcher: Dispatcher | None = None,
+    http: Any | None = None,
+) -> Runtime:
+    """Build everything a command or a worker needs, from settings passed in explicitly."""
+    from treasury.exchange.factory import build_client, load_profile
+    from treasury.execution import ExecutionSettings, StepExecutor
+
+    settings.check()
+    clock = clock or SystemClock()
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        create_schema(engine)
+    keys, approvers, policy = load_config(settings)
+    if simulator is None and settings.exchange_url() is None:
+        from treasury.exchange.factory import build_simulator
+
+        simulator = build_simulator(settings, clock)  # persisted next to a SQLite file database
+    from treasury.audit import append_event
+
+    # the halt guard records bans and suspensions in the database (they outlive this process)
+    # and audits them, alongside the rate limiter that every call passes through
+    client = build_client(settings, clock=clock, simulator=simulator, http=http, engine=engine, audit=append_event)
+    profiles: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def clients(name: str) -> tuple[Any, Any]:
+        with lock:
+            if name not in profiles:
+                profiles[name] = load_profile(settings, name)
+        return client, profiles[name]
+
+    executor = StepExecutor(
+        engine, clients=clients, clock=clock, policy=policy,
+        settings=ExecutionSettings(settle_seconds=settings.settle_seconds,
+                                   deadline_seconds=settings.reconcile_deadline_seconds,
+                                   lease_seconds=settings.lease_seconds),
+    )
+    if dispatcher is None:
+        if settings.broker_url is not None:
+            from treasury.worker.dispatch import CeleryDispatcher
+
+            dispatcher = CeleryDispatcher(settings)
+        else:
+            dispatcher = InlineDispatcher()
+    ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,
+                     step_start_limit=settings.step_start_limit,
+                     dispatcher=dispatcher, clock=clock)
+    service = RunService(engine, ctx)
+    return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
+                   client=client, simulator=simulator)

@@ -1,0 +1,114 @@
+"""Process settings (``TREASURY_*`` variables and ``.env``), built once in the entry point.
+
+There is no global settings object: the CLI and the worker build ``Settings`` and pass
+it (or the parts that are needed) down explicitly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from treasury.errors import ConfigError
+
+
+class Environment(StrEnum):
+    SIMULATOR = "simulator"
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+
+ENVIRONMENT_URLS: dict[Environment, str | None] = {
+    Environment.SIMULATOR: None,  # in-process simulator unless TREASURY_BASE_URL is set
+    Environment.SANDBOX: "https://api-pro.sim.hashkeydev.com",
+    Environment.PRODUCTION: "https://api-pro.hashkey.com",
+}
+
+
+class RateLimits(BaseModel):
+    """Requests per second per (API key, class); weights count against these."""
+
+    query: float = Field(2.0, gt=0)
+    order: float = Field(10.0, gt=0)
+    transfer: float = Field(1.0, gt=0)
+    suspension_seconds: float = Field(60.0, ge=0)
+    # Each 1 s window is counted as 1 s + margin. A request holds its place until a window
+    # after its answer, which covers late arrivals (see exchange/ratelimit.py); the margin
+    # covers the exchange and us measuring a second slightly differently. 0.02 s caps a key
+    # at ~0.98 of its limit.
+    margin_seconds: float = Field(0.02, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """All process settings. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TREASURY_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    env: Environment = Environment.SIMULATOR
+    base_url: str | None = None
+    config_dir: Path = Path("config")
+    database_url: SecretStr = SecretStr("sqlite:///treasury.db")
+    broker_url: SecretStr | None = None
+    workflows_dir: Path = Path("workflows")
+    recv_window_ms: int = Field(5000, gt=0, le=60000)
+    http_timeout_seconds: float = Field(10.0, gt=0)
+    rate_limits: RateLimits = RateLimits()
+    # reconciliation. A lookup may only prove absence once a request can no longer arrive or
+    # still be in flight: the settle window covers the HTTP timeout plus recvWindow (10 + 5 s).
+    settle_seconds: float = Field(15.0, ge=0)
+    reconcile_deadline_seconds: float = Field(180.0, gt=0)
+    # how long a worker owns an execution record; a killed worker's step waits this long
+    lease_seconds: float = Field(300.0, gt=0)
+    # a step started this many times without reaching an end (its worker died, or it raised)
+    # is parked for a person instead of being started again: no endless redelivery loop
+    step_start_limit: int = Field(5, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    def exchange_url(self) -> str | None:
+        """The exchange base URL, or None for the in-process simulator."""
+        if self.base_url:
+            return self.base_url
+        return ENVIRONMENT_URLS[self.env]
+
+    def check(self) -> None:
+        """Refuse combinations that cannot work.
+
+        Raises:
+            ConfigError: with an in-process simulator and a broker (each worker would
+                get an exchange of its own).
+        """
+        if self.broker_url is not None and self.exchange_url() is None:
+            raise ConfigError(
+                "an in-process simulator cannot be shared by Celery workers; "
+                "run `treasury simulator` and set TREASURY_BASE_URL",
+                source="environment",
+                field="TREASURY_BROKER_URL",
+            )
+
+    @property
+    def keys_file(self) -> Path:
+        return self.config_dir / "keys.yaml"
+
+    @property
+    def approvers_file(self) -> Path:
+        return self.config_dir / "approvers.yaml"
+
+    @property
+    def policy_file(self) -> Path:
+        return self.config_dir / "policy.yaml"
+
+    @property
+    def simulator_file(self) -> Path:
+        return self.config_dir / "simulator.yaml"

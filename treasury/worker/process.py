@@ -1,0 +1,140 @@
+"""What a worker process holds between tasks: its runtime, built once, after the fork.
+
+Prefork children are forked from the worker's parent; database connections, HTTP clients and
+Redis clients must not cross a fork, so the runtime is built lazily in the process that runs
+the task and rebuilt when the process id changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from treasury.clock import Clock
+from treasury.runtime import Runtime, build_runtime
+from treasury.settings import Settings
+from treasury.store.db import create_schema, make_engine
+from treasury.worker.dispatch import CeleryDispatcher
+from treasury.worker.factory import TreasuryCelery
+from treasury.worker.options import WorkerOptions
+from treasury.worker.schedules import Beat
+
+log = logging.getLogger("treasury.worker")
+
+
+@dataclass
+class WorkerRuntime:
+    """A runtime whose dispatcher is Celery, plus beat's schedule state."""
+
+    runtime: Runtime
+    dispatcher: CeleryDispatcher
+    options: WorkerOptions
+    beat: Beat
+
+
+def build_worker_runtime(
+    settings: Settings,
+    options: WorkerOptions,
+    *,
+    app: TreasuryCelery | None = None,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+) -> WorkerRuntime:
+    """Build the runtime a worker task uses: the same service as the CLI, with a Celery dispatcher.
+
+    Raises:
+        ConfigError: settings that cannot work (no broker, an in-process simulator with a broker,
+            bad config files).
+    """
+    settings.check()  # before opening anything
+    dispatcher = CeleryDispatcher(settings, app=app, options=options)
+    rt = build_runtime(settings, clock=clock, engine=engine if engine is not None else schema_engine(settings),
+                       dispatcher=dispatcher)
+    if options.lease_seconds is not None:
+        # the lease decides how long a killed worker's step stays untouchable; runtime.py does
+        # not take it from settings yet, so the worker sets it on the executor it was given
+        rt.executor.settings = dataclasses.replace(rt.executor.settings, lease_seconds=options.lease_seconds)
+    beat = Beat(rt.engine, rt.service, settings.workflows_dir, clock=rt.clock)
+    return WorkerRuntime(runtime=rt, dispatcher=dispatcher, options=options, beat=beat)
+
+
+# any constant shared by every treasury process: the advisory lock that serializes schema creation
+_SCHEMA_LOCK = 0x7472_6561_7375_7279 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def schema_engine(settings: Settings) -> Engine:
+    """The database engine with the schema created, one process at a time.
+
+    Every worker child and beat builds its runtime on its first task, at about the same time;
+    on PostgreSQL concurrent ``CREATE TABLE``s of the same table fail, so they take turns
+    under an advisory lock (SQLite serializes writers by itself).
+    """
+    engine = make_engine(settings.database_url)
+    if engine.dialect.name != "postgresql":
+        create_schema(engine)
+        return engine
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK})
+        try:
+            create_schema(engine)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK})
+            lock.commit()
+    return engine
+
+
+_cache: dict[int, tuple[int, WorkerRuntime]] = {}
+_cache_lock = threading.Lock()
+
+
+def runtime_for(app: TreasuryCelery) -> WorkerRuntime:
+    """This process's runtime for ``app``, built on first use (and again after a fork)."""
+    pid = os.getpid()
+    with _cache_lock:
+        hit = _cache.get(id(app))
+        if hit is not None and hit[0] == pid:
+            return hit[1]
+        wrt = build_worker_runtime(app.treasury_settings, app.treasury_options, app=app)
+        _cache[id(app)] = (pid, wrt)
+        return wrt
+
+
+def sweep_once(wrt: WorkerRuntime) -> dict[str, Any]:
+    """One sweeper pass: reconcile stale execution records, expire approvals, re-drive lost work.
+
+    Re-driving covers runs left PENDING (their kick was lost, or beat's) and RUNNING steps with
+    no activity (their message was lost with Redis, or their worker died). Re-dispatching a
+    step that is in fact still running is harmless: its execution record's lease turns the
+    duplicate away.
+    """
+    from treasury.execution import sweep
+
+    older_than = wrt.options.sweep_older_than
+    rt = wrt.runtime
+    swept = sweep(rt.executor, older_than_seconds=older_than)
+    expired = rt.service.expire_due()
+    counts = rt.service.recover(older_than=timedelta(seconds=older_than))
+    out = {"records": len(swept), "expired_approvals": len(expired), **counts}
+    if any(out.values()):
+        log.info("sweep: %s", out)
+    return out
+
+
+def beat_tick(wrt: WorkerRuntime) -> list[str]:
+    """One beat tick: fire due schedules, then queue a kick for each run created.
+
+    The kicks are sent after the scheduler's transaction has committed; a kick that is lost
+    leaves a PENDING run that the sweeper starts. Returns the ids of the runs created.
+    """
+    report = wrt.beat.tick()
+    run_ids = [fired.run_id for fired in report.fired]
+    for run_id in run_ids:
+        wrt.dispatcher.kick(run_id)
+    return run_ids

@@ -1,0 +1,62 @@
+"""The treasury tasks: ids in, one library call, nothing out.
+
+Each task may run 0, 1 or N times, possibly at once on two workers (reliability.md §1.4):
+the run service and the execution records make every repeat harmless, so the tasks neither
+retry nor deduplicate. Results are ignored; the database is the record.
+
+- ``treasury.execute_step(run_id, step_id)``: execute one operation step;
+- ``treasury.kick_run(run_id)``: start a PENDING run (policy, approvals, first dispatch);
+- ``treasury.beat_tick()``: fire due schedules from the workflow files, then kick the runs;
+- ``treasury.sweep()``: reconcile stale execution records and re-drive lost work. It also
+  runs once when a worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, SWEEP, TreasuryCelery
+
+log = logging.getLogger("treasury.worker")
+
+
+def register_tasks(app: TreasuryCelery) -> None:
+    """Register the four treasury tasks on ``app`` and the start-up sweep."""
+    from treasury.worker import process
+
+    # shared=False: a shared task is re-created on every app finalized later in the process, so a
+    # second app (tests, a CLI command beside a worker) would get this app's closures and runtime.
+    common: dict[str, Any] = {
+        "ignore_result": True, "acks_late": True, "reject_on_worker_lost": True, "shared": False,
+    }
+
+    @app.task(name=EXECUTE_STEP, **common)
+    def execute_step(run_id: str, step_id: str) -> None:
+        process.runtime_for(app).runtime.service.execute_step(run_id, step_id)
+
+    @app.task(name=KICK_RUN, **common)
+    def kick_run(run_id: str) -> None:
+        process.runtime_for(app).runtime.service.kick(run_id)
+
+    @app.task(name=BEAT_TICK, **common)
+    def beat_tick() -> None:
+        process.beat_tick(process.runtime_for(app))
+
+    @app.task(name=SWEEP, **common)
+    def sweep() -> None:
+        process.sweep_once(process.runtime_for(app))
+
+    def on_worker_ready(sender: Any = None, **_: Any) -> None:
+        # Runs in the worker's parent process: queue the sweep for a child rather than opening
+        # database connections here that every forked child would share.
+        if getattr(sender, "app", None) is not app:
+            return
+        try:
+            app.send_task(SWEEP, queue=app.treasury_options.queue, ignore_result=True)
+        except Exception as exc:  # the broker went away again; beat's periodic sweep covers it
+            log.warning("start-up sweep not queued: %s: %s", type(exc).__name__, exc)
+
+    signals.worker_ready.connect(on_worker_ready, weak=False)

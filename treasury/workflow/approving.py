@@ -1,0 +1,180 @@
+"""Approval operations of the run service: requesting, voting, expiry, and the check before sending.
+
+Functions take the ``RunService`` so they share its transactions, clock and audit; the rules
+themselves (who may vote, the digest) are the pure functions in ``treasury.workflow.approvals``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from treasury.errors import ApprovalRefused, DigestMismatch
+from treasury.models import StepState
+from treasury.workflow import engine as eng
+from treasury.workflow import runstore as store
+from treasury.workflow.approvals import (
+    GuardedStep,
+    approval_digest,
+    check_vote,
+    mask_unresolved,
+    quorum_reached,
+    sha256_hex,
+)
+
+if TYPE_CHECKING:
+    from treasury.workflow.service import RunService
+
+
+def guarded_by(svc: RunService, spec: Any, approval_step_id: str) -> list[Any]:
+    guards = spec.guards()
+    return [s for s in spec.steps if s.op is not None and approval_step_id in guards.get(s.id, [])]
+
+
+def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) -> None:
+    spec = svc.spec_of(run)
+    step = spec.step(step_id)
+    results = svc.step_results(conn, run.id)
+    guarded = [
+        GuardedStep(s.id, s.op, s.key, svc.bind_params(run, s, results)) for s in guarded_by(svc, spec, step_id)
+    ]
+    digest = approval_digest(
+        approval_step=step_id, workflow_digest=sha256_hex(run.workflow_snapshot),
+        inputs=run.inputs, guarded=guarded,
+    )
+    from treasury.workflow.durations import parse_duration
+
+    expires_at = svc.now() + parse_duration(step.approval.expires_in)
+    eligible = sorted(svc.ctx.approvers.eligible(step.approval.approvers, exclude=run.requested_by))
+    verdicts: dict[str, Any] = {}
+    if svc.ctx.policy is not None:
+        from treasury.policy import evaluate
+
+        for g in guarded:
+            full = svc.resolve_params(run, spec.step(g.step_id), results)
+            if full is not None:
+                vs = evaluate(conn, svc.ctx.policy, op=g.operation, params=full, at=svc.now(),
+                              account=svc.account_of(g.key_profile))
+                verdicts[g.step_id] = [v.to_dict() for v in vs]
+    material = {
+        "guarded": {g.step_id: g.as_dict() for g in guarded},
+        "quorum": step.approval.quorum,
+        "eligible": eligible,
+        "policy": verdicts,
+    }
+    store.update_step(conn, run.id, step_id, svc.now(), params=material, digest=digest,
+                      expires_at=expires_at)
+    svc.audit(conn, "approval.requested", "system", run_id=run.id, step_id=step_id, payload={
+        "digest": digest, "quorum": step.approval.quorum, "eligible": eligible,
+        "expires_at": expires_at, "guarded": material["guarded"], "policy": verdicts,
+    })
+
+
+def current_digest(svc: RunService, run: Any, step_row: Any) -> str:
+    material = step_row.params or {}
+    guarded = [GuardedStep(k, v["op"], v["key"], v["params"]) for k, v in material.get("guarded", {}).items()]
+    return approval_digest(approval_step=step_row.step_id,
+                           workflow_digest=sha256_hex(run.workflow_snapshot),
+                           inputs=run.inputs, guarded=guarded)
+
+
+def waiting_step(svc: RunService, conn: Connection, run: Any) -> Any:
+    for r in store.get_steps(conn, run.id):
+        if r.state == StepState.AWAITING_APPROVAL.value:
+            return r
+    raise ApprovalRefused(f"run {run.id} is {run.state}; it is not waiting for approval")
+
+
+def refuse(svc: RunService, run_id: str, step_id: str | None, user: str, action: str, reason: str) -> None:
+    with svc.engine.begin() as conn:
+        svc.audit(conn, "approval.refused", user, run_id=run_id, step_id=step_id,
+                   payload={"action": action, "reason": reason})
+
+
+def vote(svc: RunService, run_id: str, user: str, decision: str, comment: str | None) -> str:
+    expire_due(svc)
+    dispatch: list[tuple[str, str]] = []
+    step_id: str | None = None
+    try:
+        with svc.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            step = waiting_step(svc, conn, run)
+            step_id = step.step_id
+            spec = svc.spec_of(run)
+            approval = spec.step(step.step_id).approval
+            eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
+            votes = store.votes_for(conn, run_id, step.step_id)
+            check_vote(user=user, requester=run.requested_by, eligible=eligible,
+                       known_users=set(svc.ctx.approvers.users), votes=votes)
+            digest = current_digest(svc, run, step)
+            if digest != step.digest:
+                raise ApprovalRefused(
+                    f"the parameters waiting for approval changed after approval was requested "
+                    f"(digest {step.digest[:16]}… is now {digest[:16]}…); cancel the run and start again"
+                )
+            store.insert_vote(conn, run_id=run_id, step_id=step.step_id, approver=user, decision=decision,
+                              comment=comment, digest=digest, at=svc.now())
+            kind = "approval.granted" if decision == "approve" else "approval.rejected"
+            svc.audit(conn, kind, user, run_id=run_id, step_id=step.step_id,
+                       payload={"digest": digest, "comment": comment})
+            votes = store.votes_for(conn, run_id, step.step_id)
+            if decision == "reject":
+                dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "rejected"), actor=user,
+                                       error=f"rejected by {user}: {comment}")
+            elif quorum_reached(votes, quorum=approval.quorum, digest=digest, requester=run.requested_by):
+                dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "granted"), actor=user)
+    except ApprovalRefused as exc:
+        refuse(svc, run_id, step_id, user, decision, str(exc))
+        raise
+    svc.carry_out(dispatch)
+    svc.finish_entry()
+    return svc.state_of(run_id)
+
+
+def check_approvals(
+    svc: RunService, conn: Connection, run: Any, spec: Any, step: Any, params: Mapping[str, Any]
+) -> None:
+    """Recompute every guarding approval's digest from what is about to be sent.
+
+    Raises:
+        DigestMismatch: anything differs from what the approvers approved.
+    """
+    for approval_id in spec.guards().get(step.id, []):
+        arow = store.get_step(conn, run.id, approval_id)
+        material = arow.params or {}
+        bound = material.get("guarded", {}).get(step.id)
+        approved = {v.digest for v in store.votes_for(conn, run.id, approval_id) if v.decision == "approve"}
+        if arow.state != StepState.SUCCEEDED.value or bound is None or len(approved) != 1:
+            raise DigestMismatch(step.id, arow.digest or "", "no valid approval on record")
+        sent = {"op": step.op, "key": step.key, "params": mask_unresolved(params, bound["params"])}
+        guarded = []
+        for sid, entry in material["guarded"].items():
+            e = sent if sid == step.id else entry
+            guarded.append(GuardedStep(sid, e["op"], e["key"], e["params"]))
+        actual = approval_digest(approval_step=approval_id, workflow_digest=sha256_hex(run.workflow_snapshot),
+                                 inputs=run.inputs, guarded=guarded)
+        (approved_digest,) = approved
+        votes = store.votes_for(conn, run.id, approval_id)
+        if actual != approved_digest or not quorum_reached(
+            votes, quorum=spec.step(approval_id).approval.quorum, digest=actual, requester=run.requested_by
+        ):
+            raise DigestMismatch(step.id, approved_digest, actual)
+
+
+def expire_due(svc: RunService) -> list[tuple[str, str]]:
+    """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
+    with svc.engine.connect() as conn:
+        due = store.due_approvals(conn, svc.now())
+    for run_id, step_id in due:
+        with svc.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            row = store.get_step(conn, run_id, step_id)
+            if row.state != StepState.AWAITING_APPROVAL.value:
+                continue
+            svc.audit(conn, "approval.expired", "system", run_id=run_id, step_id=step_id,
+                       payload={"expires_at": row.expires_at})
+            svc.apply_event(conn, run, eng.ApprovalDecided(step_id, "expired"), actor="system",
+                        error=f"approval {step_id!r} expired")
+    return due

@@ -1,0 +1,224 @@
+"""Typed workflow inputs: checking declarations, and turning given values into typed ones.
+
+Values arrive as strings from the command line (``-i amount=5000``) or as YAML scalars
+from a schedule block. ``coerce_inputs`` applies defaults, refuses unknown and missing
+inputs, and returns typed values: ``Decimal`` for decimals, ``int``, ``bool``, and
+strings for accounts, addresses and assets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from treasury.errors import ParameterError
+from treasury.models import format_amount, parse_amount
+
+if TYPE_CHECKING:
+    from treasury.workflow.spec import InputSpec, Issue, WorkflowSpec
+
+InputType = Literal["decimal", "string", "integer", "boolean", "account", "address", "asset"]
+
+# The same shapes as the operation parameters they usually feed (treasury.operations.params).
+_ACCOUNT = re.compile(r"^[0-9]{1,32}$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9:._-]{1,200}$")
+_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
+_STRINGLIKE = ("string", "account", "address", "asset")
+MAX_STRING = 1000
+
+
+def coerce_value(spec: InputSpec, value: Any) -> Any:
+    """Turn one given value into the input's type and check its constraints.
+
+    Raises:
+        ValueError: with a message that names the expected form (not the input: callers add it).
+    """
+    kind = spec.type
+    if isinstance(value, float):
+        raise ValueError(f"got the float {value!r}; write numbers as strings, such as \"12.50\"")
+    out: Any
+    if kind == "decimal":
+        out = _decimal(value)
+    elif kind == "integer":
+        out = _integer(value)
+    elif kind == "boolean":
+        out = _boolean(value)
+    else:
+        out = _stringlike(kind, value)
+    if kind in ("decimal", "integer"):
+        _check_bounds(spec, out)
+    if spec.pattern is not None and isinstance(out, str) and not re.fullmatch(spec.pattern, out):
+        raise ValueError(f"{out!r} does not match the pattern {spec.pattern!r}")
+    if spec.enum is not None:
+        canonical = _canonical(out)
+        allowed = [_canonical_enum(kind, e) for e in spec.enum]
+        if canonical not in allowed:
+            raise ValueError(f"{canonical!r} is not one of: {', '.join(spec.enum)}")
+    return out
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return parse_amount(value, field="value", allow_zero=True)
+    except ParameterError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.match(value.strip()):
+        return int(value.strip())
+    raise ValueError(f"must be a whole number, got {value!r}")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _stringlike(kind: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"must be a string, got {type(value).__name__} {value!r}")
+    text = str(value)
+    if kind == "account" and not _ACCOUNT.match(text):
+        raise ValueError(f"an account id is 1-32 digits, such as \"1001\"; got {text!r}")
+    if kind == "address" and not _ADDRESS.match(text):
+        raise ValueError(f"an address is 1-200 characters of letters, digits and :._- ; got {text!r}")
+    if kind == "asset" and not _ASSET.match(text):
+        raise ValueError(f"an asset is 1-20 capital letters or digits, such as \"USDT\"; got {text!r}")
+    if kind == "string" and len(text) > MAX_STRING:
+        raise ValueError(f"is longer than {MAX_STRING} characters")
+    return text
+
+
+def _check_bounds(spec: InputSpec, value: Decimal | int) -> None:
+    low = _bound_value(spec, spec.min)
+    high = _bound_value(spec, spec.max)
+    if low is not None and value < low:
+        raise ValueError(f"must be at least {spec.min}, got {_canonical(value)}")
+    if high is not None and value > high:
+        raise ValueError(f"must be at most {spec.max}, got {_canonical(value)}")
+
+
+def _bound_value(spec: InputSpec, bound: str | int | None) -> Decimal | int | None:
+    if bound is None:
+        return None
+    return _decimal(bound) if spec.type == "decimal" else _integer(bound)
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _canonical_enum(kind: str, entry: str) -> str:
+    if kind == "decimal":
+        try:
+            return format_amount(_decimal(entry))
+        except ValueError:
+            return entry
+    return entry
+
+
+def check_input_declaration(spec: InputSpec) -> list[Issue]:
+    """Problems with one input's declaration, as (field below the input, message)."""
+    issues: list[Issue] = []
+    kind = spec.type
+    numeric = kind in ("decimal", "integer")
+    for name in ("min", "max"):
+        bound = getattr(spec, name)
+        if bound is None:
+            continue
+        if not numeric:
+            issues.append(((name,), f"{name} applies only to decimal and integer inputs, not {kind}"))
+            continue
+        if kind == "integer" and not isinstance(bound, int):
+            issues.append(((name,), f"{name} of an integer input must be a whole number, got {bound!r}"))
+            continue
+        try:
+            _bound_value(spec, bound)
+        except ValueError as exc:
+            issues.append(((name,), f"{name} {exc}"))
+    if not any(at[0] in ("min", "max") for at, _ in issues) and spec.min is not None and spec.max is not None:
+        low, high = _bound_value(spec, spec.min), _bound_value(spec, spec.max)
+        assert low is not None and high is not None
+        if low > high:
+            issues.append((("min",), f"min {spec.min} is larger than max {spec.max}"))
+    if spec.pattern is not None:
+        if kind not in _STRINGLIKE:
+            issues.append((("pattern",), f"pattern applies only to string-like inputs, not {kind}"))
+        else:
+            try:
+                re.compile(spec.pattern)
+            except re.error as exc:
+                issues.append((("pattern",), f"pattern is not a valid regular expression: {exc}"))
+    if spec.enum is not None:
+        if kind == "boolean":
+            issues.append((("enum",), "enum does not apply to boolean inputs"))
+        elif kind == "decimal":
+            for i, entry in enumerate(spec.enum):
+                try:
+                    _decimal(entry)
+                except ValueError as exc:
+                    issues.append((("enum", i), f"enum entry {exc}"))
+    if spec.default is not None and not issues:
+        if kind == "boolean" and not isinstance(spec.default, bool):
+            issues.append((("default",), f"the default of a boolean input is true or false, got "
+                                         f"{spec.default!r}"))
+        else:
+            try:
+                coerce_value(spec, spec.default)
+            except ValueError as exc:
+                issues.append((("default",), f"default {exc}"))
+    return issues
+
+
+def input_problems(spec: WorkflowSpec, raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every problem with ``raw`` as (input name, message); empty when valid."""
+    problems: list[tuple[str, str]] = []
+    for name in raw:
+        if name not in spec.inputs:
+            known = ", ".join(spec.inputs) or "(none)"
+            problems.append((name, f"is not an input of workflow {spec.name!r}; inputs: {known}"))
+    for name, ispec in spec.inputs.items():
+        if name in raw:
+            try:
+                coerce_value(ispec, raw[name])
+            except ValueError as exc:
+                problems.append((name, str(exc)))
+        elif ispec.required:
+            problems.append((name, f"is required by workflow {spec.name!r} and has no default"))
+    return problems
+
+
+def coerce_inputs(spec: WorkflowSpec, raw: Mapping[str, Any], *, source: str = "inputs") -> dict[str, Any]:
+    """Typed input values for a run: given values checked and converted, defaults applied.
+
+    ``source`` says where the values came from (``-i``, ``schedule.inputs``) for the message.
+
+    Raises:
+        ParameterError: naming the first bad input; the message lists every problem.
+    """
+    problems = input_problems(spec, raw)
+    if problems:
+        first_name, first_msg = problems[0]
+        rest = "; ".join(f"{n}: {m}" for n, m in problems[1:])
+        message = f"{first_msg} (in {source})" + (f"; also {rest}" if rest else "")
+        raise ParameterError(first_name, message)
+    out: dict[str, Any] = {}
+    for name, ispec in spec.inputs.items():
+        value = raw.get(name, ispec.default)
+        out[name] = coerce_value(ispec, value)
+    return out

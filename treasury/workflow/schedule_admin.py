@@ -1,0 +1,173 @@
+"""What a person does with schedules: pause, resume, and list them with their status.
+
+``Scheduler.pause``/``resume``/``status`` delegate here, so callers keep using the scheduler.
+A pause is a flag on the schedule's ``schedule_state`` row, changed under the same row lock
+the tick takes; a resume starts the schedule afresh, and its audit event counts the instants
+that fell due while it was paused (they never run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, Row, and_, func, select, update
+
+from treasury.clock import Clock
+from treasury.errors import ConfigError, ParameterError
+from treasury.workflow.schedule import ScheduleSpec, due_between, next_fire
+from treasury.workflow.schedule_rows import (
+    STATE,
+    AuditFn,
+    held_spec,
+    insert_ignoring_conflicts,
+    iso,
+    new_state,
+    start_of,
+)
+from treasury.workflow.schedule_tables import TICK_FIRED, schedule_state, schedule_ticks
+
+# the scheduler's log, as before these parts moved out of treasury.workflow.scheduler
+log = logging.getLogger("treasury.workflow.scheduler")
+
+LockFn = Callable[[Connection, str], Row[Any] | None]
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """One line of ``treasury schedules``. ``next_fire_*`` is None when the spec is invalid."""
+
+    name: str
+    workflow_file: str
+    timezone: str
+    cron: str
+    catchup: str
+    paused: bool
+    paused_by: str | None
+    next_fire_utc: datetime | None
+    next_fire_local: datetime | None
+    last_due_at: datetime | None  # the last due instant handled: fired, missed or skipped
+    last_run_id: str | None  # the run of the newest fired instant
+    last_run_due_at: datetime | None = None  # that instant
+
+
+@dataclass(frozen=True)
+class ScheduleAdmin:
+    """Pause, resume and status over the scheduler's database, clock, audit and row lock."""
+
+    engine: Engine
+    clock: Clock
+    audit: AuditFn
+    lock: LockFn
+    missed_limit: int
+
+    def pause(self, name: str, *, by: str, specs: Sequence[ScheduleSpec] = ()) -> None:
+        """Pause a schedule: nothing fires until it is resumed. Pausing a paused one does nothing.
+
+        ``specs`` (the schedules in the workflow files) lets a schedule that beat has not seen
+        yet be paused. Raises ParameterError for an unknown schedule or an empty ``by``.
+        """
+        if not by or not by.strip():
+            raise ParameterError("by", "must name who pauses the schedule")
+        now = self.clock.now()
+        spec = next((s for s in specs if s.name == name), None)
+        with self.engine.begin() as conn:
+            if spec is not None:  # make sure the row exists, then lock it like any other
+                conn.execute(insert_ignoring_conflicts(conn, schedule_state).values(new_state(spec, now)))
+            state = self.lock(conn, name)
+            if state is None:
+                raise self._unknown(conn, name, specs)
+            if state.paused:
+                return
+            conn.execute(
+                update(schedule_state)
+                .where(STATE.name == name)
+                .values(paused=True, paused_by=by, paused_at=now, updated_at=now)
+            )
+            self.audit(conn, "schedule.paused", at=now, actor=by, payload={"schedule": name})
+        log.info("schedule %s paused by %s", name, by)
+
+    def resume(self, name: str, *, by: str, specs: Sequence[ScheduleSpec] = ()) -> None:
+        """Resume a paused schedule. Instants that fell due while it was paused never run;
+        the audit event counts them. Resuming a running one does nothing.
+
+        Raises ParameterError for an unknown schedule or an empty ``by``.
+        """
+        if not by or not by.strip():
+            raise ParameterError("by", "must name who resumes the schedule")
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            state = self.lock(conn, name)
+            if state is None:
+                if any(s.name == name for s in specs):
+                    return  # in the files, never seen by beat and never paused: it is running
+                raise self._unknown(conn, name, specs)
+            if not state.paused:
+                return
+            not_run = due_between(held_spec(state), start_of(state), now, limit=self.missed_limit + 1)
+            conn.execute(
+                update(schedule_state)
+                .where(STATE.name == name)
+                .values(paused=False, paused_by=None, paused_at=None, effective_at=now, updated_at=now)
+            )
+            payload = {
+                "schedule": name,
+                "paused_by": state.paused_by,
+                "paused_at": state.paused_at.isoformat() if state.paused_at else None,
+                "not_run_while_paused": min(len(not_run), self.missed_limit),
+                "more_not_run": len(not_run) > self.missed_limit,
+                "due_at": iso(not_run),
+            }
+            self.audit(conn, "schedule.resumed", at=now, actor=by, payload=payload)
+        log.info("schedule %s resumed by %s", name, by)
+
+    def _unknown(self, conn: Connection, name: str, specs: Sequence[ScheduleSpec]) -> ParameterError:
+        known = sorted({*conn.execute(select(STATE.name)).scalars(), *(s.name for s in specs)})
+        hint = f"; known schedules: {', '.join(known[:20])}" if known else "; there are no schedules"
+        return ParameterError("schedule", f"{name!r} is not a known schedule{hint}")
+
+    def status(self, specs: Sequence[ScheduleSpec]) -> list[ScheduleStatus]:
+        """Each schedule with its next fire time (UTC and local), last run and paused state."""
+        now = self.clock.now()
+        ticks = schedule_ticks.c
+        newest = (
+            select(ticks.schedule, func.max(ticks.due_at).label("due_at"))
+            .where(ticks.status == TICK_FIRED, ticks.run_id.is_not(None))
+            .group_by(ticks.schedule)
+            .subquery()
+        )
+        last_run = select(ticks.schedule, ticks.run_id, ticks.due_at).join(
+            newest, and_(ticks.schedule == newest.c.schedule, ticks.due_at == newest.c.due_at)
+        )
+        with self.engine.begin() as conn:
+            states = {row.name: row for row in conn.execute(select(schedule_state))}
+            last_runs = {row.schedule: (row.run_id, row.due_at) for row in conn.execute(last_run)}
+        out: list[ScheduleStatus] = []
+        for spec in sorted(specs, key=lambda s: s.name):
+            state = states.get(spec.name)
+            try:
+                nxt: datetime | None = next_fire(spec, now)
+            except ConfigError:
+                nxt = None
+            run_id, run_due_at = last_runs.get(spec.name, (None, None))
+            out.append(
+                ScheduleStatus(
+                    name=spec.name,
+                    workflow_file=spec.workflow_file,
+                    timezone=spec.timezone,
+                    cron=spec.cron,
+                    catchup=str(spec.catchup),
+                    paused=bool(state is not None and state.paused),
+                    paused_by=state.paused_by if state is not None else None,
+                    next_fire_utc=nxt,
+                    next_fire_local=nxt.astimezone(ZoneInfo(spec.timezone)) if nxt else None,
+                    last_due_at=state.last_due_at if state is not None else None,
+                    last_run_id=run_id,
+                    last_run_due_at=run_due_at,
+                )
+            )
+        return out

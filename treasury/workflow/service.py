@@ -1,0 +1,551 @@
+"""The run service: starts runs, records decisions and drives the engine (the I/O around it).
+
+Every state change is committed together with its audit event. Commands that leave the
+process (dispatching a step to a worker) happen only after the commit, and are safe to
+repeat: executing a step goes through execution records, so a duplicate dispatch never
+sends twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+
+from treasury.audit.events import STEP_START_LIMIT
+from treasury.clock import Clock
+from treasury.errors import (
+    ApprovalRefused,
+    DigestMismatch,
+    ParameterError,
+    RunStateError,
+    WorkflowInvalid,
+)
+from treasury.execution.ids import new_run_id
+from treasury.models import ExecState, RunState, StepState
+from treasury.workflow import approving, views
+from treasury.workflow import engine as eng
+from treasury.workflow import runstore as store
+
+log = logging.getLogger("treasury.runs")
+
+AuditFn = Callable[..., Any]
+
+
+class Dispatcher(Protocol):
+    """Carries out ``Dispatch`` commands: inline (a local queue) or on Celery workers."""
+
+    def dispatch(self, run_id: str, step_id: str) -> None: ...
+
+    def flush(self, service: RunService) -> None: ...
+
+
+class InlineDispatcher:
+    """Runs dispatched steps in this process, one after another, when the caller flushes."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, str]] = deque()
+        self._draining = False
+
+    def dispatch(self, run_id: str, step_id: str) -> None:
+        self.queue.append((run_id, step_id))
+
+    def flush(self, service: RunService) -> None:
+        if self._draining:  # a step finishing dispatches the next; the outer loop runs it
+            return
+        self._draining = True
+        try:
+            while self.queue:
+                run_id, step_id = self.queue.popleft()
+                service.execute_step(run_id, step_id)
+        finally:
+            self._draining = False
+
+
+@dataclass
+class RunContext:
+    """What the service needs besides the database: config, the executor and the clock."""
+
+    keys: Mapping[str, Any]  # name -> KeySpec
+    approvers: Any  # treasury.workflow.approvers.Approvers
+    policy: Any | None  # treasury.policy Policy
+    executor: Any  # treasury.execution.StepExecutor
+    dispatcher: Dispatcher
+    clock: Clock
+    step_start_limit: int = 5  # Settings.step_start_limit
+    worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
+
+
+@lru_cache(maxsize=256)
+def _load_snapshot(text: str, source: str) -> Any:
+    from treasury.workflow.loader import load_workflow_text
+
+    return load_workflow_text(text, source=source)
+
+
+def _audit_fn() -> AuditFn:
+    from treasury.audit import append_event
+
+    return append_event
+
+
+class RunService:
+    def __init__(self, engine: Engine, ctx: RunContext, audit: AuditFn | None = None) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self._audit = audit or _audit_fn()
+
+    # ------------------------------------------------------------------ helpers
+
+    def now(self) -> datetime:
+        return self.ctx.clock.now()
+
+    def audit(self, conn: Connection, type: str, actor: str, *, run_id: str | None = None,
+              step_id: str | None = None, payload: Mapping[str, Any] | None = None) -> None:
+        self._audit(conn, type=type, actor=actor, at=self.now(), run_id=run_id, step_id=step_id,
+                    payload=dict(payload or {}))
+
+    def account_of(self, key_profile: str | None) -> str | None:
+        """The HashKey account a key profile acts on, if keys.yaml says (for account-scoped policy)."""
+        spec = self.ctx.keys.get(key_profile) if key_profile else None
+        return getattr(spec, "account_id", None)
+
+    def spec_of(self, run: Any) -> Any:
+        return _load_snapshot(run.workflow_snapshot, run.workflow_file).spec
+
+    def _deps(self, spec: Any) -> dict[str, tuple[str, ...]]:
+        deps = {k: set(v) for k, v in spec.dependencies().items()}
+        for step_id, guards in spec.guards().items():
+            deps.setdefault(step_id, set()).update(guards)
+        return {k: tuple(sorted(v)) for k, v in deps.items()}
+
+    def _view(self, conn: Connection, run: Any) -> eng.RunView:
+        spec = self.spec_of(run)
+        deps = self._deps(spec)
+        rows = store.get_steps(conn, run.id)
+        return eng.RunView(
+            id=run.id,
+            state=RunState(run.state),
+            steps=tuple(
+                eng.StepView(r.step_id, r.kind, StepState(r.state), deps.get(r.step_id, ())) for r in rows
+            ),
+        )
+
+    def finish_entry(self) -> None:
+        self.ctx.dispatcher.flush(self)
+
+    # ------------------------------------------------------------------ starting runs
+
+    def load_and_check(self, path_or_text: str, *, source: str) -> Any:
+        """Load a workflow text and validate it completely.
+
+        Raises:
+            WorkflowInvalid: every problem, located.
+        """
+        from treasury.workflow.validate import validate_workflow
+
+        loaded = _load_snapshot(path_or_text, source)
+        problems = validate_workflow(
+            loaded, keys=self.ctx.keys, approvers=self.ctx.approvers, policy=self.ctx.policy
+        )
+        if problems:
+            raise WorkflowInvalid(problems)
+        return loaded
+
+    def create_run(
+        self, conn: Connection, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str,
+        schedule: str | None = None, due_at: datetime | None = None,
+    ) -> str:
+        """Insert a PENDING run with its steps inside ``conn``'s transaction; returns the run id.
+
+        Raises:
+            ParameterError: an input is missing or invalid (names the input).
+        """
+        from treasury.workflow.inputs import coerce_inputs
+
+        inputs = coerce_inputs(loaded.spec, raw_inputs)
+        stored_inputs = jsonable(inputs)
+        run_id = new_run_id()
+        at = self.now()
+        policy_digest = getattr(self.ctx.policy, "digest", None)
+        store.insert_run(conn, {
+            "id": run_id, "workflow": loaded.spec.name, "workflow_file": loaded.source,
+            "workflow_snapshot": loaded.text, "workflow_digest": loaded.digest, "inputs": stored_inputs,
+            "requested_by": requested_by, "state": RunState.PENDING.value, "created_at": at,
+            "updated_at": at, "schedule": schedule, "due_at": due_at, "policy_digest": policy_digest,
+            "version": 0,
+        })
+        rows = []
+        for idx, step in enumerate(loaded.spec.steps):
+            rows.append({
+                "run_id": run_id, "step_id": step.id, "idx": idx,
+                "kind": "approval" if step.approval is not None else "operation",
+                "operation": step.op, "key_profile": step.key, "state": StepState.PENDING.value,
+                "updated_at": at, "version": 0,
+            })
+        store.insert_steps(conn, rows)
+        previous = store.last_policy_digest(conn, exclude=run_id)
+        if policy_digest and previous and previous != policy_digest:
+            # the policy file changed since the last run: make it visible in the audit trail
+            self.audit(conn, "policy.changed", "system", run_id=run_id,
+                       payload={"from": previous, "to": policy_digest,
+                                "file": str(getattr(self.ctx.policy, "source", ""))})
+        self.audit(conn, "run.requested", requested_by, run_id=run_id, payload={
+            "workflow": loaded.spec.name, "file": loaded.source, "workflow_digest": loaded.digest,
+            "inputs": stored_inputs, "requested_by": requested_by, "schedule": schedule,
+            "due_at": due_at, "policy_digest": policy_digest,
+        })
+        return run_id
+
+    def start(
+        self, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str,
+        schedule: str | None = None, due_at: datetime | None = None,
+    ) -> str:
+        """Create a run and start it (policy check, then approvals or dispatch)."""
+        with self.engine.begin() as conn:
+            run_id = self.create_run(conn, loaded, raw_inputs, requested_by=requested_by,
+                                     schedule=schedule, due_at=due_at)
+        self.kick(run_id)
+        return run_id
+
+    def kick(self, run_id: str) -> None:
+        """Start a PENDING run: evaluate policy for what is known, then advance. Idempotent."""
+        dispatch: list[tuple[str, str]] = []
+        with self.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            if run.state != RunState.PENDING.value:
+                return
+            denied = self._policy_at_start(conn, run)
+            event: eng.Event = eng.Fail(denied) if denied else eng.Start()
+            dispatch = self.apply_event(conn, run, event, actor="system", error=denied)
+        self.carry_out(dispatch)
+        self.finish_entry()
+
+    def _policy_at_start(self, conn: Connection, run: Any) -> str | None:
+        """Evaluate policy for every operation step whose parameters are known now."""
+        if self.ctx.policy is None:
+            return None
+        from treasury.policy import evaluate
+
+        spec = self.spec_of(run)
+        for step in spec.steps:
+            if step.op is None:
+                continue
+            params = self.resolve_params(run, step, {})
+            if params is None:
+                continue
+            verdicts = evaluate(conn, self.ctx.policy, op=step.op, params=params, at=self.now(),
+                                account=self.account_of(step.key))
+            payload = {"stage": "start", "op": step.op, "verdicts": [v.to_dict() for v in verdicts]}
+            self.audit(conn, "policy.decision", "system", run_id=run.id, step_id=step.id, payload=payload)
+            for v in verdicts:
+                if not v.allowed:
+                    return f"policy refused step {step.id!r}: {v.message}"
+        return None
+
+    # ------------------------------------------------------------------ applying events
+
+    def apply_event(self, conn: Connection, run: Any, event: eng.Event, *, actor: str,
+               error: str | None = None) -> list[tuple[str, str]]:
+        """Advance the engine, persist states with audit events, handle approval requests."""
+        view = self._view(conn, run)
+        t = eng.advance(view, event)
+        at = self.now()
+        for step_id, new in t.step_states.items():
+            old = view.step(step_id).state
+            extra: dict[str, Any] = {}
+            if new == StepState.RUNNING and old == StepState.PENDING:
+                extra["started_at"] = at
+            if new.terminal:
+                extra["finished_at"] = at
+            store.update_step(conn, run.id, step_id, at, state=new, **extra)
+            self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id,
+                       payload={"from": old.value, "to": new.value})
+        if t.run_state != view.state:
+            store.set_run_state(conn, run.id, t.run_state, at, error=error)
+            self.audit(conn, "run.state", actor, run_id=run.id,
+                       payload={"from": view.state.value, "to": t.run_state.value, "error": error})
+        dispatch: list[tuple[str, str]] = []
+        for cmd in t.commands:
+            if isinstance(cmd, eng.RequestApproval):
+                approving.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
+            else:
+                dispatch.append((run.id, cmd.step_id))
+                self.audit(conn, "step.dispatched", actor, run_id=run.id, step_id=cmd.step_id)
+        return dispatch
+
+    def carry_out(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Dispatch after commit only; a duplicate dispatch is harmless (execution records)."""
+        for run_id, step_id in pairs:
+            self.ctx.dispatcher.dispatch(run_id, step_id)
+
+    # ------------------------------------------------------------------ templates and params
+
+    def step_results(self, conn: Connection, run_id: str) -> dict[str, Any]:
+        return {r.step_id: (r.result or {}) for r in store.get_steps(conn, run_id)
+                if r.state == StepState.SUCCEEDED.value}
+
+    def resolve_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The step's parameters fully resolved, or None if some depend on unfinished steps."""
+        from treasury.workflow.templates import TemplateError, resolve
+
+        try:
+            return dict(resolve(step.params or {}, _ctx(run, results)))
+        except TemplateError:
+            return None
+
+    def bind_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters with every resolvable template resolved; the rest keep their template text."""
+        from treasury.workflow.templates import TemplateError, resolve
+
+        ctx = _ctx(run, results)
+
+        def bind(value: Any) -> Any:
+            if isinstance(value, Mapping):
+                return {k: bind(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [bind(v) for v in value]
+            try:
+                return resolve(value, ctx)
+            except TemplateError:
+                return value
+
+        bound: dict[str, Any] = bind(dict(step.params or {}))
+        return bound
+
+    # ------------------------------------------------------------------ approvals
+
+    def approve(self, run_id: str, user: str, comment: str | None = None) -> str:
+        """Record an approval; when the quorum is reached the guarded steps run.
+
+        Returns the run state. Raises ApprovalRefused (audited) when the rules refuse the vote.
+        """
+        return approving.vote(self, run_id, user, "approve", comment)
+
+    def reject(self, run_id: str, user: str, reason: str) -> str:
+        """One rejection ends the run as REJECTED. Raises ApprovalRefused (audited)."""
+        if not reason.strip():
+            raise ParameterError("reason", "must say why the run is rejected")
+        return approving.vote(self, run_id, user, "reject", reason)
+
+    def expire_due(self) -> list[tuple[str, str]]:
+        """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
+        return approving.expire_due(self)
+
+    def cancel(self, run_id: str, user: str) -> str:
+        """Cancel a run that has not finished. Steps already sending finish and are recorded."""
+        with self.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            if RunState(run.state).terminal:
+                raise RunStateError(f"run {run_id} is already {run.state}")
+            if user != run.requested_by and user not in self.ctx.approvers.users:
+                raise ApprovalRefused(f"{user!r} may not cancel run {run_id}: not its requester or an approver")
+            self.apply_event(conn, run, eng.Cancel(), actor=user, error=f"cancelled by {user}")
+        return self.state_of(run_id)
+
+    # ------------------------------------------------------------------ executing steps
+
+    def execute_step(self, run_id: str, step_id: str) -> None:
+        """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
+        from treasury.execution import StepRequest
+
+        actor = self.ctx.worker_actor
+        refused: list[tuple[str, str]] | None = None
+        with self.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            row = store.get_step(conn, run_id, step_id)
+            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
+                log.info("step %s/%s is %s; nothing to do", run_id, step_id, row.state)
+                return
+            spec = self.spec_of(run)
+            step = spec.step(step_id)
+            params = row.params
+            starts = (row.open_starts or 0) + 1
+            if starts > self.ctx.step_start_limit:
+                # every earlier start died or raised before recording an end: stop the loop
+                reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
+                          f"check its execution records and the exchange, then `treasury resolve {run_id} "
+                          f"{step_id}`")
+                self.audit(conn, STEP_START_LIMIT, actor, run_id=run_id, step_id=step_id,
+                           payload={"starts": starts - 1, "limit": self.ctx.step_start_limit})
+                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
+                                          error=reason)
+                params = None
+            else:
+                # one write for the start count and, on the first start, the resolved parameters
+                values: dict[str, Any] = {"open_starts": starts}
+                resolved = params is None
+                if resolved:
+                    params = self.resolve_params(run, step, self.step_results(conn, run_id))
+                    values["params"] = params
+                if params is None:
+                    refused = self._step_done(conn, run, step_id, StepState.FAILED, actor=actor,
+                                              error="a template could not be resolved")
+                else:
+                    store.update_step(conn, run_id, step_id, self.now(), **values)
+                    if resolved:
+                        self.audit(conn, "step.params", actor, run_id=run_id, step_id=step_id,
+                                   payload={"op": step.op, "key": step.key, "params": params})
+            if refused is None and params is not None:
+                try:
+                    approving.check_approvals(self, conn, run, spec, step, params)
+                except DigestMismatch as exc:
+                    self.audit(conn, "approval.digest_mismatch", actor, run_id=run_id, step_id=step_id,
+                               payload={"approved": exc.approved, "actual": exc.actual})
+                    refused = self._step_done(conn, run, step_id, StepState.FAILED, error=str(exc), actor=actor)
+        if refused is not None:
+            self.carry_out(refused)
+            return
+        assert params is not None
+        budget = step.retry
+        request = StepRequest(
+            run_id=run_id, step_id=step_id, operation=step.op, key_profile=step.key, params=params,
+            actor=actor,
+            max_attempts=budget.max_attempts if budget else 5,
+            max_seconds=budget.max_seconds if budget else 120.0,
+        )
+        outcome = self.ctx.executor.execute(request)
+        if outcome.state == StepState.RUNNING:
+            log.info("step %s/%s still running: %s", run_id, step_id, outcome.error)
+            with self.engine.begin() as conn:
+                store.update_step(conn, run_id, step_id, self.now(), error=outcome.error, open_starts=0)
+            return
+        with self.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            row = store.get_step(conn, run_id, step_id)
+            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
+                return  # another worker recorded it first
+            dispatch = self._step_done(conn, run, step_id, outcome.state, result=outcome.result,
+                                       error=outcome.reason or outcome.error, actor=actor)
+        self.carry_out(dispatch)
+
+    def _step_done(self, conn: Connection, run: Any, step_id: str, state: StepState, *,
+                   actor: str, result: Any = None, error: str | None = None) -> list[tuple[str, str]]:
+        store.update_step(conn, run.id, step_id, self.now(), result=result, error=error, open_starts=0)
+        run_error = None
+        if state == StepState.FAILED:
+            run_error = f"step {step_id!r} failed: {error}"
+        elif state == StepState.NEEDS_ATTENTION:
+            run_error = f"step {step_id!r} needs attention: {error}"
+        return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error)
+
+    def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str) -> str:
+        """A person settles a NEEDS_ATTENTION step as succeeded or failed (audited)."""
+        if outcome not in ("succeeded", "failed"):
+            raise ParameterError("outcome", "must be 'succeeded' or 'failed'")
+        if not note.strip():
+            raise ParameterError("note", "must explain the decision")
+        if user not in self.ctx.approvers.users:
+            raise ApprovalRefused(f"{user!r} is not a known person in config/approvers.yaml")
+        with self.engine.connect() as conn:
+            row = store.get_step(conn, run_id, step_id)
+            records = [r for r in store.records_for(conn, run_id) if r.step_id == step_id]
+        if row.state != StepState.NEEDS_ATTENTION.value:
+            raise RunStateError(f"step {step_id!r} of run {run_id} is {row.state}, not NEEDS_ATTENTION")
+        _check_against_records(run_id, step_id, outcome, records)
+        settled_by_executor = False
+        if records:
+            try:
+                # settles the execution records (and the policy reservation), audited with client ids
+                self.ctx.executor.resolve(run_id=run_id, step_id=step_id, outcome=outcome, by=user, note=note)
+                settled_by_executor = True
+            except RunStateError:
+                pass  # no record needs attention (e.g. parameters differed): only the step is settled
+        with self.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            if not settled_by_executor:
+                self.audit(conn, "step.resolved", user, run_id=run_id, step_id=step_id,
+                           payload={"outcome": outcome, "note": note})
+            state = StepState.SUCCEEDED if outcome == "succeeded" else StepState.FAILED
+            dispatch = self._step_done(conn, run, step_id, state, actor=user,
+                                       result=row.result, error=None if state == StepState.SUCCEEDED
+                                       else f"settled as failed by {user}: {note}")
+        self.carry_out(dispatch)
+        self.finish_entry()
+        return self.state_of(run_id)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self, *, older_than: timedelta = timedelta(seconds=60)) -> dict[str, int]:
+        """Re-drive work that lost its message: PENDING runs and RUNNING steps with no activity."""
+        before = self.now() - older_than
+        with self.engine.connect() as conn:
+            pending = store.stale_runs(conn, RunState.PENDING, before)
+            running = store.stale_running_steps(conn, before)
+        for run_id in pending:
+            self.kick(run_id)
+        for run_id, step_id in running:
+            self.ctx.dispatcher.dispatch(run_id, step_id)
+        self.finish_entry()
+        return {"pending_runs": len(pending), "running_steps": len(running)}
+
+    # ------------------------------------------------------------------ reading
+
+    def plan(self, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
+        """What a run would do: resolved parameters and policy verdicts. Sends and stores nothing."""
+        return views.plan_run(self, loaded, raw_inputs, requested_by=requested_by)
+
+    def show(self, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
+        """Everything about one run: steps with client ids, results, approvals, audit timeline."""
+        return views.show_run(self, run_id, with_audit=with_audit)
+
+    def list(self, *, state: str | None = None, workflow: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        return views.list_runs(self, state=state, workflow=workflow, limit=limit)
+
+    def state_of(self, run_id: str) -> str:
+        with self.engine.connect() as conn:
+            return str(store.get_run(conn, run_id).state)
+
+
+def _check_against_records(run_id: str, step_id: str, outcome: str, records: Sequence[Any]) -> None:
+    """Refuse a person's verdict that the step's own execution records contradict.
+
+    Records waiting for a person are theirs to settle. Otherwise: a leg still in flight is being
+    reconciled by the sweeper; a leg the exchange shows as done cannot be settled as failed, nor
+    a step none of whose legs the exchange shows done as succeeded.
+
+    Raises:
+        RunStateError: naming the client ids and what the records show.
+    """
+    if not records or any(r.state == ExecState.NEEDS_ATTENTION.value for r in records):
+        return
+    shown = ", ".join(f"{r.client_id}={r.state}" for r in records)
+    if any(r.state in (ExecState.SENDING.value, ExecState.UNKNOWN.value) for r in records):
+        raise RunStateError(
+            f"step {step_id!r} of run {run_id} still has a request being reconciled ({shown}); wait "
+            "for the sweeper's verdict (`treasury show` lists it) before settling the step")
+    if outcome == "failed" and any(r.state == ExecState.SUCCEEDED.value for r in records):
+        raise RunStateError(
+            f"step {step_id!r} of run {run_id} cannot be settled as failed: the exchange shows it done "
+            f"({shown}, order {', '.join(str(r.exchange_order_id) for r in records if r.exchange_order_id)})")
+    if outcome == "succeeded" and not any(r.state == ExecState.SUCCEEDED.value for r in records):
+        raise RunStateError(
+            f"step {step_id!r} of run {run_id} cannot be settled as succeeded: none of its requests "
+            f"was done by the exchange ({shown}; PREPARED means never sent)")
+
+
+def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
+    from treasury.workflow.templates import TemplateContext
+
+    return TemplateContext(inputs=run.inputs, steps=results,
+                           run={"id": run.id, "requested_by": run.requested_by})
+
+
+def jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs as stored: Decimals become plain strings, everything else is already JSON."""
+    from decimal import Decimal
+
+    from treasury.models import format_amount
+
+    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
+
+
+__all__ = ["Dispatcher", "InlineDispatcher", "RunContext", "RunService"]

@@ -1,0 +1,140 @@
+"""Read-side views of runs: the dry-run plan, one run in full, and the run list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from treasury.execution.ids import client_id_for
+from treasury.operations.registry import get_operation
+from treasury.workflow import runstore as store
+
+if TYPE_CHECKING:
+    from treasury.workflow.service import RunService
+
+
+def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
+    """What a run would do: resolved parameters and policy verdicts. Sends and stores nothing."""
+    from types import SimpleNamespace
+
+    from treasury.workflow.inputs import coerce_inputs
+    from treasury.workflow.service import jsonable
+
+    inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
+    fake_run = SimpleNamespace(id="r00000000000", inputs=inputs, requested_by=requested_by)
+    out_steps = []
+    with svc.engine.connect() as conn:
+        for step in loaded.spec.steps:
+            entry: dict[str, Any] = {"id": step.id}
+            if step.approval is not None:
+                entry.update({
+                    "kind": "approval", "quorum": step.approval.quorum,
+                    "eligible": sorted(svc.ctx.approvers.eligible(step.approval.approvers,
+                                                                   exclude=requested_by)),
+                    "expires_in": step.approval.expires_in,
+                })
+            else:
+                full = svc.resolve_params(fake_run, step, {})
+                entry.update({"kind": "operation", "op": step.op, "key": step.key,
+                              "params": full if full is not None else svc.bind_params(fake_run, step, {}),
+                              "resolved": full is not None})
+                if svc.ctx.policy is not None and full is not None:
+                    from treasury.policy import evaluate
+
+                    verdicts = evaluate(conn, svc.ctx.policy, op=step.op, params=full, at=svc.now(),
+                                        account=svc.account_of(step.key))
+                    entry["policy"] = [v.to_dict() for v in verdicts]
+            out_steps.append(entry)
+    allowed = all(v["allowed"] for s in out_steps for v in s.get("policy", []))
+    return {"workflow": loaded.spec.name, "file": loaded.source, "workflow_digest": loaded.digest,
+            "inputs": inputs, "requested_by": requested_by, "steps": out_steps, "allowed": allowed,
+            "dry_run": True}
+
+
+def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
+    """Everything about one run: steps with client ids, results, approvals, audit timeline."""
+    with svc.engine.connect() as conn:
+        run = store.get_run(conn, run_id)
+        step_rows = store.get_steps(conn, run_id)
+        votes = store.approval_rows(conn, run_id)
+        records = store.records_for(conn, run_id)
+    spec = svc.spec_of(run)
+    by_step: dict[str, list[Any]] = {}
+    for rec in records:
+        by_step.setdefault(rec.step_id, []).append(rec)
+    steps_out = []
+    for r in step_rows:
+        recs = by_step.get(r.step_id, [])
+        client_ids = [rec.client_id for rec in recs]
+        if not client_ids and r.kind == "operation" and get_operation(r.operation).moves_money:
+            client_ids = [client_id_for(run_id, r.step_id)]
+        entry: dict[str, Any] = {
+            "id": r.step_id, "kind": r.kind, "state": r.state, "operation": r.operation,
+            "key": r.key_profile,
+            "client_order_id": client_ids[0] if len(client_ids) == 1 else (client_ids or None),
+            "params": r.params if r.kind == "operation" else None,
+            "result": r.result, "error": r.error,
+            "started_at": r.started_at, "finished_at": r.finished_at,
+        }
+        if recs:
+            entry["executions"] = [
+                {"client_id": rec.client_id, "leg": rec.leg, "state": rec.state, "attempts": rec.attempts,
+                 "exchange_order_id": rec.exchange_order_id, "reason": rec.reason}
+                for rec in recs
+            ]
+        if r.kind == "approval":
+            approval = spec.step(r.step_id).approval
+            material = r.params or {}
+            entry.update({
+                "digest": r.digest, "quorum": approval.quorum, "approvers": list(approval.approvers),
+                "eligible": material.get("eligible"), "expires_at": r.expires_at,
+                "waiting_for": material.get("guarded"), "policy": material.get("policy"),
+                "votes": [v for v in votes if v["step_id"] == r.step_id],
+            })
+        steps_out.append(entry)
+    from treasury.audit import query_events
+
+    verdicts: dict[str, list[dict[str, Any]]] = {}
+    for e in query_events(svc.engine, run_id=run_id, type="policy.decision"):
+        if e.step_id:
+            vs = e.payload.get("verdicts", [])
+            verdicts.setdefault(e.step_id, []).append({
+                "at": e.at, "stage": e.payload.get("stage", "send"),
+                "allowed": all(v.get("allowed") for v in vs), "verdicts": vs,
+            })
+    for entry in steps_out:
+        if entry["kind"] == "operation":
+            entry["policy"] = verdicts.get(entry["id"], [])
+    out: dict[str, Any] = {
+        "id": run.id, "workflow": run.workflow, "file": run.workflow_file, "state": run.state,
+        "requested_by": run.requested_by, "created_at": run.created_at,
+        "updated_at": run.updated_at, "inputs": run.inputs,
+        "workflow_digest": run.workflow_digest, "policy_digest": run.policy_digest,
+        "schedule": run.schedule, "due_at": run.due_at, "error": run.error,
+        "steps": steps_out, "approvals": votes,
+    }
+    if with_audit:
+        from treasury.audit import query_events
+
+        out["audit"] = [
+            {"seq": e.seq, "at": e.at, "actor": e.actor, "step_id": e.step_id, "type": e.type,
+             "payload": e.payload}
+            for e in query_events(svc.engine, run_id=run_id)
+        ]
+    return out
+
+
+def list_runs(
+    svc: RunService, *, state: str | None = None, workflow: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    with svc.engine.connect() as conn:
+        rows = store.list_runs(conn, state=state, workflow=workflow, limit=limit)
+    out = []
+    for r in rows:
+        item: dict[str, Any] = {"id": r.id, "workflow": r.workflow, "state": r.state,
+                                "requested_by": r.requested_by, "created_at": r.created_at}
+        if r.schedule:
+            item["schedule"] = r.schedule
+            item["due_at"] = r.due_at
+        out.append(item)
+    return out
