@@ -45,7 +45,13 @@ def _client() -> tuple[Any, Any, Any]:
 
 
 def _window(r: Any) -> tuple[float, float]:
-    """The measurement window, published in Redis by the benchmark once every task is queued."""
+    """The measurement window, published in Redis by the benchmark once every task is queued.
+
+    Before waiting, the process says it is warm (client built, modules imported), so that the
+    benchmark opens the window only when every worker can send at once: a cold start on a loaded
+    machine can otherwise eat a short window whole.
+    """
+    r.sadd(f"{NS}:warm", str(os.getpid()))
     while True:
         raw = r.get(f"{NS}:window")
         if raw:

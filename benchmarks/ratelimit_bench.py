@@ -244,9 +244,12 @@ def run_celery(n: int, duration: float, sim_url: str, redis: str, tmp: Path) -> 
                 for kind, task in (("order", celery_baseline.order), ("query", celery_baseline.query)):
                     if i < per_worker[kind] * n:
                         task.apply_async(args=[i], queue=f"{queue}-{kind}", producer=producer)
-        # the window opens once everything is queued; the first tasks wait for it in the workers
-        start_at = time.time() + 0.5
+        # the window opens once everything is queued and every worker process has its client
+        # built (each first task says so, then waits for the window)
         r = redis_lib.Redis.from_url(redis)
+        common.wait_for(lambda: r.scard(f"{ns}:warm") >= len(cluster.workers), 90,
+                        "every Celery baseline worker to be warm")
+        start_at = time.time() + 0.5
         r.set(f"{ns}:window", f"{start_at},{start_at + duration}")
         wait = start_at + duration - time.time()
         if wait > 0:

@@ -76,7 +76,7 @@ def test_benchmarks_with_celery_run_quick(tmp_path: Path) -> None:
     got = _run_side_by_side(tmp_path, {
         "approval": [str(BENCH / "approval_bench.py"), "--quick"],
         "campaign": [str(BENCH / "fault_campaign.py"), "--quick"],
-        "celery_baseline": [str(BENCH / "ratelimit_bench.py"), "--duration", "1", "--processes", "1",
+        "celery_baseline": [str(BENCH / "ratelimit_bench.py"), "--duration", "2", "--processes", "1",
                             "--limiters", "celery"],
     })
     assert got["approval"]["missing"] == 0 and got["approval"]["arrived"] == 5
