@@ -178,6 +178,62 @@ def test_load_schedules_specs_invalid_files_and_the_digest_cache(
         load_schedules(wf / "missing", rt.service)
 
 
+def test_loader_lists_files_only_follows_links_and_reuses_unchanged_schedules(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock, tmp_path: Path
+) -> None:
+    (wf / "daily.yaml").write_text(scheduled("daily", "0 18 * * MON-FRI"))
+    (wf / ".hidden.yaml").write_text(scheduled("hidden", "0 18 * * *"))  # dot files are editors' leftovers
+    (wf / "folder.yaml").mkdir()  # a folder with a workflow's name is not a workflow
+    (wf / "folder.yaml" / "inner.yaml").write_text(scheduled("inner", "0 18 * * *"))
+    elsewhere = tmp_path / "shared-weekly.yaml"
+    elsewhere.write_text(scheduled("weekly", "0 9 * * MON"))
+    (wf / "weekly.yaml").symlink_to(elsewhere)
+    (wf / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    rt = _runtime(sqlite_engine, config_dir, wf, clock)
+    loader = ScheduleLoader(wf, rt.service)
+    assert loader.files() == [wf / "daily.yaml", wf / "weekly.yaml"]
+    first, invalid = loader.load()
+    assert [s.name for s in first] == ["daily", "weekly"] and invalid == []
+    assert first[1].workflow_file == str(wf / "weekly.yaml")
+    again, _ = loader.load()
+    assert [a is b for a, b in zip(first, again, strict=True)] == [True, True]  # nothing rebuilt
+    elsewhere.write_text(scheduled("weekly", "0 10 * * MON"))  # the link's target changes
+    changed, _ = loader.load()
+    assert changed[0] is first[0] and changed[1].cron == "0 10 * * MON"
+
+
+def test_a_tick_holds_the_collector_off_and_restores_it(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock
+) -> None:
+    import gc
+
+    from treasury.worker.schedules import collector_paused
+
+    seen: list[bool] = []
+    rt = _runtime(sqlite_engine, config_dir, wf, clock)
+    beat = Beat(sqlite_engine, rt.service, wf, clock=clock)
+    real_load = beat.loader.load
+
+    def spying_load() -> Any:
+        seen.append(gc.isenabled())
+        return real_load()
+
+    beat.loader.load = spying_load  # type: ignore[method-assign]
+    assert gc.isenabled()
+    beat.tick()
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("a tick that fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: the pause does not switch it on
+    finally:
+        gc.enable()
+
+
 def _cli(app: AppContext, *args: str) -> tuple[int, str, str]:
     """Invoke the real command group; errors get the exit code ``treasury`` would give them."""
     result = CliRunner().invoke(cli, list(args), obj=app)

@@ -208,6 +208,15 @@ def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
     return _next_cached(spec.cron, spec.timezone, _utc(after, "after"))
 
 
+def next_fire_screened(spec: ScheduleSpec, after: datetime) -> datetime:
+    """:func:`next_fire` for a spec whose cron and zone are known to be valid, and an aware ``after``.
+
+    The per-tick check over every schedule; it skips the validation and conversion that
+    :func:`next_fire` does for callers it cannot trust.
+    """
+    return _next_cached(spec.cron, spec.timezone, after.astimezone(UTC))
+
+
 def due_between(spec: ScheduleSpec, start: datetime, end: datetime, limit: int | None = None) -> list[datetime]:
     """Due instants in ``(start, end]``, ascending and each once; at most ``limit`` (the earliest).
 

@@ -106,7 +106,8 @@ def sync(
             continue
         if restarts(state, s):
             restarted.add(s.name)
-        if s.name in restarted or (state.workflow_file, state.digest) != (s.workflow_file, s.digest):
+            changed.append(s)
+        elif state.digest != s.digest or state.workflow_file != s.workflow_file:
             changed.append(s)
     gone = sorted(
         name
