@@ -281,3 +281,36 @@ def test_schedules_command_pause_and_resume(
     assert _cli(app, "schedule", "pause", "nope", "--as", "alice")[0] == 2
     types = [e.type for e in query_events(pg_engine, type=["schedule.paused", "schedule.resumed"])]
     assert types == ["schedule.paused", "schedule.resumed"]
+
+
+def test_schedules_lists_a_schedule_held_by_its_broken_file(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock
+) -> None:
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *"))
+    (wf / "daily.yaml").write_text(scheduled("daily", "0 18 * * MON-FRI"))
+    rt = _runtime(sqlite_engine, config_dir, wf, clock)
+    beat = Beat(sqlite_engine, rt.service, wf, clock=clock)
+    beat.tick()
+    clock.advance(300)
+    (fired,) = beat.tick().fired
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *").replace("key: transfers", "key: nobody"))
+    clock.advance(300)
+    assert beat.tick().fired == []  # held: the file no longer validates
+    app = AppContext(settings=Settings(config_dir=config_dir, workflows_dir=wf), clock=clock, _engine=sqlite_engine)
+
+    code, out, err = _cli(app, "schedules", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert sorted(rows) == ["daily", "sweep"]
+    held = rows["sweep"]
+    assert held["held"] is True and rows["daily"]["held"] is False and rows["daily"]["problem"] is None
+    assert held["problem"].startswith(f"{wf / 'sweep.yaml'}:") and "nobody" in held["problem"]
+    assert (held["cron"], held["next_fire_utc"], held["last_run_id"]) == ("*/5 * * * *", None, fired.run_id)
+    assert "sweep.yaml is skipped by the scheduler" in err
+    code, out, _ = _cli(app, "schedules")
+    assert code == 0 and "held: its file is invalid" in out
+
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *"))  # mended: listed as running again
+    code, out, err = _cli(app, "schedules", "--json")
+    assert code == 0 and err == ""
+    assert [r["held"] for r in json.loads(out)] == [False, False]

@@ -42,13 +42,14 @@ class _Schedules:
 
 def _status_rows(s: _Schedules) -> list[dict[str, Any]]:
     out = []
-    for st in s.beat.scheduler.status(s.specs):
+    for st in s.beat.scheduler.status(s.specs, s.invalid):
         last_state = s.service.state_of(st.last_run_id) if st.last_run_id else None
         out.append({
             "name": st.name, "workflow_file": st.workflow_file, "cron": st.cron, "timezone": st.timezone,
             "catchup": st.catchup, "paused": st.paused, "paused_by": st.paused_by,
             "next_fire_local": st.next_fire_local, "next_fire_utc": st.next_fire_utc,
             "last_due_at": st.last_due_at, "last_run_id": st.last_run_id, "last_run_state": last_state,
+            "held": st.problem is not None, "problem": st.problem,
         })
     return out
 
@@ -61,7 +62,11 @@ def _when(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def schedules_cmd(app: AppContext, as_json: bool) -> None:
-    """List schedules: next fire time (local and UTC), last run and paused state."""
+    """List schedules: next fire time (local and UTC), last run and paused state.
+
+    A schedule whose workflow file no longer validates is listed as held (it does not fire
+    until the file is mended), and every invalid file is named on standard error.
+    """
     s = _Schedules(app)
     rows = _status_rows(s)
     s.warn_invalid()
@@ -70,7 +75,8 @@ def schedules_cmd(app: AppContext, as_json: bool) -> None:
         return
     app.print_table(
         ["name", "cron", "timezone", "next (local)", "next (UTC)", "last run", "paused"],
-        [(r["name"], r["cron"], r["timezone"], _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
+        [(r["name"], r["cron"], r["timezone"],
+          "held: its file is invalid" if r["held"] else _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
           f"{r['last_run_id']} {r['last_run_state']} (due {_when(r['last_due_at'])})" if r["last_run_id"] else "-",
           f"yes, by {r['paused_by']}" if r["paused"] else "no")
          for r in rows],

@@ -53,6 +53,10 @@ class ScheduleStatus:
     last_due_at: datetime | None  # the last due instant handled: fired, missed or skipped
     last_run_id: str | None  # the run of the newest fired instant
     last_run_due_at: datetime | None = None  # that instant
+    # why the schedule is held: its workflow file no longer validates (it does not fire, and its
+    # due instants are recorded as skipped until the file is mended); cron and timezone are then
+    # the last valid ones
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,14 @@ class ScheduleAdmin:
         hint = f"; known schedules: {', '.join(known[:20])}" if known else "; there are no schedules"
         return ParameterError("schedule", f"{name!r} is not a known schedule{hint}")
 
-    def status(self, specs: Sequence[ScheduleSpec]) -> list[ScheduleStatus]:
-        """Each schedule with its next fire time (UTC and local), last run and paused state."""
+    def status(
+        self, specs: Sequence[ScheduleSpec], invalid: Sequence[tuple[str, str]] = ()
+    ) -> list[ScheduleStatus]:
+        """Each schedule with its next fire time (UTC and local), last run and paused state.
+
+        ``invalid`` is (file, message) for workflow files that fail validation: a schedule such
+        a file used to define is listed too, held, with the message's first line as its problem.
+        """
         now = self.clock.now()
         ticks = schedule_ticks.c
         newest = (
@@ -170,4 +180,28 @@ class ScheduleAdmin:
                     last_run_due_at=run_due_at,
                 )
             )
+        bad = dict(invalid)
+        names = {spec.name for spec in specs}
+        for state in states.values():
+            if state.name in names or state.removed_at is not None or state.workflow_file not in bad:
+                continue
+            run_id, run_due_at = last_runs.get(state.name, (None, None))
+            out.append(
+                ScheduleStatus(
+                    name=state.name,
+                    workflow_file=state.workflow_file,
+                    timezone=state.timezone,
+                    cron=state.cron,
+                    catchup="-",
+                    paused=bool(state.paused),
+                    paused_by=state.paused_by,
+                    next_fire_utc=None,
+                    next_fire_local=None,
+                    last_due_at=state.last_due_at,
+                    last_run_id=run_id,
+                    last_run_due_at=run_due_at,
+                    problem=(bad[state.workflow_file].splitlines() or ["the file does not validate"])[0],
+                )
+            )
+        out.sort(key=lambda st: st.name)
         return out

@@ -382,6 +382,9 @@ class Scheduler:
         """
         self._admin().resume(name, by=by, specs=specs)
 
-    def status(self, specs: Sequence[ScheduleSpec]) -> list[ScheduleStatus]:
-        """Each schedule with its next fire time (UTC and local), last run and paused state."""
-        return self._admin().status(specs)
+    def status(
+        self, specs: Sequence[ScheduleSpec], invalid: Sequence[tuple[str, str]] = ()
+    ) -> list[ScheduleStatus]:
+        """Each schedule with its next fire time (UTC and local), last run and paused state;
+        schedules held because their file is in ``invalid`` are listed with their problem."""
+        return self._admin().status(specs, invalid)
