@@ -308,7 +308,7 @@ def test_schedules_lists_a_schedule_held_by_its_broken_file(
     assert (held["cron"], held["next_fire_utc"], held["last_run_id"]) == ("*/5 * * * *", None, fired.run_id)
     assert "sweep.yaml is skipped by the scheduler" in err
     code, out, _ = _cli(app, "schedules")
-    assert code == 0 and "held: its file is invalid" in out
+    assert code == 0 and "HELD" in out  # in the next-fire column, which is too narrow for more
 
     (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *"))  # mended: listed as running again
     code, out, err = _cli(app, "schedules", "--json")

@@ -76,7 +76,7 @@ def schedules_cmd(app: AppContext, as_json: bool) -> None:
     app.print_table(
         ["name", "cron", "timezone", "next (local)", "next (UTC)", "last run", "paused"],
         [(r["name"], r["cron"], r["timezone"],
-          "held: its file is invalid" if r["held"] else _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
+          "HELD" if r["held"] else _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
           f"{r['last_run_id']} {r['last_run_state']} (due {_when(r['last_due_at'])})" if r["last_run_id"] else "-",
           f"yes, by {r['paused_by']}" if r["paused"] else "no")
          for r in rows],
