@@ -31,6 +31,10 @@ class KeySpec(BaseModel):
     # The HashKey account this key acts on. Withdrawals name no account in their parameters,
     # so policy rules scoped to an account can only decide them when the profile says it.
     account_id: str | None = Field(None, min_length=1, max_length=64)
+    # Whether the key may read the fund statement (balanceFlow). HashKey allows only a master
+    # account's master key; for any other key an unanswered transfer cannot be looked up, so
+    # the runner notes both accounts' balances before sending it, as evidence for a person.
+    fund_statement: bool = True
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> KeySpec:
@@ -77,6 +81,7 @@ class KeySpec(BaseModel):
         return KeyProfile(
             name=self.name, api_key=self.api_key, secret=SecretStr(value),
             permissions=self.permissions, totp_secret=totp, account_id=self.account_id,
+            fund_statement=self.fund_statement,
         )
 
 
@@ -91,6 +96,7 @@ class KeyProfile(BaseModel):
     permissions: frozenset[Permission]
     totp_secret: SecretStr | None = None
     account_id: str | None = None
+    fund_statement: bool = True
 
 
 class _KeysFile(BaseModel):

@@ -6,7 +6,7 @@ retry back-offs cost no real time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,15 @@ PATHS = {
 }
 
 
+# profiles whose key cannot read the fund statement (a sub-account's key; see sub_keys below)
+NO_FUND_STATEMENT = frozenset({"transfers-sub"})
+PROFILES["transfers-sub"] = ("demo-transfer", frozenset({_P.READ, _P.TRANSFER}))
+
+
 def profile(name: str) -> KeyProfile:
     api_key, perms = PROFILES[name]
-    return KeyProfile(name=name, api_key=api_key, secret=SecretStr(f"{api_key}-secret"), permissions=perms)
+    return KeyProfile(name=name, api_key=api_key, secret=SecretStr(f"{api_key}-secret"), permissions=perms,
+                      fund_statement=name not in NO_FUND_STATEMENT)
 
 
 def effects(state: dict[str, Any], client_id: str) -> int:
@@ -124,9 +130,15 @@ def make_world(
     policy: Any = None,
     audit: Callable[..., Any] | None = None,
     timeout: float = 10.0,
+    sub_keys: Sequence[str] = (),
 ) -> World:
+    """``sub_keys``: API keys the simulator treats as sub-account keys (no fund statement)."""
     clk: Any = clock if clock is not None else ManualClock()
-    sim = Simulator(load_state(STATE_FILE), clock=clk, seed=seed)
+    state = load_state(STATE_FILE)
+    if sub_keys:
+        state = state.model_copy(update={"keys": [k.model_copy(update={"master": k.api_key not in sub_keys})
+                                                  for k in state.keys]})
+    sim = Simulator(state, clock=clk, seed=seed)
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

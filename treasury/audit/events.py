@@ -34,6 +34,7 @@ RECONCILE_LOOKUP = "reconcile.lookup"
 RECONCILE_VERDICT = "reconcile.verdict"
 EXECUTION_STATE = "execution.state"
 DUPLICATE_SUPPRESSED = "execution.duplicate_suppressed"
+EXECUTION_BASELINE = "execution.baseline"  # balances noted before a transfer no lookup can find
 EXCHANGE_RATE_LIMITED = "exchange.rate_limited"
 EXCHANGE_BANNED = "exchange.banned"
 EXCHANGE_RESUMED = "exchange.resumed"

@@ -128,6 +128,13 @@ class StepContext:
         """A ``before_sleep`` hook auditing retries of ``operation`` for this step."""
         return self.svc.retry_audit(self.actor, self.run_id, self.step_id, operation)
 
+    def read(self, operation: str, params: dict[str, Any]) -> Any:
+        """One read on the exchange with the step's key, under the read retry policy (retries
+        audited); returns the answer's JSON or raises."""
+        return self.svc.read_policy.call(
+            lambda: self.client.call(operation, self.profile, params).data, self.svc.clock,
+            before_sleep=self.retry_audit(operation))
+
     def claim(self) -> None:
         """Take the lease on every unfinished leg.
 

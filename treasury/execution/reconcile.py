@@ -17,8 +17,10 @@ Lookup plans (reference/hashkey-pro-api.md section 7):
 - ``order`` / ``batch_orders`` (per leg): ``GET /api/v1/spot/order?origClientOrderId=``;
   ``0211`` (order not found) is ABSENT.
 - ``transfer``: ``balanceFlow type=transfer clientOrderId=`` over sent_at - 5 min .. now.
-  When the key may not read the fund statement the answer is INCONCLUSIVE: comparing
-  balances is too weak to prove anything while other transfers move the same accounts.
+  A key that may not read the fund statement (``fund_statement: false``: only a master
+  account's master key may) reads both accounts' balances instead. That is a final
+  INCONCLUSIVE: balances are too weak to prove anything while other movements touch the same
+  accounts, so the change since the baseline noted before sending goes to a person as evidence.
 - ``withdraw``: ``withdrawOrders`` filtered by clientOrderId (and matched again here) **and**
   ``balanceFlow type=withdraw clientOrderId=``. FOUND if either has it; ABSENT only if both
   say absent (two independent reads, because an unproven absence would mean a second
@@ -38,10 +40,12 @@ from treasury.errors import (
     Banned,
     ExchangeError,
     ExchangeHalted,
+    ExchangePermissionDenied,
     NotFound,
     OperationNotPermitted,
     TreasuryError,
 )
+from treasury.execution import baseline
 from treasury.models import Permission
 
 LOOKBACK = timedelta(minutes=5)
@@ -69,6 +73,7 @@ class Absent:
 @dataclass(frozen=True)
 class Inconclusive:
     reason: str
+    final: bool = False  # no later lookup can decide either: a person must, once it has settled
 
     kind = "INCONCLUSIVE"
 
@@ -83,7 +88,7 @@ def verdict_dict(verdict: Verdict) -> dict[str, Any]:
                 "failed": verdict.failed, "row": verdict.data}
     if isinstance(verdict, Absent):
         return {"verdict": "ABSENT", "sources": list(verdict.sources)}
-    return {"verdict": "INCONCLUSIVE", "reason": verdict.reason}
+    return {"verdict": "INCONCLUSIVE", "reason": verdict.reason, "final": verdict.final}
 
 
 # --------------------------------------------------------------------------- plans
@@ -108,15 +113,22 @@ def _window(sent_at: datetime | None, now: datetime) -> dict[str, int]:
 
 
 def plan(
-    kind: str, client_id: str, params: Mapping[str, Any], *, sent_at: datetime | None, now: datetime
+    kind: str, client_id: str, params: Mapping[str, Any], *, sent_at: datetime | None, now: datetime,
+    fund_statement: bool = True,
 ) -> list[Lookup]:
     """The reads that find ``client_id`` for a lookup ``kind`` of the registry.
+
+    ``fund_statement`` False (the key may not read balanceFlow) turns a transfer's lookup into
+    reads of both accounts' balances, for :func:`balance_verdict`.
 
     Raises:
         ValueError: an unknown lookup kind (a registry entry this module does not know).
     """
     if kind in ("order", "batch_orders"):
         return [Lookup("order", "order", {"origClientOrderId": client_id})]
+    if kind == "transfer" and not fund_statement:
+        return [Lookup(f"balances:{account}", "balances", {"accountId": account})
+                for account in dict.fromkeys(baseline.accounts(params))]
     window = _window(sent_at, now)
     if kind == "transfer":
         return [Lookup("balance_flow", "balance_flow",
@@ -205,11 +217,37 @@ def transfer_verdict(client_id: str, answer: Answer) -> Verdict:
     """Verdict from ``balanceFlow type=transfer``."""
     verdict = _match(client_id, answer, "balance_flow")
     if isinstance(verdict, Inconclusive) and isinstance(answer, OperationNotPermitted | ExchangeError):
+        hint = ""
+        if isinstance(answer, ExchangePermissionDenied):
+            hint = ("; HashKey lets only a master account's master key read it: if this key is not one, "
+                    "set fund_statement: false on its profile in keys.yaml, so that both accounts' "
+                    "balances are noted before each transfer")
         return Inconclusive(
             verdict.reason + "; the fund statement is the only exact record of a transfer "
-            "(balance changes cannot prove it while other transfers move the same accounts)"
+            "(balance changes cannot prove it while other transfers move the same accounts)" + hint
         )
     return verdict
+
+
+def balance_verdict(
+    params: Mapping[str, Any], noted: Mapping[str, Any] | None, answers: Mapping[str, Answer]
+) -> Verdict:
+    """For a transfer whose key cannot read the fund statement: never FOUND nor ABSENT (balances
+    prove neither), but a final INCONCLUSIVE that tells a person what the balances did."""
+    coin = str(params.get("coin", ""))
+    now: dict[str, Any] = {}
+    for source, answer in answers.items():
+        account = source.split(":", 1)[1]
+        if isinstance(answer, BaseException):
+            now[account] = _failure(f"balances of {account}", answer).reason
+        else:
+            total = baseline.total_of(answer, coin)
+            now[account] = total if total is not None else "an unreadable answer"
+    return Inconclusive(
+        "the key cannot read the fund statement (fund_statement: false in keys.yaml), so the "
+        "transfer cannot be looked up by its client id; " + baseline.describe(params, noted, now),
+        final=True,
+    )
 
 
 def withdraw_verdict(client_id: str, orders_answer: Answer, flow_answer: Answer) -> Verdict:
@@ -233,8 +271,18 @@ def fiat_verdict(client_id: str, answer: Answer) -> Verdict:
     return _match(client_id, answer, "fiat_history")
 
 
-def verdict_for(kind: str, client_id: str, answers: Mapping[str, Answer]) -> Verdict:
-    """Combine the answers of :func:`plan`'s reads (keyed by ``Lookup.source``)."""
+def verdict_for(
+    kind: str, client_id: str, answers: Mapping[str, Answer], *,
+    params: Mapping[str, Any] | None = None, noted: Mapping[str, Any] | None = None,
+    fund_statement: bool = True,
+) -> Verdict:
+    """Combine the answers of :func:`plan`'s reads (keyed by ``Lookup.source``).
+
+    ``params`` and ``noted`` (the record's baseline) serve a transfer whose key cannot read
+    the fund statement (``fund_statement`` False).
+    """
+    if kind == "transfer" and not fund_statement:
+        return balance_verdict(params or {}, noted, answers)
     if kind in ("order", "batch_orders"):
         return order_verdict(client_id, answers.get("order"))
     if kind == "transfer":
@@ -262,6 +310,8 @@ def run_lookups(
     read: ReadFn,
     permissions: Iterable[Permission],
     on_lookup: Callable[[Lookup, Answer], None] | None = None,
+    fund_statement: bool = True,
+    noted: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Make the reads for ``client_id`` and return the verdict.
 
@@ -275,7 +325,7 @@ def run_lookups(
     if Permission.READ not in set(permissions):
         return Inconclusive("the step's key profile lacks the read permission, so nothing can be looked up")
     answers: dict[str, Answer] = {}
-    for lookup in plan(kind, client_id, params, sent_at=sent_at, now=now):
+    for lookup in plan(kind, client_id, params, sent_at=sent_at, now=now, fund_statement=fund_statement):
         try:
             answer: Answer = read(lookup)
         except (ExchangeHalted, Banned):
@@ -285,4 +335,4 @@ def run_lookups(
         answers[lookup.source] = answer
         if on_lookup is not None:
             on_lookup(lookup, answer)
-    return verdict_for(kind, client_id, answers)
+    return verdict_for(kind, client_id, answers, params=params, noted=noted, fund_statement=fund_statement)

@@ -60,7 +60,8 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
     try:
         verdict = rc.run_lookups(ctx.spec.lookup, cid, rec.params, sent_at=rec.sent_at, now=now,
                                  read=lambda lookup: read(ctx, lookup),
-                                 permissions=ctx.profile.permissions, on_lookup=on_lookup)
+                                 permissions=ctx.profile.permissions, on_lookup=on_lookup,
+                                 fund_statement=ctx.profile.fund_statement, noted=rec.baseline)
     except (ExchangeHalted, Banned) as exc:
         wait_out(ctx, exc, until=ctx.stop_at)
         return True
@@ -69,6 +70,7 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
     events.append((RECONCILE_VERDICT, {"client_id": cid, "pass": passes, **rc.verdict_dict(verdict)}))
     values: dict[str, Any]
     pending = False
+    settled = rec.sent_at is None or (now - rec.sent_at) >= timedelta(seconds=settings.settle_seconds)
     if isinstance(verdict, rc.Found):
         if verdict.failed:
             values = {"state": ExecState.FAILED, "exchange_order_id": verdict.order_id,
@@ -78,7 +80,6 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
             values = {"state": ExecState.SUCCEEDED, "exchange_order_id": verdict.order_id,
                       "response": verdict.data}
     elif isinstance(verdict, rc.Absent):
-        settled = rec.sent_at is None or (now - rec.sent_at) >= timedelta(seconds=settings.settle_seconds)
         needed = 1
         if ctx.spec.retry_strategy is RetryStrategy.RECONCILE_THEN_ESCALATE:
             needed = 2 if settings.escalate_requires_two_lookups else 1
@@ -93,6 +94,8 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
                 rec, f"only {' and '.join(verdict.sources)} could be checked, and a "
                      f"{WHAT.get(ctx.spec.name, (ctx.spec.name,))[0]} is re-sent only when "
                      f"{needed} independent lookups show it is absent")}
+    elif verdict.final and settled:
+        values = {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(rec, verdict.reason)}
     else:
         since = rec.unknown_since or now
         if now - since >= timedelta(seconds=settings.deadline_seconds):
@@ -107,6 +110,4 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
 
 def read(ctx: StepContext, lookup: rc.Lookup) -> Any:
     """One lookup on the exchange under the read retry policy (retries audited)."""
-    return ctx.svc.read_policy.call(
-        lambda: ctx.client.call(lookup.operation, ctx.profile, lookup.params).data, ctx.svc.clock,
-        before_sleep=ctx.retry_audit(lookup.operation))
+    return ctx.read(lookup.operation, lookup.params)

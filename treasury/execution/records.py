@@ -72,6 +72,7 @@ class ExecRecord:
     lease_until: datetime | None
     lease_owner: str | None
     version: int
+    baseline: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -104,6 +105,7 @@ class ExecRecord:
             lease_until=aware(row["lease_until"]),
             lease_owner=row["lease_owner"],
             version=int(row["version"] or 0),
+            baseline=row["baseline"],
         )
 
 

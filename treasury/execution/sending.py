@@ -27,6 +27,7 @@ from treasury.errors import (
     TreasuryError,
 )
 from treasury.exchange.responses import code_text, error_class_for_code
+from treasury.execution import baseline
 from treasury.execution.context import StepContext, Stop
 from treasury.execution.outcomes import (
     cause,
@@ -65,6 +66,7 @@ def send(ctx: StepContext, cids: list[str]) -> None:
     if clock.time() >= ctx.send_until:
         raise Stop(ctx.running("the step's time budget is spent before sending; will retry"))
     try:
+        note_baselines(ctx, cids)
         ctx.svc.send_policy.call(lambda: send_once(ctx, cids), clock,
                                  before_sleep=ctx.retry_audit(ctx.spec.name))
     except NotSent as exc:
@@ -74,6 +76,20 @@ def send(ctx: StepContext, cids: list[str]) -> None:
                     for r in still])
     except (RateLimited, ExchangeHalted, Banned) as exc:
         wait_out(ctx, exc, until=ctx.send_until)
+
+
+def note_baselines(ctx: StepContext, cids: list[str]) -> None:
+    """Before a transfer's first send with a key that cannot read the fund statement, note
+    both accounts' balances (``treasury.execution.baseline``).
+
+    Raises:
+        RateLimited, ExchangeHalted, Banned: nothing may be read now (nothing was sent).
+        LeaseLost: another worker took a leg over.
+    """
+    for cid in cids:
+        rec = ctx.legs[cid]
+        if rec.state is ExecState.PREPARED and baseline.needed(ctx.spec, ctx.profile, rec):
+            baseline.take(ctx, rec)
 
 
 def wait_out(ctx: StepContext, exc: ExchangeError, *, until: float) -> None:

@@ -107,7 +107,8 @@ def ticker_price(call: Call) -> list[dict[str, str]]:
 
 
 def check_api_key(call: Call) -> dict[str, str]:
-    return {"accountType": "master"}
+    assert call.key is not None
+    return {"accountType": "master" if call.key.master else call.ledger.cfg.settings.sub_key_account_type}
 
 
 def account_types(call: Call) -> list[dict[str, Any]]:
@@ -176,6 +177,10 @@ def time_range(call: Call, *, max_days: int) -> tuple[int | None, int | None]:
 
 
 def balance_flow(call: Call) -> list[dict[str, Any]]:
+    settings = call.ledger.cfg.settings
+    if call.key is not None and not call.key.master and not settings.sub_key_fund_statement:
+        raise ApiError(settings.fund_statement_refused_code,
+                       "No permission: only a master account's master API key may read the fund statement")
     p = call.params
     kind = p.choice("type", FLOW_TYPES)
     start, end = time_range(call, max_days=7 if kind == "trade" else 30)

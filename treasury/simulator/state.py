@@ -79,6 +79,9 @@ class KeySpec(_Model):
     permissions: list[Permission]
     ips: list[str] | None = None
     twofa: bool = False
+    # A sub-account's key (``checkApiKey`` says ``sub``). HashKey lets only a master account's
+    # master key read the fund statement (balanceFlow); see ``sub_key_fund_statement``.
+    master: bool = True
 
 
 class WhitelistEntry(_Model):
@@ -184,6 +187,11 @@ class SimSettings(_Model):
     fiat_withdraw_fee: Amount = Decimal(0)
     fiat_withdraw_min: Amount = Decimal("10")
     user_id: str = "1760000000000000001"
+    # UNCONFIRMED on the real API: what checkApiKey calls a sub-account key, whether such a key
+    # may read balanceFlow ("master key only" per the docs), and the code it gets when it may not.
+    sub_key_account_type: str = "sub"
+    sub_key_fund_statement: bool = False
+    fund_statement_refused_code: str = "-1005"
 
     @model_validator(mode="before")
     @classmethod

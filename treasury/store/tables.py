@@ -99,6 +99,8 @@ execution_records = Table(
     Column("response", JSON, nullable=True),
     Column("error", Text, nullable=True),
     Column("reason", Text, nullable=True),  # plain-language reason for NEEDS_ATTENTION
+    # balances noted before a transfer that cannot be looked up by client id (evidence only)
+    Column("baseline", JSON, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
