@@ -28,6 +28,7 @@ T0_MS = 1_767_225_600_000  # ManualClock's default start
 WHITELISTED = "0x5b1f7c1a3e2d4f6a8b9c0d1e2f3a4b5c6d7e8f90"
 NEW_WALLET = "0x1111111111111111111111111111111111111111"
 TOTP_SECRET = "JBSWY3DPEHPK3PXP"
+_LEG = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "price": "50000", "quantity": "0.001"}
 
 
 def hmac_hex(secret: str, payload: bytes) -> str:
@@ -233,6 +234,11 @@ def test_permission_is_checked_before_parameters(client: HashKeyClient, recorder
         ("withdraw", {"coin": "USDT", "chainType": "ETH", "address": WHITELISTED, "quantity": "1e5"}, "quantity"),
         ("balances", {"accountId": "1001", "bogus": "x"}, "bogus"),
         ("order", {}, "(parameters)"),
+        ("withdraw", {"coin": "USDT", "chainType": "ETH", "address": WHITELISTED, "quantity": "-1"}, "quantity"),
+        ("withdraw", {"coin": "USDT", "chainType": "ETH", "address": WHITELISTED, "quantity": "NaN"}, "quantity"),
+        ("batch_orders", {"orders": [_LEG] * 21}, "orders"),
+        ("batch_orders", {"orders": [_LEG, {**_LEG, "symbol": "ETHUSDT"}]}, "orders"),
+        ("cancel_orders_by_ids", {"ids": [str(i) for i in range(101)]}, "ids"),
     ],
 )
 def test_bad_parameters_send_nothing(client: HashKeyClient, recorder: Recorder, op: str,

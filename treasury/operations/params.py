@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from treasury.errors import ParameterError
 from treasury.models import format_amount, parse_amount
@@ -233,14 +233,16 @@ MAX_BATCH_LEGS = 20
 class BatchOrdersParams(Params):
     orders: Annotated[list[SpotOrderParams], Field(min_length=1)]
 
-    @model_validator(mode="after")
-    def _legs(self) -> BatchOrdersParams:
-        if len(self.orders) > MAX_BATCH_LEGS:
-            raise ValueError(f"at most {MAX_BATCH_LEGS} orders per batch, got {len(self.orders)}")
-        symbols = {o.symbol for o in self.orders}
+    # a field validator, so that the error names ``orders`` rather than the whole parameter set
+    @field_validator("orders")
+    @classmethod
+    def _legs(cls, orders: list[SpotOrderParams]) -> list[SpotOrderParams]:
+        if len(orders) > MAX_BATCH_LEGS:
+            raise ValueError(f"at most {MAX_BATCH_LEGS} orders per batch, got {len(orders)}")
+        symbols = {o.symbol for o in orders}
         if len(symbols) > 1:
             raise ValueError(f"all orders in a batch must share one symbol, got {sorted(symbols)}")
-        return self
+        return orders
 
 
 class CancelOrderParams(Params):
@@ -260,11 +262,12 @@ MAX_CANCEL_IDS = 100
 class CancelOrdersByIdsParams(Params):
     ids: Annotated[list[Annotated[str, Field(pattern=r"^[0-9]{1,32}$")]], Field(min_length=1)]
 
-    @model_validator(mode="after")
-    def _count(self) -> CancelOrdersByIdsParams:
-        if len(self.ids) > MAX_CANCEL_IDS:
-            raise ValueError(f"at most {MAX_CANCEL_IDS} ids, got {len(self.ids)}")
-        return self
+    @field_validator("ids")
+    @classmethod
+    def _count(cls, ids: list[str]) -> list[str]:
+        if len(ids) > MAX_CANCEL_IDS:
+            raise ValueError(f"at most {MAX_CANCEL_IDS} ids, got {len(ids)}")
+        return ids
 
     def to_wire(self) -> dict[str, Any]:
         return {"ids": ",".join(self.ids)}
