@@ -10,7 +10,7 @@ same transaction, with the policy reservation settled when the step becomes fina
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -107,6 +107,9 @@ class StepContext:
     stop_at: float  # epoch seconds: hard end of this call
     legs: dict[str, ExecRecord]
     rate_waits: int = 0
+    # client id -> digest of the parameters this step was asked (and approved) to send; a
+    # record whose stored parameters no longer hash to it is never sent
+    expected: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_ids(self) -> list[str]:

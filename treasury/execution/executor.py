@@ -280,8 +280,10 @@ class StepExecutor:
         recs = prepare(svc, spec, req, legs, account=profile.account_id)
         if recs is None:
             recs = svc.load_step(req.run_id, req.step_id)
+        # the stored digest must match this request, and the stored parameters (what would be
+        # sent) must still hash to it: a record edited in the database is never sent
         mismatch = [r.client_id for r, leg in zip(recs, legs, strict=False)
-                    if r.params_digest != R.params_digest(leg.params)]
+                    if r.params_digest != R.params_digest(leg.params) or R.params_digest(r.params) != r.params_digest]
         if len(recs) != len(legs) or mismatch:
             return StepOutcome(
                 StepState.NEEDS_ATTENTION, client_ids=cids,
@@ -297,7 +299,8 @@ class StepExecutor:
         ctx = StepContext(svc, spec, req.run_id, req.step_id, req.actor, self._holder(), client, profile,
                           max_attempts=max(1, req.max_attempts), send_until=now + req.max_seconds,
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
-                          legs={r.client_id: r for r in recs})
+                          legs={r.client_id: r for r in recs},
+                          expected={leg.client_id: R.params_digest(leg.params) for leg in legs})
         try:
             ctx.claim()
         except LeaseLost:

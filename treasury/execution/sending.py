@@ -28,6 +28,7 @@ from treasury.errors import (
 )
 from treasury.exchange.responses import code_text, error_class_for_code
 from treasury.execution import baseline
+from treasury.execution import records as R
 from treasury.execution.context import StepContext, Stop
 from treasury.execution.outcomes import (
     cause,
@@ -123,6 +124,17 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if not recs:
         return
+    altered = [r for r in recs if ctx.expected and R.params_digest(r.params) != ctx.expected.get(r.client_id)]
+    if altered:
+        # The stored parameters changed after this step was asked for (and approved): sending
+        # them would send something nobody approved. Nothing goes out; a person looks.
+        ctx.commit([(r, {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
+            r, "", story="was about to be sent, but its stored parameters no longer match what the "
+                         "step asked for (the record was changed in the database); nothing was sent")})
+                    for r in altered])
+        recs = [r for r in recs if r not in altered]
+        if not recs:
+            return
     now = ctx.svc.clock.now()
     sent = ctx.commit([(r, {"state": ExecState.SENDING, "attempts": r.attempts + 1, "sent_at": now,
                             "error": None}) for r in recs],
