@@ -171,6 +171,7 @@ class RunService:
         from treasury.workflow.inputs import coerce_inputs
 
         inputs = coerce_inputs(loaded.spec, raw_inputs)
+        self.check_quorums(loaded.spec, requested_by)
         stored_inputs = jsonable(inputs)
         run_id = new_run_id()
         at = self.now()
@@ -203,6 +204,32 @@ class RunService:
             "due_at": due_at, "policy_digest": policy_digest,
         })
         return run_id
+
+    def check_quorums(self, spec: Any, requested_by: str) -> None:
+        """Refuse a run whose approvals its own requester would make unreachable.
+
+        ``validate`` checks each quorum against the eligible people, not knowing who will ask;
+        the requester never counts, so a run asked for by one of them may need one person more
+        than there are. It would wait until it expired, so it is refused before it exists.
+
+        Raises:
+            ApprovalRefused: naming the step, the quorum and who may still approve.
+        """
+        for step in spec.steps:
+            if step.approval is None:
+                continue
+            try:
+                eligible = self.ctx.approvers.eligible(step.approval.approvers, exclude=requested_by)
+            except ValueError:
+                continue  # an unknown approver is validate's to report, with its location
+            if len(eligible) < step.approval.quorum:
+                who = ", ".join(sorted(eligible)) or "nobody"
+                raise ApprovalRefused(
+                    f"run not started: approval step {step.id!r} needs {step.approval.quorum} approvals, "
+                    f"but {requested_by!r} is one of its approvers and a requester never counts, so only "
+                    f"{len(eligible)} can approve ({who}); ask someone else to request it, or widen the "
+                    "approvers in the workflow"
+                )
 
     def start(
         self, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str,

@@ -16,7 +16,8 @@
 
 About the quorum: the requester never counts toward it. Validation does not know who will
 request a run, so it checks ``quorum <= eligible approvers``; a run requested by one of the
-eligible people is checked again when it starts (it then needs ``quorum <= eligible - 1``).
+eligible people is refused when it starts or is planned (``RunService.check_quorums``: it
+then needs ``quorum <= eligible - 1``), before anything is stored.
 
 The step-graph checks live in ``treasury.workflow.graph`` and the template checks in
 ``treasury.workflow.references``; this module runs them all and locates every problem.

@@ -21,6 +21,7 @@ def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, req
     from treasury.workflow.service import jsonable
 
     inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
+    svc.check_quorums(loaded.spec, requested_by)  # refused here exactly as a real start would be
     fake_run = SimpleNamespace(id="r00000000000", inputs=inputs, requested_by=requested_by)
     out_steps = []
     with svc.engine.connect() as conn:
