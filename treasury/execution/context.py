@@ -110,6 +110,8 @@ class StepContext:
     # client id -> digest of the parameters this step was asked (and approved) to send; a
     # record whose stored parameters no longer hash to it is never sent
     expected: dict[str, str] = field(default_factory=dict)
+    # the policy reserved this step moments ago in this call: its first send needs no re-check
+    policy_fresh: bool = False
 
     @property
     def client_ids(self) -> list[str]:

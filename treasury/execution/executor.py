@@ -277,7 +277,7 @@ class StepExecutor:
                 return StepOutcome(StepState.RUNNING, client_ids=cids, error=f"cannot load key profile: {exc}")
             return StepOutcome(StepState.FAILED, client_ids=cids,
                                error=f"cannot load key profile {req.key_profile!r}; nothing was sent: {exc}")
-        recs = prepare(svc, spec, req, legs, account=profile.account_id)
+        recs, reserved_now = prepare(svc, spec, req, legs, account=profile.account_id)
         if recs is None:
             recs = svc.load_step(req.run_id, req.step_id)
         # the stored digest must match this request, and the stored parameters (what would be
@@ -300,7 +300,8 @@ class StepExecutor:
                           max_attempts=max(1, req.max_attempts), send_until=now + req.max_seconds,
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
                           legs={r.client_id: r for r in recs},
-                          expected={leg.client_id: R.params_digest(leg.params) for leg in legs})
+                          expected={leg.client_id: R.params_digest(leg.params) for leg in legs},
+                          policy_fresh=reserved_now)
         try:
             ctx.claim()
         except LeaseLost:

@@ -47,8 +47,11 @@ def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
 
 
 def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,
-            account: str | None = None) -> list[ExecRecord] | None:
-    """Insert the PREPARED records (with the policy reservation), or None if they exist.
+            account: str | None = None) -> tuple[list[ExecRecord] | None, bool]:
+    """Insert the PREPARED records (with the policy reservation); returns (records, inserted).
+
+    The records are None when another worker inserted them first; ``inserted`` is True only
+    when this call inserted them, so the policy was evaluated just now.
 
     ``account`` is the key profile's account, for account-scoped rules on operations whose
     parameters name none (withdrawals).
@@ -58,7 +61,7 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
         with svc.engine.begin() as conn:
             existing = R.load_step(conn, req.run_id, req.step_id)
             if existing:
-                return existing
+                return existing, False
             denied: list[Any] = []
             if svc.policy is not None:
                 verdicts = policy_api().reserve(conn, svc.policy, run_id=req.run_id, step_id=req.step_id,
@@ -83,6 +86,6 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
                           step_id=req.step_id, payload={"client_id": leg.client_id, "leg": leg.leg,
                                                         "to": state.value, "operation": spec.name,
                                                         "key_profile": req.key_profile})
-            return R.load_step(conn, req.run_id, req.step_id)
+            return R.load_step(conn, req.run_id, req.step_id), True
     except IntegrityError:
-        return None  # another worker inserted them first: continue from what it wrote
+        return None, False  # another worker inserted them first: continue from what it wrote

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from treasury.audit.events import REQUEST_SENT, RESPONSE_RECEIVED, RETRY_SCHEDULED
+from treasury.audit.events import POLICY_DECISION, REQUEST_SENT, RESPONSE_RECEIVED, RETRY_SCHEDULED
 from treasury.errors import (
     Banned,
     DuplicateClientId,
@@ -29,7 +29,7 @@ from treasury.errors import (
 from treasury.exchange.responses import code_text, error_class_for_code
 from treasury.execution import baseline
 from treasury.execution import records as R
-from treasury.execution.context import StepContext, Stop
+from treasury.execution.context import StepContext, Stop, policy_api
 from treasury.execution.outcomes import (
     cause,
     error_payload,
@@ -66,6 +66,12 @@ def send(ctx: StepContext, cids: list[str]) -> None:
     clock = ctx.svc.clock
     if clock.time() >= ctx.send_until:
         raise Stop(ctx.running("the step's time budget is spent before sending; will retry"))
+    if ctx.policy_fresh:
+        ctx.policy_fresh = False
+    else:
+        cids = recheck_policy(ctx, cids)
+        if not cids:
+            return
     try:
         note_baselines(ctx, cids)
         ctx.svc.send_policy.call(lambda: send_once(ctx, cids), clock,
@@ -77,6 +83,40 @@ def send(ctx: StepContext, cids: list[str]) -> None:
                     for r in still])
     except (RateLimited, ExchangeHalted, Banned) as exc:
         wait_out(ctx, exc, until=ctx.send_until)
+
+
+def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
+    """Before sending legs reserved in an earlier call, or again after a proven absence, check
+    the rules that can turn since (windows, allowlists, per-transaction limits); returns the
+    legs that may go. Denied legs end FAILED with nothing sent, which releases the reservation.
+
+    Raises:
+        LeaseLost: another worker took a leg over.
+    """
+    svc = ctx.svc
+    recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
+    if svc.policy is None or not recs:
+        return cids
+    legs = sorted(ctx.legs.values(), key=lambda r: r.leg)
+    field_ = ctx.spec.client_id_field
+    if ctx.spec.lookup == "batch_orders":
+        params: dict[str, Any] = {"orders": [r.params for r in legs]}
+    else:
+        params = {k: v for k, v in legs[0].params.items() if k != field_}
+    at = svc.clock.now()
+    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=params, at=at,
+                                    account=ctx.profile.account_id)
+    denied = [v for v in verdicts if not v.allowed]
+    event = (POLICY_DECISION, {"operation": ctx.spec.name, "allowed": not denied, "stage": "before sending again",
+                               "verdicts": [v.to_dict() for v in verdicts]})
+    if not denied:
+        if verdicts:
+            ctx.event(*event)
+        return cids
+    error = "policy denied before sending again; nothing was sent: " + "; ".join(
+        f"{v.rule}: {v.message}" for v in denied)
+    ctx.commit([(r, {"state": ExecState.FAILED, "error": error}) for r in recs], events=[event])
+    return []
 
 
 def note_baselines(ctx: StepContext, cids: list[str]) -> None:

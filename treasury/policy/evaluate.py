@@ -8,6 +8,8 @@ Evaluation points and what each checks:
   and velocity headroom against reserved + committed totals; read-only.
 - ``reserve`` (immediately before sending): everything again, strictly, under a lock, and
   records the amount; ``release`` on definite failure, ``confirm`` on success.
+- ``recheck`` (before each later send of a reserved step): windows, destinations and
+  per-transaction limits again, strictly; velocity stays with the reservation.
 
 Verdicts are returned, never raised: the caller appends each to the audit log
 (``Verdict.to_dict`` is JSON-ready) and may call ``raise_if_denied``.
@@ -56,6 +58,7 @@ __all__ = [
     "evaluate_static",
     "headroom",
     "raise_if_denied",
+    "recheck",
     "release",
     "required_approval",
     "reserve",
@@ -145,6 +148,33 @@ def reserve(
     ]
     insert_reservations(conn, run_id=run_id, step_id=step_id, at=at, policy_digest=policy.digest, rows=rows)
     return verdicts
+
+
+def recheck(
+    policy: Policy,
+    *,
+    op: str,
+    params: Mapping[str, Any],
+    at: datetime,
+    account: str | None = None,
+) -> list[Verdict]:
+    """The rules that can turn between a step's reservation and a later send of it, strictly.
+
+    A step is reserved immediately before its first send. When it is sent again later (it could
+    not leave, the exchange was halted or banned, or a lost answer was proven absent), the
+    time may have left its window and the allowlist or limits may have changed: windows,
+    destinations and per-transaction limits are checked again. Velocity is not counted again:
+    the step's reservation already holds its amount.
+
+    Raises:
+        ValueError: ``at`` is naive.
+    """
+    mvs = movements(op, params, account=account, resolvable=_final)
+    out = window_verdicts(policy, mvs[0].op, at) if mvs else []
+    for mv in mvs:
+        out.extend(destination_verdicts(policy, mv, strict=True))
+        out.extend(_limit_verdicts(None, policy, mv, at=None, strict=True))
+    return out
 
 
 def _already_reserved(
