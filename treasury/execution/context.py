@@ -112,6 +112,8 @@ class StepContext:
     expected: dict[str, str] = field(default_factory=dict)
     # the policy reserved this step moments ago in this call: its first send needs no re-check
     policy_fresh: bool = False
+    not_after: float | None = None  # the step's timeout (see StepRequest.not_after)
+    timeout_text: str | None = None
 
     @property
     def client_ids(self) -> list[str]:

@@ -296,12 +296,15 @@ class StepExecutor:
                       {"client_ids": cids, "state": "finished", "reason": "step already finished"})
             return outcome_of(spec, recs)
         now = self.clock.time()
+        send_until = now + req.max_seconds
+        if req.not_after is not None:
+            send_until = min(send_until, req.not_after)
         ctx = StepContext(svc, spec, req.run_id, req.step_id, req.actor, self._holder(), client, profile,
-                          max_attempts=max(1, req.max_attempts), send_until=now + req.max_seconds,
+                          max_attempts=max(1, req.max_attempts), send_until=send_until,
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
                           legs={r.client_id: r for r in recs},
                           expected={leg.client_id: R.params_digest(leg.params) for leg in legs},
-                          policy_fresh=reserved_now)
+                          policy_fresh=reserved_now, not_after=req.not_after, timeout_text=req.timeout_text)
         try:
             ctx.claim()
         except LeaseLost:

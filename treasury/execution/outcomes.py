@@ -59,6 +59,10 @@ class StepRequest:
     actor: str
     max_attempts: int = 5
     max_seconds: float = 120.0
+    # the step's ``timeout``: epoch seconds after which nothing of it is sent (any more); legs
+    # not yet sent then fail, and a request already sent is still reconciled to its end
+    not_after: float | None = None
+    timeout_text: str | None = None  # the workflow's own words for it, for the error ("10m")
 
 
 @dataclass

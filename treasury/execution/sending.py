@@ -64,6 +64,13 @@ def send(ctx: StepContext, cids: list[str]) -> None:
     if not cids:
         return
     clock = ctx.svc.clock
+    if ctx.not_after is not None and clock.time() >= ctx.not_after:
+        # the step's own timeout: what has not gone out by now never will
+        late = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
+        ctx.commit([(r, {"state": ExecState.FAILED, "error": (
+            f"the step's timeout ({ctx.timeout_text or 'set in the workflow'}) passed before it was sent; "
+            "nothing was sent")}) for r in late])
+        return
     if clock.time() >= ctx.send_until:
         raise Stop(ctx.running("the step's time budget is spent before sending; will retry"))
     if ctx.policy_fresh:

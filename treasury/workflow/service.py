@@ -13,7 +13,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -432,11 +432,18 @@ class RunService:
             return
         assert params is not None
         budget = step.retry
+        not_after = None
+        if step.timeout_after is not None:
+            # counted from the step's first start (dispatch), across redeliveries and restarts
+            began = row.started_at or self.now()
+            not_after = (began if began.tzinfo else began.replace(tzinfo=UTC)).timestamp() \
+                + step.timeout_after.total_seconds()
         request = StepRequest(
             run_id=run_id, step_id=step_id, operation=step.op, key_profile=step.key, params=params,
             actor=actor,
             max_attempts=budget.max_attempts if budget else 5,
             max_seconds=budget.max_seconds if budget else 120.0,
+            not_after=not_after, timeout_text=step.timeout,
         )
         outcome = self.ctx.executor.execute(request)
         if outcome.state == StepState.RUNNING:
