@@ -314,3 +314,26 @@ def test_schedules_lists_a_schedule_held_by_its_broken_file(
     code, out, err = _cli(app, "schedules", "--json")
     assert code == 0 and err == ""
     assert [r["held"] for r in json.loads(out)] == [False, False]
+
+
+def test_catchup_all_is_capped_by_the_worker_setting(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treasury.worker.options import WorkerOptions
+
+    monkeypatch.setenv("TREASURY_CATCHUP_CAP", "3")
+    options = WorkerOptions()
+    assert options.catchup_cap == 3
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *").replace("catchup: latest", "catchup: all"))
+    rt = _runtime(sqlite_engine, config_dir, wf, clock)
+    beat = Beat(sqlite_engine, rt.service, wf, clock=clock, catchup_cap=options.catchup_cap)
+    beat.tick()
+    clock.advance(3600)  # beat was away for an hour: twelve instants fell due
+    fired = beat.tick().fired
+    # the on-time instant (02:00, within the grace period) and the newest 3 missed ones
+    assert [f.due_at.isoformat() for f in fired] == [
+        "2026-03-02T01:45:00+00:00", "2026-03-02T01:50:00+00:00", "2026-03-02T01:55:00+00:00",
+        "2026-03-02T02:00:00+00:00"]
+    monkeypatch.setenv("TREASURY_CATCHUP_CAP", "0")
+    with pytest.raises(ValueError, match="catchup_cap"):
+        WorkerOptions()

@@ -37,6 +37,9 @@ class WorkerOptions(BaseSettings):
     visibility_timeout: int = Field(3600, ge=1)
     # how often beat asks the database which schedules are due
     beat_interval: float = Field(15.0, gt=0)
+    # catchup: all fires at most this many missed instants per schedule (the newest ones);
+    # older ones are recorded as missed
+    catchup_cap: int = Field(100, ge=1, le=10_000)
     # how often beat runs the sweeper (stale execution records, lost messages, expired approvals)
     sweep_interval: float = Field(60.0, gt=0)
     # a run, step or execution record untouched this long with no live lease counts as lost

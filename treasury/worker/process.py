@@ -61,7 +61,7 @@ def build_worker_runtime(
         # the lease decides how long a killed worker's step stays untouchable; runtime.py does
         # not take it from settings yet, so the worker sets it on the executor it was given
         rt.executor.settings = dataclasses.replace(rt.executor.settings, lease_seconds=options.lease_seconds)
-    beat = Beat(rt.engine, rt.service, settings.workflows_dir, clock=rt.clock)
+    beat = Beat(rt.engine, rt.service, settings.workflows_dir, clock=rt.clock, catchup_cap=options.catchup_cap)
     return WorkerRuntime(runtime=rt, dispatcher=dispatcher, options=options, beat=beat)
 
 

@@ -228,10 +228,10 @@ class Beat:
     """One beat tick: load the workflow files, then fire what is due, once per due instant."""
 
     def __init__(self, engine: Engine, service: Any, workflows_dir: Path, *, clock: Clock,
-                 audit: AuditHook | None = None) -> None:
+                 audit: AuditHook | None = None, catchup_cap: int = 100) -> None:
         self.loader = ScheduleLoader(workflows_dir, service)
         self.scheduler = Scheduler(engine, start_run=self.loader.start_run, clock=clock, actor=SCHEDULER_ACTOR,
-                                   audit=audit if audit is not None else _default_audit())
+                                   audit=audit if audit is not None else _default_audit(), catchup_cap=catchup_cap)
 
     def tick(self) -> TickReport:
         """Fire due schedules; the report lists the runs created (PENDING, to be kicked).
