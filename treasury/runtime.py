@@ -94,9 +94,11 @@ def build_runtime(
             dispatcher = CeleryDispatcher(settings)
         else:
             dispatcher = InlineDispatcher()
+    from treasury.policy.watch import PolicyWatch
+
     ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,
                      step_start_limit=settings.step_start_limit,
-                     dispatcher=dispatcher, clock=clock)
+                     dispatcher=dispatcher, clock=clock, policy_watch=PolicyWatch(settings.policy_file, policy))
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
                    client=client, simulator=simulator)

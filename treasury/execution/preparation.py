@@ -70,6 +70,7 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
                 denied = [v for v in verdicts if not v.allowed]
                 svc.audit(conn, type=POLICY_DECISION, actor=req.actor, at=at, run_id=req.run_id,
                           step_id=req.step_id, payload={"operation": spec.name, "allowed": not denied,
+                                                        "policy_digest": getattr(svc.policy, "digest", None),
                                                         "verdicts": [v.to_dict() for v in verdicts]})
             if denied:
                 error = "policy denied: " + "; ".join(f"{v.rule}: {v.message}" for v in denied)

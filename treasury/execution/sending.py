@@ -115,6 +115,7 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
                                     account=ctx.profile.account_id)
     denied = [v for v in verdicts if not v.allowed]
     event = (POLICY_DECISION, {"operation": ctx.spec.name, "allowed": not denied, "stage": "before sending again",
+                               "policy_digest": getattr(svc.policy, "digest", None),
                                "verdicts": [v.to_dict() for v in verdicts]})
     if not denied:
         if verdicts:

@@ -23,6 +23,7 @@ from treasury.audit.events import STEP_START_LIMIT
 from treasury.clock import Clock
 from treasury.errors import (
     ApprovalRefused,
+    ConfigError,
     DigestMismatch,
     ParameterError,
     RunStateError,
@@ -81,6 +82,8 @@ class RunContext:
     clock: Clock
     step_start_limit: int = 5  # Settings.step_start_limit
     worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
+    # treasury.policy.watch.PolicyWatch: keeps ``policy`` equal to its file (None: fixed policy)
+    policy_watch: Any | None = None
 
 
 @lru_cache(maxsize=256)
@@ -172,6 +175,7 @@ class RunService:
 
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
+        reloaded = self.refresh_policy(conn)  # the run records the policy in force now
         stored_inputs = jsonable(inputs)
         run_id = new_run_id()
         at = self.now()
@@ -193,7 +197,7 @@ class RunService:
             })
         store.insert_steps(conn, rows)
         previous = store.last_policy_digest(conn, exclude=run_id)
-        if policy_digest and previous and previous != policy_digest:
+        if policy_digest and previous and previous != policy_digest and not reloaded:
             # the policy file changed since the last run: make it visible in the audit trail
             self.audit(conn, "policy.changed", "system", run_id=run_id,
                        payload={"from": previous, "to": policy_digest,
@@ -379,11 +383,51 @@ class RunService:
 
     # ------------------------------------------------------------------ executing steps
 
+    def refresh_policy(self, conn: Connection | None = None) -> bool:
+        """Enforce the policy file as it is now: reload it if it changed since the last look.
+
+        A reload is audited (``policy.changed``, with the process that now enforces it);
+        returns whether there was one. ``conn``: audit in the caller's transaction (a caller
+        that holds locks must pass it: a second transaction could wait on them).
+
+        Raises:
+            ConfigError: the file is now invalid or gone (nothing may be sent until it is mended).
+        """
+        watch = self.ctx.policy_watch
+        if watch is None:
+            return False
+        before = self.ctx.policy
+        policy = watch.current()
+        if policy is before:
+            return False
+        self.ctx.policy = policy
+        if self.ctx.executor is not None:
+            self.ctx.executor.policy = policy
+        log.warning("policy reloaded from %s: digest %s", watch.path, getattr(policy, "digest", None))
+        payload = {"from": getattr(before, "digest", None), "to": getattr(policy, "digest", None),
+                   "file": str(watch.path), "reloaded_by": self.ctx.worker_actor}
+        if conn is not None:
+            self.audit(conn, "policy.changed", self.ctx.worker_actor, payload=payload)
+        else:
+            with self.engine.begin() as own:
+                self.audit(own, "policy.changed", self.ctx.worker_actor, payload=payload)
+        return True
+
     def execute_step(self, run_id: str, step_id: str) -> None:
         """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
         from treasury.execution import StepRequest
 
         actor = self.ctx.worker_actor
+        try:
+            self.refresh_policy()
+        except ConfigError as exc:
+            # fail closed: nothing of this step is sent under a policy nobody can read; the step
+            # stays as it is (the sweeper brings it back) and says why
+            log.error("step %s/%s not executed: %s", run_id, step_id, exc)
+            with self.engine.begin() as conn:
+                store.update_step(conn, run_id, step_id, self.now(),
+                                  error=f"not executed, nothing sent: {exc}; will retry once it is mended")
+            return
         refused: list[tuple[str, str]] | None = None
         with self.engine.begin() as conn:
             run = store.lock_run(conn, run_id)
