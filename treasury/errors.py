@@ -119,8 +119,11 @@ class Problem:
 class WorkflowInvalid(WorkflowError):
     exit_code = 2
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], *, partial: Any = None) -> None:
         self.problems = list(problems)
+        # a LoadedWorkflow of the parts that passed the schema (unknown fields left out, broken
+        # steps dropped), so that `validate` can still report the rest in the same pass
+        self.partial = partial
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -392,3 +392,60 @@ def test_ensure_valid(keys: Mapping[str, KeySpec], approvers: Approvers) -> None
     with pytest.raises(WorkflowInvalid) as info:
         ensure_valid(load(GOOD.replace("key: transfers", "key: nope")), keys=keys, approvers=approvers)
     assert len(info.value.problems) == 2
+
+
+MIXED = """\
+name: mixed
+descripton: a typo
+steps:
+  - id: first
+    op: asset_transfer
+    key: nobody
+    params: {fromAccountId: "1001", toAccountId: "1002", coin: USDT, quantity: "5"}
+  - id: second
+    op: no_such_op
+    key: transfers
+    params: {}
+  - id: second
+    op: withdraw
+    key: ops-read
+    colour: red
+    params: {coin: USDT, chainType: ETH, address: "0x5b1f7c1a3e2d4f6a8b9c0d1e2f3a4b5c6d7e8f90", quantity: "5"}
+  - id: broken
+    op: asset_transfer
+    key: transfers
+    retry: {max_attempts: 0}
+    params: {fromAccountId: "1001", toAccountId: "1002", coin: USDT, quantity: "5"}
+  - id: after
+    needs: [broken]
+    op: asset_transfer
+    key: transfers
+    params: {fromAccountId: "1001", toAccountId: "1002", coin: USDT, quantity: "5"}
+"""
+
+
+def test_schema_problems_do_not_hide_the_other_checks(
+    tmp_path: Path, keys: Mapping[str, KeySpec], approvers: Approvers
+) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+    got = [(p.line, p.col, p.path) for p in check_files([path], keys=keys, approvers=approvers)[str(path)]]
+    assert got == [
+        (2, 1, "descripton"),  # unknown field (schema)
+        (6, 5, "steps[0].key"),  # unknown key profile
+        (9, 5, "steps[1].op"),  # unknown operation
+        (12, 5, "steps[2].id"),  # duplicate step id
+        (14, 5, "steps[2].key"),  # lacks the permission
+        (15, 5, "steps[2].colour"),  # unknown field (schema)
+        (20, 13, "steps[3].retry.max_attempts"),  # out of range (schema): the step is left out...
+    ]  # ...and 'after', which needs it, is not blamed for that
+
+
+def test_a_schema_problem_outside_the_steps_still_stops_at_the_schema(
+    tmp_path: Path, keys: Mapping[str, KeySpec], approvers: Approvers
+) -> None:
+    path = tmp_path / "bad-inputs.yaml"
+    path.write_text(MIXED.replace("descripton: a typo\n", "inputs: {amount: {type: money}}\n"))
+    got = check_files([path], keys=keys, approvers=approvers)[str(path)]
+    assert [p.path for p in got][:1] == ["inputs.amount.type"]
+    assert all(not p.path.endswith(".key") for p in got)  # no partial pass: the inputs are unknown

@@ -11,6 +11,7 @@ positions of the composed nodes, and every problem is reported, not just the fir
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 from dataclasses import dataclass
@@ -174,12 +175,70 @@ def _load(text: str, *, source: str, digest: str) -> LoadedWorkflow:
                 continue
             line, col = builder.positions.locate(path)
             problems.append(Problem(source, line, col, field_path(path), message))
-        raise WorkflowInvalid(cap_problems(_dedupe(problems), exc.error_count())) from None
+        partial = None if builder.problems else _partial(exc, data, text, source, digest, builder.positions)
+        raise WorkflowInvalid(cap_problems(_dedupe(problems), exc.error_count()), partial=partial) from None
     if problems:
         raise WorkflowInvalid(cap_problems(_dedupe(problems)))
     return LoadedWorkflow(
         spec=spec, text=text, source=source, digest=digest, positions=builder.positions, data=data
     )
+
+
+def _partial(
+    exc: ValidationError, data: dict[str, Any], text: str, source: str, digest: str, positions: PositionMap
+) -> LoadedWorkflow | None:
+    """The workflow minus what failed the schema, for the checks beyond it; None if that is too little.
+
+    Unknown fields are left out and broken steps are dropped (their ids listed in
+    ``data["__dropped__"]``); any other schema problem (name, inputs, schedule) gives None.
+    Positions are remapped so that what remains is still located in the file.
+    """
+    extras: list[tuple[Any, ...]] = []
+    broken: set[int] = set()
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            extras.append(loc)
+        elif len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+            broken.add(loc[1])
+        else:
+            return None
+    pruned = copy.deepcopy(data)
+    for loc in sorted(extras, key=len, reverse=True):
+        if len(loc) >= 2 and loc[0] == "steps" and loc[1] in broken:
+            continue
+        parent: Any = pruned
+        for part in loc[:-1]:
+            if isinstance(parent, dict):
+                parent = parent.get(part)
+            elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+                parent = parent[part]
+            else:
+                return None
+        if isinstance(parent, dict):
+            parent.pop(loc[-1], None)
+    steps = pruned.get("steps")
+    if not isinstance(steps, list):
+        return None
+    kept = [i for i in range(len(steps)) if i not in broken]
+    if not kept:
+        return None
+    dropped = [str(steps[i].get("id")) for i in sorted(broken) if isinstance(steps[i], dict) and steps[i].get("id")]
+    pruned["steps"] = [steps[i] for i in kept]
+    try:
+        spec = WorkflowSpec.model_validate(pruned)
+    except ValidationError:
+        return None
+    remap = PositionMap()
+    for table, out in ((positions.fields, remap.fields), (positions.starts, remap.starts)):
+        for path, pos in table.items():
+            if len(path) >= 2 and path[0] == "steps" and isinstance(path[1], int):
+                if path[1] in broken:
+                    continue
+                path = ("steps", kept.index(path[1]), *path[2:])
+            out[path] = pos
+    pruned["__dropped__"] = dropped
+    return LoadedWorkflow(spec=spec, text=text, source=source, digest=digest, positions=remap, data=pruned)
 
 
 def _follows_refusal(path: Path_, cross_field: bool, poisoned: set[Path_]) -> bool:

@@ -101,7 +101,7 @@ def check_files(
         try:
             loaded = load_workflow(Path(path))
         except WorkflowInvalid as exc:
-            out[source] = list(exc.problems)
+            out[source] = _with_partial_checks(exc, keys=keys, approvers=approvers, policy=policy)
             continue
         problems = validate_workflow(loaded, keys=keys, approvers=approvers, policy=policy)
         name = loaded.spec.name
@@ -110,6 +110,29 @@ def check_files(
         names.setdefault(name, source)
         out[source] = sorted(problems, key=lambda p: (p.line, p.col, p.message))
     return out
+
+
+def _with_partial_checks(
+    exc: WorkflowInvalid,
+    *,
+    keys: Mapping[str, KeySpec] | None,
+    approvers: Approvers | None,
+    policy: Any | None,
+) -> list[Problem]:
+    """The schema's problems plus, when enough of the file passed the schema, every other
+    check on that part, so one pass reports everything (the loader leaves out unknown fields
+    and broken steps; a problem that names a dropped step is its echo and is left out)."""
+    problems = list(exc.problems)
+    partial = exc.partial
+    if partial is None:
+        return problems
+    dropped = [f"{step_id!r}" for step_id in (partial.data or {}).get("__dropped__", [])]
+    seen = {(p.line, p.col, p.message) for p in problems}
+    for p in validate_workflow(partial, keys=keys, approvers=approvers, policy=policy):
+        if (p.line, p.col, p.message) in seen or any(d in p.message for d in dropped):
+            continue
+        problems.append(p)
+    return sorted(problems, key=lambda p: (p.line, p.col, p.message))
 
 
 class _Checker:
