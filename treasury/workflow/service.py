@@ -274,7 +274,9 @@ class RunService:
                 continue
             verdicts = evaluate(conn, self.ctx.policy, op=step.op, params=params, at=self.now(),
                                 account=self.account_of(step.key))
-            payload = {"stage": "start", "op": step.op, "verdicts": [v.to_dict() for v in verdicts]}
+            payload = {"stage": "start", "op": step.op, "allowed": all(v.allowed for v in verdicts),
+                       "policy_digest": getattr(self.ctx.policy, "digest", None),
+                       "verdicts": [v.to_dict() for v in verdicts]}
             self.audit(conn, "policy.decision", "system", run_id=run.id, step_id=step.id, payload=payload)
             for v in verdicts:
                 if not v.allowed:
