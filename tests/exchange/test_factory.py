@@ -109,6 +109,39 @@ def test_simulator_command_serves_until_ctrl_c(tmp_path: Path) -> None:
                 proc.kill()
 
 
+def test_simulator_command_serves_a_given_state_with_its_fault_rules(tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    default = (CONFIG_DIR / "simulator.yaml").read_text()
+    assert 'quote: USDT, price: "60000"' in default
+    state.write_text(default.replace('quote: USDT, price: "60000"', 'quote: USDT, price: "12345"'))
+    faults = tmp_path / "faults.yaml"
+    faults.write_text('- {method: GET, path: /api/v1/time, mode: error_before, status: 503, count: 1}\n')
+    with subprocess.Popen(
+        [sys.executable, "-m", "treasury.cli.main", "simulator", "--port", "0", "--json",
+         "--state", str(state), "--faults", str(faults)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines: list[str] = []
+            while not "".join(lines).rstrip().endswith("}"):
+                line = proc.stdout.readline()
+                assert line, "the simulator printed no address"
+                lines.append(line)
+            shown = json.loads("".join(lines))
+            assert shown["state"] == str(state) and shown["faults"] == 1
+            url = shown["url"]
+            assert httpx.get(f"{url}/api/v1/time", timeout=5).status_code == 503  # the rule fires once
+            assert httpx.get(f"{url}/api/v1/time", timeout=5).status_code == 200
+            prices = httpx.get(f"{url}/quote/v1/ticker/price", params={"symbol": "BTCUSDT"}, timeout=5).json()
+            assert prices == [{"s": "BTCUSDT", "p": "12345"}]  # the given state, not the default one
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
 def test_simulator_command_reports_a_bad_state_file(tmp_path: Path) -> None:
     bad = tmp_path / "state.yaml"
     bad.write_text("accounts: []\n")
