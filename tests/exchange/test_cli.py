@@ -235,6 +235,21 @@ def test_keys_check_reports_failures_and_exits_1(env: dict[str, str], config_dir
     assert text.exit_code == 1 and "FAILED" in text.output and "ok" in text.output
 
 
+@QUICK
+def test_keys_check_warns_about_a_sub_key_that_claims_the_fund_statement(
+    env: dict[str, str], served: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TREASURY_RATE_LIMITS__QUERY", "50")
+    key = served.sim.keys["demo-transfer"]
+    served.sim.keys["demo-transfer"] = key.model_copy(update={"master": False})  # a sub-account's key
+    result = run("keys", "check", "--json")
+    assert result.exit_code == 0, result.output  # a warning, not a failure
+    report = {r["profile"]: r for r in json.loads(result.output)}
+    assert report["transfers"]["account_type"] == "sub"
+    assert "set fund_statement: false" in report["transfers"]["warning"]
+    assert all(r["warning"] is None for name, r in report.items() if name != "transfers")
+
+
 # ------------------------------------------------------------------ resume-exchange
 
 

@@ -172,15 +172,22 @@ def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[st
         "account_type": None,
         "assets": None,
         "error": None,
+        "warning": None,
     }
     try:
         profile = spec.resolve()
         answer = client.call("check_api_key", profile)
-        result["account_type"] = answer.data.get("accountType") if isinstance(answer.data, dict) else None
+        account_type = answer.data.get("accountType") if isinstance(answer.data, dict) else None
+        result["account_type"] = account_type
         if Permission.READ in profile.permissions:
             balances = client.call("balances", profile).data
             result["assets"] = sorted(b.get("asset") for b in balances.get("balances", []))
         result["ok"] = True
+        if account_type is not None and account_type != "master" and spec.fund_statement:
+            # only a master key may read balanceFlow, the one lookup that finds a transfer
+            result["warning"] = ("not a master key, so it cannot read the fund statement: set "
+                                 "fund_statement: false on this profile, so that its transfers note both "
+                                 "accounts' balances before sending")
     except TreasuryError as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     return result
@@ -211,7 +218,8 @@ def keys_check_command(app: AppContext, as_json: bool) -> None:
             ("profile", "api key", "permissions", "result", "detail"),
             [
                 (r["profile"], r["api_key"], ",".join(r["permissions"]), "ok" if r["ok"] else "FAILED",
-                 f"{r['account_type']} key; assets: {', '.join(r['assets'] or [])}" if r["ok"] else r["error"])
+                 (f"{r['account_type']} key; assets: {', '.join(r['assets'] or [])}"
+                  + (f"; warning: {r['warning']}" if r["warning"] else "")) if r["ok"] else r["error"])
                 for r in results
             ],
         )
