@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,6 +88,18 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _served(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON object `treasury simulator --json` prints once it listens."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not "".join(lines).rstrip().endswith("}"):
+        line = proc.stdout.readline()
+        assert line, "the simulator printed no address"
+        lines.append(line)
+    result: dict[str, Any] = json.loads("".join(lines))
+    return result
+
+
 def test_simulator_command_serves_until_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "TREASURY_CONFIG_DIR": str(CONFIG_DIR)}
     with subprocess.Popen(
@@ -94,13 +107,7 @@ def test_simulator_command_serves_until_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ctrl_c_as_in_a_terminal,
     ) as proc:
         try:
-            assert proc.stdout is not None
-            lines: list[str] = []
-            while not "".join(lines).rstrip().endswith("}"):
-                line = proc.stdout.readline()
-                assert line, "the simulator printed no address"
-                lines.append(line)
-            url = json.loads("".join(lines))["url"]
+            url = _served(proc)["url"]
             assert httpx.get(f"{url}/api/v1/time", timeout=5).json()["serverTime"] > 0
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=10) == 0
@@ -122,13 +129,7 @@ def test_simulator_command_serves_a_given_state_with_its_fault_rules(tmp_path: P
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal,
     ) as proc:
         try:
-            assert proc.stdout is not None
-            lines: list[str] = []
-            while not "".join(lines).rstrip().endswith("}"):
-                line = proc.stdout.readline()
-                assert line, "the simulator printed no address"
-                lines.append(line)
-            shown = json.loads("".join(lines))
+            shown = _served(proc)
             assert shown["state"] == str(state) and shown["faults"] == 1
             url = shown["url"]
             assert httpx.get(f"{url}/api/v1/time", timeout=5).status_code == 503  # the rule fires once

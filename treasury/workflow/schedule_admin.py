@@ -59,6 +59,28 @@ class ScheduleStatus:
     problem: str | None = None
 
 
+def _status(
+    spec: ScheduleSpec, state: Row[Any] | None, nxt: datetime | None, last_run: tuple[Any, Any] | None,
+    catchup: str, problem: str | None = None,
+) -> ScheduleStatus:
+    run_id, run_due_at = last_run or (None, None)
+    return ScheduleStatus(
+        name=spec.name,
+        workflow_file=spec.workflow_file,
+        timezone=spec.timezone,
+        cron=spec.cron,
+        catchup=catchup,
+        paused=bool(state is not None and state.paused),
+        paused_by=state.paused_by if state is not None else None,
+        next_fire_utc=nxt,
+        next_fire_local=nxt.astimezone(ZoneInfo(spec.timezone)) if nxt else None,
+        last_due_at=state.last_due_at if state is not None else None,
+        last_run_id=run_id,
+        last_run_due_at=run_due_at,
+        problem=problem,
+    )
+
+
 @dataclass(frozen=True)
 class ScheduleAdmin:
     """Pause, resume and status over the scheduler's database, clock, audit and row lock."""
@@ -157,51 +179,19 @@ class ScheduleAdmin:
             states = {row.name: row for row in conn.execute(select(schedule_state))}
             last_runs = {row.schedule: (row.run_id, row.due_at) for row in conn.execute(last_run)}
         out: list[ScheduleStatus] = []
-        for spec in sorted(specs, key=lambda s: s.name):
-            state = states.get(spec.name)
+        for spec in specs:
             try:
                 nxt: datetime | None = next_fire(spec, now)
             except ConfigError:
                 nxt = None
-            run_id, run_due_at = last_runs.get(spec.name, (None, None))
-            out.append(
-                ScheduleStatus(
-                    name=spec.name,
-                    workflow_file=spec.workflow_file,
-                    timezone=spec.timezone,
-                    cron=spec.cron,
-                    catchup=str(spec.catchup),
-                    paused=bool(state is not None and state.paused),
-                    paused_by=state.paused_by if state is not None else None,
-                    next_fire_utc=nxt,
-                    next_fire_local=nxt.astimezone(ZoneInfo(spec.timezone)) if nxt else None,
-                    last_due_at=state.last_due_at if state is not None else None,
-                    last_run_id=run_id,
-                    last_run_due_at=run_due_at,
-                )
-            )
+            out.append(_status(spec, states.get(spec.name), nxt, last_runs.get(spec.name), str(spec.catchup)))
         bad = dict(invalid)
         names = {spec.name for spec in specs}
         for state in states.values():
             if state.name in names or state.removed_at is not None or state.workflow_file not in bad:
                 continue
-            run_id, run_due_at = last_runs.get(state.name, (None, None))
-            out.append(
-                ScheduleStatus(
-                    name=state.name,
-                    workflow_file=state.workflow_file,
-                    timezone=state.timezone,
-                    cron=state.cron,
-                    catchup="-",
-                    paused=bool(state.paused),
-                    paused_by=state.paused_by,
-                    next_fire_utc=None,
-                    next_fire_local=None,
-                    last_due_at=state.last_due_at,
-                    last_run_id=run_id,
-                    last_run_due_at=run_due_at,
-                    problem=(bad[state.workflow_file].splitlines() or ["the file does not validate"])[0],
-                )
-            )
+            # held: listed with its last valid cron and zone, and the file's first problem
+            problem = (bad[state.workflow_file].splitlines() or ["the file does not validate"])[0]
+            out.append(_status(held_spec(state), state, None, last_runs.get(state.name), "-", problem))
         out.sort(key=lambda st: st.name)
         return out
