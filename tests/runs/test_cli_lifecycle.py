@@ -55,8 +55,10 @@ def test_approve_with_comments_then_show_and_list(tmp_path: Path) -> None:
     assert pay["state"] == "SUCCEEDED" and pay["executions"][0]["exchange_order_id"]
     granted = [e for e in shown["audit"] if e["type"] == "approval.granted"]
     assert [e["actor"] for e in granted] == ["alice", "bob"]
-    code, text = _cli(app, "show", run_id)  # the plain view names the comment too
+    code, text = _cli(app, "show", run_id)  # the plain view names the comment and the policy too
     assert code == 0 and "invoice 4711 checked" in text
+    policy_table = text[text.index("policy"):text.index("approvals")]  # titles of the two tables
+    assert "allow" in policy_table and "DENY" not in policy_table
     code, runs = _cli(app, "runs", "--json")
     assert code == 0 and [(r["id"], r["state"]) for r in runs] == [(run_id, "SUCCEEDED")]
 

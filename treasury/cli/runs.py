@@ -157,6 +157,11 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
             click.echo(f"approval {s['id']}: digest {s['digest']}")
             for step_id, g in s["waiting_for"].items():
                 click.echo(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}")
+    policy_rows = [(s["id"], d.get("stage", ""), "allow" if v.get("allowed") else "DENY", v.get("message", ""))
+                   for s in data["steps"] if s["kind"] == "operation"
+                   for d in s.get("policy") or [] for v in d.get("verdicts", [])]
+    if policy_rows:
+        app.print_table(["step", "stage", "verdict", "rule and numbers"], policy_rows, title="policy")
     if data["approvals"]:
         app.print_table(["step", "approver", "decision", "at", "comment"],
                         [(a["step_id"], a["approver"], a["decision"], a["at"], a["comment"] or "")
