@@ -53,6 +53,13 @@ def test_approve_with_comments_then_show_and_list(tmp_path: Path) -> None:
     assert ("alice", "approve", "invoice 4711 checked") in votes and ("bob", "approve", None) in votes
     pay = shown["steps"][1]
     assert pay["state"] == "SUCCEEDED" and pay["executions"][0]["exchange_order_id"]
+    approval = shown["steps"][0]
+    # approvers saw the policy's verdict on what they approved, with the numbers
+    seen = approval["policy"]["pay"]
+    assert seen and all(v["allowed"] for v in seen)
+    assert {v["rule"] for v in seen} >= {"limits[0].max_per_tx", "limits[0].max_per_window"}
+    requested = [e for e in shown["audit"] if e["type"] == "approval.requested"]
+    assert len(requested) == 1
     granted = [e for e in shown["audit"] if e["type"] == "approval.granted"]
     assert [e["actor"] for e in granted] == ["alice", "bob"]
     code, text = _cli(app, "show", run_id)  # the plain view names the comment and the policy too
