@@ -15,9 +15,9 @@ from treasury.store.tables import approvals, runs, steps
 from .conftest import PAYOUT, HeldDispatcher, load
 
 
-def _approved_but_not_sent(make_runtime: Any) -> tuple[Any, Any, HeldDispatcher, str]:
+def _approved_but_not_sent(make_runtime: Any, engine: Any = None) -> tuple[Any, Any, HeldDispatcher, str]:
     held = HeldDispatcher()
-    rt, wire = make_runtime(dispatcher=held)
+    rt, wire = make_runtime(dispatcher=held, engine=engine)
     run_id = rt.service.start(load(rt, "vendor-payout.yaml"), PAYOUT, requested_by="erin")
     assert rt.service.state_of(run_id) == RunState.AWAITING_APPROVAL
     rt.service.approve(run_id, "alice")
@@ -42,9 +42,9 @@ def test_quorum_of_two_distinct_approvers_sends_exactly_once(make_runtime: Any) 
 
 @pytest.mark.parametrize("tamper", ["inputs", "vote_digest", "workflow_snapshot"])
 def test_altering_guarded_data_after_approval_refuses_the_step_and_sends_nothing(
-    make_runtime: Any, tamper: str
+    make_runtime: Any, tamper: str, engine: Any
 ) -> None:
-    rt, wire, held, run_id = _approved_but_not_sent(make_runtime)
+    rt, wire, held, run_id = _approved_but_not_sent(make_runtime, engine)  # on SQLite and PostgreSQL
     with rt.engine.begin() as conn:
         if tamper == "inputs":
             conn.execute(update(runs).where(runs.c.id == run_id).values(
@@ -65,9 +65,9 @@ def test_altering_guarded_data_after_approval_refuses_the_step_and_sends_nothing
     assert any(e.type == "approval.digest_mismatch" for e in query_events(rt.engine, run_id=run_id))
 
 
-def test_altering_stored_step_params_before_sending_is_refused(make_runtime: Any) -> None:
+def test_altering_stored_step_params_before_sending_is_refused(make_runtime: Any, engine: Any) -> None:
     """Parameters resolved and stored, then changed in the database: the digest catches it."""
-    rt, wire, held, run_id = _approved_but_not_sent(make_runtime)
+    rt, wire, held, run_id = _approved_but_not_sent(make_runtime, engine)
     with rt.engine.begin() as conn:
         conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "pay").values(params={
             "coin": "USDT", "chainType": "ETH", "address": PAYOUT["address"], "quantity": "49000"}))

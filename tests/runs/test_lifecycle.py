@@ -31,12 +31,12 @@ def test_a_run_executes_its_snapshot_not_the_edited_file(make_runtime: Any, tmp_
     assert b"chainType=ETH" in sent.content
 
 
-def test_a_run_survives_a_restart_and_resumes_from_the_database(make_runtime: Any) -> None:
-    first, _ = make_runtime()
+def test_a_run_survives_a_restart_and_resumes_from_the_database(make_runtime: Any, engine: Any) -> None:
+    first, _ = make_runtime(engine=engine)  # on SQLite and PostgreSQL
     run_id = first.service.start(load(first, "vendor-payout.yaml"), PAYOUT, requested_by="erin")
     first.service.approve(run_id, "alice")
-    first.engine.dispose()
-    second, wire = make_runtime()  # a new process: same database, nothing in memory
+    first.engine.dispose()  # every connection closed
+    second, wire = make_runtime(engine=engine)  # a new process: same database, nothing in memory
     assert second.service.state_of(run_id) == "AWAITING_APPROVAL"
     second.service.approve(run_id, "bob")
     assert second.service.state_of(run_id) == "SUCCEEDED"
