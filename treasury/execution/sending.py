@@ -172,10 +172,11 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if not recs:
         return
-    altered = [r for r in recs if ctx.expected and R.params_digest(r.params) != ctx.expected.get(r.client_id)]
+    altered = [r for r in recs if R.params_digest(r.params) != ctx.expected.get(r.client_id)]
     if altered:
         # The stored parameters changed after this step was asked for (and approved): sending
-        # them would send something nobody approved. Nothing goes out; a person looks.
+        # them would send something nobody approved. Nothing goes out; a person looks. (A leg
+        # with no expected digest at all counts as changed: only a step's own call may send.)
         ctx.commit([(r, {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
             r, "", story="was about to be sent, but its stored parameters no longer match what the "
                          "step asked for (the record was changed in the database); nothing was sent")})

@@ -427,8 +427,9 @@ class RunService:
             # stays as it is (the sweeper brings it back) and says why
             log.error("step %s/%s not executed: %s", run_id, step_id, exc)
             with self.engine.begin() as conn:
-                store.update_step(conn, run_id, step_id, self.now(),
-                                  error=f"not executed, nothing sent: {exc}; will retry once it is mended")
+                if store.get_step(conn, run_id, step_id).state in (StepState.RUNNING.value, StepState.UNKNOWN.value):
+                    store.update_step(conn, run_id, step_id, self.now(),
+                                      error=f"not executed, nothing sent: {exc}; will retry once it is mended")
             return
         refused: list[tuple[str, str]] | None = None
         with self.engine.begin() as conn:
