@@ -126,7 +126,7 @@ def test_query_balances_json(env: dict[str, str], served: Counting) -> None:
     assert result.exit_code == 0, result.output
     balances = {b["asset"]: b["total"] for b in json.loads(result.output)["balances"]}
     assert balances["USDT"] == "250000" and balances["BTC"] == "3"
-    assert served.paths == ["/api/v1/account"]
+    assert served.paths == ["/api/v1/time", "/api/v1/account"]  # the clock is measured first
 
 
 @QUICK

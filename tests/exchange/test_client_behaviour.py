@@ -55,12 +55,37 @@ class OffsetClock:
         self.base.sleep(seconds)
 
 
-def _skewed(sim_config: Any, skew: float, client_clock: ManualClock) -> tuple[Simulator, Recorder, HashKeyClient]:
+def _skewed(sim_config: Any, skew: float, client_clock: ManualClock,
+            sync_first: bool = False) -> tuple[Simulator, Recorder, HashKeyClient]:
     sim = Simulator(sim_config, clock=OffsetClock(client_clock, skew), seed=1)
     recorder = Recorder(sim.handle)
     http = httpx.Client(transport=httpx.MockTransport(recorder))
     limiter = LocalRateLimiter(RateLimits(), client_clock)
-    return sim, recorder, HashKeyClient(BASE_URL, http, clock=client_clock, limiter=limiter)
+    return sim, recorder, HashKeyClient(BASE_URL, http, clock=client_clock, limiter=limiter, sync_first=sync_first)
+
+
+def test_a_client_that_syncs_first_corrects_a_skewed_clock_before_its_first_signed_call(
+    sim_config: Any, clock: ManualClock
+) -> None:
+    # Our clock runs 3 s ahead of the server: without the up-front sync this would be a -1021.
+    sim, recorder, client = _skewed(sim_config, -3.0, clock, sync_first=True)
+    client.call("server_time", None)  # a public call does not need it
+    client.call("asset_transfer", PROFILES["transfers"], {
+        "fromAccountId": "1001", "toAccountId": "1002", "coin": "USDT", "quantity": "5", "clientOrderId": "t1",
+    })
+    client.call("check_api_key", PROFILES["ops-read"])
+    assert [r.url.path for r in recorder.requests] == [
+        "/api/v1/time", "/api/v1/time", "/api/v1/account/assetTransfer", "/api/v1/account/checkApiKey",
+    ]  # one sync, before the first signed call; no refusal, no retry
+    assert client.offset_ms == -3000 and len(sim.state()["transfers"]) == 1
+
+
+def test_a_failed_first_sync_signs_with_the_local_clock(sim_config: Any, clock: ManualClock) -> None:
+    sim, recorder, client = _skewed(sim_config, 0.0, clock, sync_first=True)
+    sim.set_faults([{"method": "GET", "path": "/api/v1/time", "mode": "error_before", "status": 503, "count": 1}])
+    assert client.call("check_api_key", PROFILES["ops-read"]).data == {"accountType": "master"}
+    assert [r.url.path for r in recorder.requests] == ["/api/v1/time", "/api/v1/account/checkApiKey"]
+    assert client.offset_ms == 0
 
 
 def test_sync_time_applies_the_server_offset(sim_config: Any, clock: ManualClock) -> None:

@@ -123,8 +123,12 @@ class HashKeyClient:
         recv_window_ms: int = 5000,
         limiter: RateLimiter | None = None,
         suspension_seconds: float = 60.0,
+        sync_first: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # measure the server clock before the first signed call (the factory's clients do), so
+        # a skewed host is corrected up front rather than after a -1021 refusal
+        self._needs_sync = sync_first
         self.http = http
         self.clock = clock
         self.recv_window_ms = recv_window_ms
@@ -169,6 +173,8 @@ class HashKeyClient:
         checked = self._check_params(spec, params)
         wire = checked.to_wire()
         client_id = _client_id(spec, wire)
+        if spec.signed and self._needs_sync:
+            self._first_sync()
         try:
             return self._attempt(spec, profile, wire, client_id)
         except ClockSkew:
@@ -212,6 +218,21 @@ class HashKeyClient:
         self.offset_ms = server_ms - round((before + after) / 2 * 1000)
         log.debug("server time offset %d ms", self.offset_ms)
         return self.offset_ms
+
+    def _first_sync(self) -> None:
+        """One ``sync_time`` before the first signed call. A failure is logged, not raised: the
+        call goes ahead on the local clock, and a ``-1021`` refusal still re-syncs and retries.
+
+        Raises:
+            ExchangeHalted, Banned: traffic is stopped (the signed call could not go either).
+        """
+        self._needs_sync = False
+        try:
+            self.sync_time()
+        except (ExchangeHalted, Banned):
+            raise
+        except ExchangeError as exc:
+            log.warning("could not read the exchange's time (%s); signing with the local clock", exc)
 
     def timestamp_ms(self) -> int:
         """Our idea of the server's current time in milliseconds."""

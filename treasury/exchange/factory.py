@@ -121,7 +121,7 @@ def build_client(
         limiter = build_limiter(settings, clock, engine=engine, audit=audit)
     return HashKeyClient(
         url, http, clock=clock, recv_window_ms=settings.recv_window_ms, limiter=limiter,
-        suspension_seconds=settings.rate_limits.suspension_seconds,
+        suspension_seconds=settings.rate_limits.suspension_seconds, sync_first=True,
     )
 
 
