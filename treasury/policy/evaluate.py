@@ -169,12 +169,8 @@ def recheck(
     Raises:
         ValueError: ``at`` is naive.
     """
-    mvs = movements(op, params, account=account, resolvable=_final)
-    out = window_verdicts(policy, mvs[0].op, at) if mvs else []
-    for mv in mvs:
-        out.extend(destination_verdicts(policy, mv, strict=True))
-        out.extend(_limit_verdicts(None, policy, mv, at=None, strict=True))
-    return out
+    # no connection: _limit_verdicts then checks per-transaction limits only, not velocity
+    return _verdicts(None, policy, movements(op, params, account=account, resolvable=_final), at=at, strict=True)
 
 
 def _already_reserved(
@@ -191,7 +187,7 @@ def _already_reserved(
 
 
 def _verdicts(
-    conn: Connection, policy: Policy, mvs: list[Movement], *, at: datetime, strict: bool
+    conn: Connection | None, policy: Policy, mvs: list[Movement], *, at: datetime, strict: bool
 ) -> list[Verdict]:
     out = window_verdicts(policy, mvs[0].op, at) if mvs else []
     for mv in mvs:
