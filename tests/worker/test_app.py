@@ -134,3 +134,39 @@ def test_worker_processes_create_the_schema_one_at_a_time(pg_url: str, tmp_path:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("command", "ready"), [("worker", " ready."), ("beat", "beat: Starting")])
+def test_worker_and_beat_commands_start_on_a_real_broker_and_stop_on_sigterm(
+    redis_url: str, tmp_path: Path, command: str, ready: str
+) -> None:
+    import signal
+    import threading
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREASURY_")}
+    env.update(TREASURY_BROKER_URL=redis_url, TREASURY_BASE_URL="http://127.0.0.1:1",
+               TREASURY_DATABASE_URL=f"sqlite:///{tmp_path / 't.db'}", TREASURY_QUEUE=f"smoke-{command}",
+               TREASURY_CONFIG_DIR=str(Path(__file__).resolve().parents[2] / "config"))
+    extra = ["-P", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat"] if command == "worker" \
+        else ["--schedule", str(tmp_path / "beat-schedule")]
+    with subprocess.Popen([sys.executable, "-m", "treasury.cli.main", command, *extra], env=env, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        lines: list[str] = []
+        out = proc.stdout
+        assert out is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any(ready in line for line in lines):
+                assert proc.poll() is None, "".join(lines)[-3000:]
+                assert time.monotonic() < deadline, f"no {ready!r} within 60 s:\n" + "".join(lines)[-3000:]
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)  # warm shutdown
+            assert proc.wait(timeout=30) == 0, "".join(lines)[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            reader.join(timeout=10)
