@@ -9,7 +9,7 @@ same transaction, with the policy reservation settled when the step becomes fina
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,9 @@ class StepContext:
     # client id -> digest of the parameters this step was asked (and approved) to send; a
     # record whose stored parameters no longer hash to it is never sent
     expected: dict[str, str] = field(default_factory=dict)
+    # the step's parameters as requested (without client ids): what its policy reservation
+    # was evaluated on, and what a later send is checked against again
+    params: Mapping[str, Any] = field(default_factory=dict)
     # the policy reserved this step moments ago in this call: its first send needs no re-check
     policy_fresh: bool = False
     not_after: float | None = None  # the step's timeout (see StepRequest.not_after)

@@ -282,8 +282,9 @@ class StepExecutor:
             recs = svc.load_step(req.run_id, req.step_id)
         # the stored digest must match this request, and the stored parameters (what would be
         # sent) must still hash to it: a record edited in the database is never sent
-        mismatch = [r.client_id for r, leg in zip(recs, legs, strict=False)
-                    if r.params_digest != R.params_digest(leg.params) or R.params_digest(r.params) != r.params_digest]
+        wanted = {leg.client_id: R.params_digest(leg.params) for leg in legs}
+        mismatch = [r.client_id for r in recs
+                    if r.params_digest != wanted.get(r.client_id) or R.params_digest(r.params) != r.params_digest]
         if len(recs) != len(legs) or mismatch:
             return StepOutcome(
                 StepState.NEEDS_ATTENTION, client_ids=cids,
@@ -303,7 +304,7 @@ class StepExecutor:
                           max_attempts=max(1, req.max_attempts), send_until=send_until,
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
                           legs={r.client_id: r for r in recs},
-                          expected={leg.client_id: R.params_digest(leg.params) for leg in legs},
+                          expected=wanted, params=req.params,
                           policy_fresh=reserved_now, not_after=req.not_after, timeout_text=req.timeout_text)
         try:
             ctx.claim()

@@ -104,14 +104,7 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if svc.policy is None or not recs:
         return cids
-    legs = sorted(ctx.legs.values(), key=lambda r: r.leg)
-    field_ = ctx.spec.client_id_field
-    if ctx.spec.lookup == "batch_orders":
-        params: dict[str, Any] = {"orders": [r.params for r in legs]}
-    else:
-        params = {k: v for k, v in legs[0].params.items() if k != field_}
-    at = svc.clock.now()
-    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=params, at=at,
+    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=ctx.params, at=svc.clock.now(),
                                     account=ctx.profile.account_id)
     denied = [v for v in verdicts if not v.allowed]
     event = (POLICY_DECISION, {"operation": ctx.spec.name, "allowed": not denied, "stage": "before sending again",
