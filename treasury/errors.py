@@ -119,11 +119,14 @@ class Problem:
 class WorkflowInvalid(WorkflowError):
     exit_code = 2
 
-    def __init__(self, problems: Sequence[Problem], *, partial: Any = None) -> None:
+    def __init__(self, problems: Sequence[Problem], *, partial: Any = None,
+                 dropped_steps: Sequence[str] = ()) -> None:
         self.problems = list(problems)
         # a LoadedWorkflow of the parts that passed the schema (unknown fields left out, broken
-        # steps dropped), so that `validate` can still report the rest in the same pass
+        # steps dropped, their ids in ``dropped_steps``), so that `validate` can still report
+        # the rest in the same pass
         self.partial = partial
+        self.dropped_steps = tuple(dropped_steps)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

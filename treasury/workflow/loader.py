@@ -175,8 +175,10 @@ def _load(text: str, *, source: str, digest: str) -> LoadedWorkflow:
                 continue
             line, col = builder.positions.locate(path)
             problems.append(Problem(source, line, col, field_path(path), message))
-        partial = None if builder.problems else _partial(exc, data, text, source, digest, builder.positions)
-        raise WorkflowInvalid(cap_problems(_dedupe(problems), exc.error_count()), partial=partial) from None
+        partial, dropped = (None, ()) if builder.problems else _partial(exc, data, text, source, digest,
+                                                                         builder.positions)
+        raise WorkflowInvalid(cap_problems(_dedupe(problems), exc.error_count()), partial=partial,
+                              dropped_steps=dropped) from None
     if problems:
         raise WorkflowInvalid(cap_problems(_dedupe(problems)))
     return LoadedWorkflow(
@@ -186,13 +188,15 @@ def _load(text: str, *, source: str, digest: str) -> LoadedWorkflow:
 
 def _partial(
     exc: ValidationError, data: dict[str, Any], text: str, source: str, digest: str, positions: PositionMap
-) -> LoadedWorkflow | None:
-    """The workflow minus what failed the schema, for the checks beyond it; None if that is too little.
+) -> tuple[LoadedWorkflow | None, tuple[str, ...]]:
+    """The workflow minus what failed the schema, for the checks beyond it, and the ids of the
+    steps left out; (None, ()) when too little is left.
 
-    Unknown fields are left out and broken steps are dropped (their ids listed in
-    ``data["__dropped__"]``); any other schema problem (name, inputs, schedule) gives None.
-    Positions are remapped so that what remains is still located in the file.
+    Unknown fields are left out and broken steps are dropped; any other schema problem (name,
+    inputs, schedule) gives None. Positions are remapped so that what remains is still located
+    in the file.
     """
+    nothing: tuple[None, tuple[str, ...]] = (None, ())
     extras: list[tuple[Any, ...]] = []
     broken: set[int] = set()
     for err in exc.errors():
@@ -202,7 +206,7 @@ def _partial(
         elif len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
             broken.add(loc[1])
         else:
-            return None
+            return nothing
     pruned = copy.deepcopy(data)
     for loc in sorted(extras, key=len, reverse=True):
         if len(loc) >= 2 and loc[0] == "steps" and loc[1] in broken:
@@ -214,31 +218,32 @@ def _partial(
             elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
                 parent = parent[part]
             else:
-                return None
+                return nothing
         if isinstance(parent, dict):
             parent.pop(loc[-1], None)
     steps = pruned.get("steps")
     if not isinstance(steps, list):
-        return None
+        return nothing
     kept = [i for i in range(len(steps)) if i not in broken]
     if not kept:
-        return None
-    dropped = [str(steps[i].get("id")) for i in sorted(broken) if isinstance(steps[i], dict) and steps[i].get("id")]
+        return nothing
+    dropped = tuple(str(steps[i]["id"]) for i in sorted(broken)
+                    if isinstance(steps[i], dict) and steps[i].get("id"))
     pruned["steps"] = [steps[i] for i in kept]
     try:
         spec = WorkflowSpec.model_validate(pruned)
     except ValidationError:
-        return None
+        return nothing
+    moved = {old: new for new, old in enumerate(kept)}  # a kept step's index before -> after
     remap = PositionMap()
     for table, out in ((positions.fields, remap.fields), (positions.starts, remap.starts)):
         for path, pos in table.items():
             if len(path) >= 2 and path[0] == "steps" and isinstance(path[1], int):
                 if path[1] in broken:
                     continue
-                path = ("steps", kept.index(path[1]), *path[2:])
+                path = ("steps", moved[path[1]], *path[2:])
             out[path] = pos
-    pruned["__dropped__"] = dropped
-    return LoadedWorkflow(spec=spec, text=text, source=source, digest=digest, positions=remap, data=pruned)
+    return LoadedWorkflow(spec=spec, text=text, source=source, digest=digest, positions=remap, data=pruned), dropped
 
 
 def _follows_refusal(path: Path_, cross_field: bool, poisoned: set[Path_]) -> bool:

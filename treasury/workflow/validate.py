@@ -126,7 +126,7 @@ def _with_partial_checks(
     partial = exc.partial
     if partial is None:
         return problems
-    dropped = [f"{step_id!r}" for step_id in (partial.data or {}).get("__dropped__", [])]
+    dropped = [f"{step_id!r}" for step_id in exc.dropped_steps]
     seen = {(p.line, p.col, p.message) for p in problems}
     for p in validate_workflow(partial, keys=keys, approvers=approvers, policy=policy):
         if (p.line, p.col, p.message) in seen or any(d in p.message for d in dropped):
