@@ -69,6 +69,36 @@ def create_schema(engine: Engine) -> None:
         if is_postgres(conn):
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
         metadata.create_all(conn)
+        add_missing_columns(conn)
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Add the nullable columns a newer version defines to the tables of an older database.
+
+    ``create_all`` creates missing tables but never alters one that exists, so a database kept
+    from an earlier version (a demo folder, a production database) would fail on its first
+    query of a new column. Only nullable columns without a server default are added
+    (``ALTER TABLE … ADD COLUMN``): existing rows read them as NULL, which is what the code
+    expects of rows written before. Returns ``table.column`` for each column added.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(conn)
+    existing = set(inspector.get_table_names())
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        have = {col["name"] for col in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have or not column.nullable or column.primary_key or column.server_default is not None:
+                continue
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            name = conn.dialect.identifier_preparer.quote(table.name)
+            conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def import_tables() -> None:
