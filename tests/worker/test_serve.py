@@ -147,8 +147,9 @@ def test_serve_refuses_a_broker_and_an_unreadable_workflows_folder(tmp_path: Pat
     assert res.exit_code == 2 and "TREASURY_BROKER_URL" in res.output and "treasury worker" in res.output
 
 
-def test_treasury_serve_fires_a_due_schedule_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, config_dir: Path, wf: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_treasury_serve_fires_a_due_schedule_and_stops_cleanly_on_a_signal(
+    tmp_path: Path, config_dir: Path, wf: Path, sig: signal.Signals
 ) -> None:
     """The real command on SQLite: the schedule was seen five minutes ago, so its newest due
     minute is caught up (catchup: latest) on serve's first tick, runs inline, and succeeds."""
@@ -171,7 +172,7 @@ def test_treasury_serve_fires_a_due_schedule_and_stops_cleanly_on_sigterm(
             done = wait_for(lambda: [r for r in _runs(engine) if r.state == "SUCCEEDED"], 60,
                             "the scheduled run to succeed", detail=log.read_text)
             assert proc.poll() is None, log.read_text()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             assert proc.wait(timeout=30) == 0, log.read_text()
         finally:
             if proc.poll() is None:
@@ -181,4 +182,4 @@ def test_treasury_serve_fires_a_due_schedule_and_stops_cleanly_on_sigterm(
     (run,) = done
     assert run.schedule == "minutely" and run.requested_by == "scheduler"
     text = log.read_text()
-    assert "SIGTERM received" in text and "stopped" in text and "Traceback" not in text
+    assert f"{sig.name} received" in text and "stopped" in text and "Traceback" not in text
