@@ -112,6 +112,7 @@ class Server:
                 sweep_pass(self.runtime, older_than=self.options.sweep_older_than)
             else:
                 self.runtime.service.kick(job)
+                log.info("run %s: %s", job, self.runtime.service.state_of(job))
         except Exception:
             # the run's state is in the database: the sweeper comes back to it
             log.exception("%s failed; the sweeper will come back to it", "sweep" if job == _SWEEP else f"run {job}")
