@@ -71,7 +71,7 @@ def _describe(path: Path) -> str:
         import sqlite3
 
         try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)  # read only
             try:
                 n_runs = con.execute("select count(*) from runs").fetchone()[0]
                 n_events = con.execute("select count(*) from audit_events").fetchone()[0]
