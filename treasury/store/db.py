@@ -84,13 +84,25 @@ def add_missing_columns(conn: Connection) -> list[str]:
     from sqlalchemy import inspect
     from sqlalchemy.schema import CreateColumn
 
-    inspector = inspect(conn)
-    existing = set(inspector.get_table_names())
+    columns: dict[str, set[str]] = {}
+    if is_postgres(conn):  # one query: the inspector's per-table reflection cost ~40 ms a command
+        rows = conn.exec_driver_sql(
+            "SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a"
+            " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')"
+            " AND a.attnum > 0 AND NOT a.attisdropped"
+        )
+        for table_name, column_name in rows:
+            columns.setdefault(table_name, set()).add(column_name)
+    else:
+        inspector = inspect(conn)
+        for table_name in inspector.get_table_names():
+            columns[table_name] = {col["name"] for col in inspector.get_columns(table_name)}
     added: list[str] = []
     for table in metadata.sorted_tables:
-        if table.name not in existing:
+        have = columns.get(table.name)
+        if have is None:
             continue
-        have = {col["name"] for col in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in have or not column.nullable or column.primary_key or column.server_default is not None:
                 continue
