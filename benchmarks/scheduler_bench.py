@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(db_url)
         create_schema(engine)
         settings = Settings(database_url=db_url, config_dir=common.ROOT / "config", workflows_dir=folder)
-        rt = build_runtime(settings, clock=clock, engine=engine)
+        # the bench only starts runs (nothing is sent): an in-process simulator of its own, since
+        # the runtime refuses to build one from settings for a PostgreSQL database
+        from treasury.simulator import Simulator, load_state
+
+        sim = Simulator(load_state(settings.simulator_file), clock=clock)
+        rt = build_runtime(settings, clock=clock, engine=engine, simulator=sim)
         beat = Beat(engine, rt.service, folder, clock=clock)
 
         # cold: validate every file once (cached by digest afterwards), then record the schedules

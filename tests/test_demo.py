@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from treasury.cli.main import cli
@@ -63,3 +64,60 @@ def test_demo_runs_every_case_as_expected_and_the_chain_verifies(tmp_path: Path)
     assert broken.exit_code == 1  # type: ignore[attr-defined]
     assert json.loads(broken.output)["first_bad_seq"] == 7  # type: ignore[attr-defined]
     assert head["head_hash"]
+
+
+def _fake_earlier_demo(folder: Path) -> bytes:
+    """A folder holding an earlier demo's database (one run's worth of rows) and simulator world."""
+    from treasury.store.db import create_schema, make_engine
+
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{folder / 'treasury.db'}")
+    create_schema(engine)
+    engine.dispose()
+    world = b'{"balances": "the earlier demo\'s"}'
+    (folder / "treasury.db.simulator.json").write_bytes(world)
+    return world
+
+
+def test_a_second_demo_into_the_same_folder_refuses_and_deletes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "desk"
+    world = _fake_earlier_demo(folder)
+    db_before = (folder / "treasury.db").read_bytes()
+    res = CliRunner().invoke(cli, ["demo", "--dir", str(folder)], env={})
+    assert res.exit_code == 2, res.output
+    # names what exists and how to proceed
+    assert f"{folder / 'treasury.db'} (the database: 0 runs, 0 audit events)" in res.output
+    assert "treasury.db.simulator.json" in res.output and "--reset" in res.output and "treasury runs" in res.output
+    assert (folder / "treasury.db").read_bytes() == db_before
+    assert (folder / "treasury.db.simulator.json").read_bytes() == world
+
+
+def test_the_default_folder_is_kept_too_and_reset_names_what_it_deletes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(cli, ["demo", "--json"], env={}, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    folder = tmp_path / "treasury-demo"
+    assert json.loads(first.stdout)["dir"] == "treasury-demo"
+    con = sqlite3.connect(folder / "treasury.db")
+    runs_before = con.execute("select count(*) from runs").fetchone()[0]
+    events_before = con.execute("select count(*) from audit_events").fetchone()[0]
+    con.close()
+    assert runs_before > 0 and events_before > 50
+
+    again = CliRunner().invoke(cli, ["demo"], env={})
+    assert again.exit_code == 2, again.output
+    assert f"treasury.db (the database: {runs_before} runs, {events_before} audit events)" in again.output
+    con = sqlite3.connect(folder / "treasury.db")
+    assert con.execute("select count(*) from audit_events").fetchone()[0] == events_before
+    con.close()
+
+    (folder / "config" / "NOTES.txt").write_text("mine\n")  # a person's files are kept
+    reset = CliRunner().invoke(cli, ["demo", "--reset", "--json"], env={}, catch_exceptions=False)
+    assert reset.exit_code == 0, reset.output
+    listed = reset.stderr
+    assert "--reset deletes" in listed and str(Path("treasury-demo") / "treasury.db") in listed
+    assert "treasury.db.simulator.json" in listed and f"{runs_before} runs" in listed
+    assert json.loads(reset.stdout)["audit"]["ok"] is True
+    assert (folder / "config" / "NOTES.txt").read_text() == "mine\n"

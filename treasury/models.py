@@ -15,7 +15,7 @@ from treasury.errors import ParameterError
 
 
 class Permission(StrEnum):
-    """The six API-key permission words, identical everywhere (design.md section 2)."""
+    """The six API-key permission words, identical everywhere (docs/reference.md section 2)."""
 
     READ = "read"
     TRADE = "trade"
@@ -84,7 +84,7 @@ _TERMINAL_STEP = frozenset(
 
 
 class ExecState(StrEnum):
-    """State of one money-moving request (design.md section 1)."""
+    """State of one money-moving request (docs/reference.md section 5)."""
 
     PREPARED = "PREPARED"
     SENDING = "SENDING"

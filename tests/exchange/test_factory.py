@@ -177,3 +177,30 @@ def test_ctrl_c_delivered_to_a_serving_thread_still_stops_the_foreground_wait() 
         guard.cancel()
         server.shutdown()
         signal.signal(signal.SIGINT, previous)
+
+
+def test_the_in_process_simulator_is_refused_with_a_database_other_than_sqlite(pg_url: str) -> None:
+    # each command would get an exchange of its own: a withdrawal would report SUCCEEDED and the
+    # next command could not find it
+    with pytest.raises(ConfigError) as info:
+        build_client(settings(database_url=pg_url), clock=ManualClock())
+    message = str(info.value)
+    assert "TREASURY_DATABASE_URL" in message and "treasury simulator" in message
+    assert "TREASURY_BASE_URL" in message and "sqlite" in message.lower()
+    assert "postgres@" not in message  # the URL itself (it may carry a password) is not printed
+    # SQLite, in a file or in memory, keeps one exchange; a URL is a real (shared) exchange
+    build_client(settings(database_url="sqlite://"), clock=ManualClock()).close()
+    build_client(settings(database_url=pg_url, base_url="http://127.0.0.1:1"), clock=ManualClock()).close()
+
+
+def test_a_command_with_postgresql_and_the_in_process_simulator_exits_2(pg_url: str, pg_engine: Any) -> None:
+    from click.testing import CliRunner
+
+    from treasury.cli.context import AppContext
+    from treasury.cli.main import cli
+
+    wf = Path(__file__).resolve().parents[2] / "workflows" / "treasury-sweep.yaml"
+    app = AppContext(settings=settings(database_url=pg_url), _engine=pg_engine)
+    res = CliRunner().invoke(cli, ["run", str(wf), "-i", "amount=10", "--as", "erin"], obj=app)
+    assert res.exit_code == 2, res.output
+    assert "treasury simulator" in res.output and "TREASURY_BASE_URL" in res.output

@@ -203,8 +203,8 @@ def test_invalid_files_are_audited_once_per_change_and_others_keep_firing(
     assert len(audit_rows(db, "schedule.invalid")) == 1
     assert sum("withdrawl" in r.getMessage() for r in caplog.records) == 1
     assert [s for _, _, s, _ in tick_rows(db, "beta")] == ["skipped_invalid"] * 3
-    skipped_events = [e for e in audit_rows(db, "schedule.missed") if e["payload"]["status"] == "skipped_invalid"]
-    assert len(skipped_events) == 3
+    held_events = [e for e in audit_rows(db, "schedule.held") if e["payload"]["status"] == "skipped_invalid"]
+    assert len(held_events) == 3 and "withdrawl" in held_events[0]["payload"]["error"]
     # another beat (its own process) sees the same file: no second audit event
     other = make_scheduler()
     assert other.tick([a], invalid=broken).invalid == []
@@ -212,11 +212,14 @@ def test_invalid_files_are_audited_once_per_change_and_others_keep_firing(
     broken2 = [(b.workflow_file, "schedule.cron: hour field: 24 is out of range 0-23")]
     assert sched.tick([a], invalid=broken2).invalid == broken2
     assert len(audit_rows(db, "schedule.invalid")) == 2
-    # fixed: beta fires again from its next instant on, without catching up on the skipped ones
+    # fixed: beta fires its next instant, and its catch-up policy (latest) decides the three held
+    # while the file was broken: the newest runs, the older two are missed with the file's problem
     clock.advance(minutes(5))
     report = sched.tick([a, b])
-    assert sorted(f.schedule for f in report.fired) == ["alpha", "beta"]
-    assert run_dues(db, "beta") == [T0 + m(20)]
+    assert sorted(f.schedule for f in report.fired) == ["alpha", "beta", "beta"]
+    assert run_dues(db, "beta") == [T0 + m(15), T0 + m(20)]
+    assert [(due, st) for _, due, st, _ in tick_rows(db, "beta")] == [
+        (T0 + m(5), "missed"), (T0 + m(10), "missed"), (T0 + m(15), "fired"), (T0 + m(20), "fired")]
     # broken again with the first message: a new change, audited again
     assert sched.tick([a], invalid=broken).invalid == broken
     assert len(audit_rows(db, "schedule.invalid")) == 3

@@ -337,3 +337,47 @@ def test_catchup_all_is_capped_by_the_worker_setting(
     monkeypatch.setenv("TREASURY_CATCHUP_CAP", "0")
     with pytest.raises(ValueError, match="catchup_cap"):
         WorkerOptions()
+
+
+def test_a_file_broken_across_a_due_time_catches_up_once_mended_and_schedules_says_so(
+    engine: Engine, config_dir: Path, wf: Path, clock: ManualClock
+) -> None:
+    good = scheduled("daily", "0 10 * * *")  # 10:00 Hong Kong, catchup: latest
+    (wf / "daily.yaml").write_text(good)
+    rt = _runtime(engine, config_dir, wf, clock)
+    beat = Beat(engine, rt.service, wf, clock=clock)
+    beat.tick()  # 09:00:30: seen
+    (wf / "daily.yaml").write_text(good.replace("key: transfers", "key: nobody"))  # broken before 10:00
+    clock.advance(3600)  # 10:00:30
+    assert beat.tick().fired == []
+    from rich.console import Console
+
+    app = AppContext(settings=Settings(config_dir=config_dir, workflows_dir=wf), clock=clock, _engine=engine,
+                     console=Console(width=400, soft_wrap=True))
+    code, out, _ = _cli(app, "schedules")
+    assert code == 0 and "2026-03-02 10:00 HKT held until the file is mended" in out
+    assert "workflow file broken (line 12:" in out and "nobody" in out
+
+    clock.advance(1800)  # 10:30:30, long after the grace period: mended
+    (wf / "daily.yaml").write_text(good)
+    (fired,) = beat.tick().fired
+    assert fired.due_at == datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # catchup: latest ran 10:00
+    code, out, err = _cli(app, "schedules", "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert (row["last_run_id"], row["last_run_due_at"]) == (fired.run_id, "2026-03-02T02:00:00+00:00")
+    assert row["missed"] == []
+
+    # a day without any scheduler: catchup latest runs the newest; the one before is missed
+    clock.advance(2 * 86400)  # 2026-03-04 10:30:30
+    (late,) = beat.tick().fired
+    assert late.due_at == datetime(2026, 3, 4, 2, 0, tzinfo=UTC)
+    code, out, _ = _cli(app, "schedules")
+    assert "daily: 2026-03-03 10:00 HKT missed: no scheduler was running when it fell due" in out
+    assert f"{late.run_id} PENDING (due 2026-03-04 10:00 HKT)" in out
+
+    code, _, _ = _cli(app, "schedule", "pause", "daily", "--as", "alice")
+    code, out, _ = _cli(app, "schedules", "--json")
+    assert json.loads(out)[0]["next_fire_utc"] is None
+    code, out, _ = _cli(app, "schedules")
+    assert "PAUSED" in out and "2026-03-05" not in out

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
 WORKFLOWS = REPO / "workflows"
 
-# The profiles design.md names, for when config/keys.yaml is not in the tree yet.
+# The profiles docs/reference.md names, for when config/keys.yaml is not in the tree yet.
 STAND_IN_KEYS = """\
 profiles:
   ops-read:     {api_key: k1, secret_env: S1, permissions: [read]}

@@ -42,6 +42,7 @@ EXCHANGE_RESUMED = "exchange.resumed"
 # schedules
 SCHEDULE_FIRED = "schedule.fired"
 SCHEDULE_MISSED = "schedule.missed"
+SCHEDULE_HELD = "schedule.held"  # due while the workflow file was invalid; catch-up decides once mended
 SCHEDULE_INVALID = "schedule.invalid"
 SCHEDULE_PAUSED = "schedule.paused"
 SCHEDULE_RESUMED = "schedule.resumed"

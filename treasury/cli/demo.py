@@ -8,7 +8,6 @@ result of verifying the audit chain.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,90 @@ def prepare(target: Path) -> tuple[Path, Path]:
     return config, workflows
 
 
+DB_NAME = "treasury.db"
+DEFAULT_DIR = Path("treasury-demo")
+# what a demo run leaves beside its config and workflows: the database (with SQLite's journal
+# files) and the in-process simulator's world with its lock file
+STATE_SUFFIXES = ("", "-wal", "-shm", ".simulator.json", ".simulator.json.lock")
+
+
+def kept_state(target: Path) -> list[Path]:
+    """The files of an earlier demo in ``target`` that a new run would have to delete."""
+    db = target / DB_NAME
+    return [path for path in (Path(f"{db}{suffix}") for suffix in STATE_SUFFIXES) if path.exists()]
+
+
+def _describe(path: Path) -> str:
+    """One file of a demo's state, with what it holds."""
+    if path.name == DB_NAME:
+        import sqlite3
+
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)  # read only
+            try:
+                n_runs = con.execute("select count(*) from runs").fetchone()[0]
+                n_events = con.execute("select count(*) from audit_events").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return f"{path} (the database)"
+        return f"{path} (the database: {n_runs} runs, {n_events} audit events)"
+    if path.name.endswith(".simulator.json"):
+        return f"{path} (the simulator's balances, orders, transfers and withdrawals)"
+    return str(path)
+
+
+class DemoExists(click.ClickException):
+    """The folder already holds a demo's data; nothing was deleted."""
+
+    exit_code = 2
+
+    def __init__(self, target: Path, existing: list[Path]) -> None:
+        self.target = target
+        self.existing = existing
+        listed = "".join(f"\n  {_describe(p)}" for p in existing)
+        folder = str(target)
+        super().__init__(
+            f"{folder} already holds an earlier demo's data, which the demo never deletes:{listed}\n"
+            f"To look at it: cd {folder} && treasury runs (or treasury audit verify).\n"
+            f"To run the demo again, pick a new folder (treasury demo --dir OTHER), or delete the "
+            f"files above first with: treasury demo --dir {folder} --reset"
+        )
+
+
+def reset_state(target: Path, *, echo: Any = click.echo) -> list[Path]:
+    """Delete an earlier demo's database and simulator state in ``target``, naming each file first.
+
+    The config and workflow files are kept (with any edits). Returns the files deleted.
+    """
+    existing = kept_state(target)
+    if not existing:
+        echo(f"--reset: {target} holds no demo data; nothing to delete", err=True)
+        return []
+    echo(f"--reset deletes the earlier demo's data in {target} (config/ and workflows/ are kept):", err=True)
+    for path in existing:
+        echo(f"  {_describe(path)}", err=True)
+    for path in existing:
+        path.unlink(missing_ok=True)
+    return existing
+
+
 def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, Any]]:
-    """Run every demo case in ``target``; returns (all as expected, a JSON-ready summary)."""
+    """Run every demo case in ``target``; returns (all as expected, a JSON-ready summary).
+
+    Raises:
+        DemoExists: ``target`` already holds a demo's database or simulator state (nothing is
+            deleted; see :func:`reset_state`).
+    """
     from treasury.audit import query_events, verify_chain
     from treasury.runtime import build_runtime
     from treasury.workflow.cases import run_all
 
     config, workflows = prepare(target)
-    db = target / "treasury.db"
-    for suffix in ("", "-wal", "-shm", ".simulator.json"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db = target / DB_NAME
+    existing = kept_state(target)
+    if existing:  # a library caller gets the same protection as the command
+        raise DemoExists(target, existing)
     settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
                         database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
                         settle_seconds=0.2, reconcile_deadline_seconds=10)
@@ -88,28 +161,31 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
 
 @click.command("demo")
 @click.option("--dir", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="keep the demo's config, workflows and database in this folder")
+              help=f"the folder for the demo's config, workflows and database (default: ./{DEFAULT_DIR})")
+@click.option("--reset", is_flag=True,
+              help="delete an earlier demo's database and simulator state in the folder first (lists them)")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def demo_cmd(app: AppContext, target: Path | None, as_json: bool) -> None:
-    """Run the example workflows on the embedded simulator and print runs and audit trail."""
-    tmp = None
-    if target is None:
-        tmp = tempfile.mkdtemp(prefix="treasury-demo-")
-        work = Path(tmp)
+def demo_cmd(app: AppContext, target: Path | None, reset: bool, as_json: bool) -> None:
+    """Run the example workflows on the embedded simulator and print runs and audit trail.
+
+    The files stay in the folder for you to inspect and edit. Run again into a folder that
+    already holds a demo's data, it refuses (exit 2) and deletes nothing, unless --reset.
+    """
+    work = target if target is not None else DEFAULT_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    if reset:
+        reset_state(work)
+    existing = kept_state(work)
+    if existing:
+        raise DemoExists(work, existing)
+    ok, summary = run_demo(work)
+    events = summary.pop("_events")
+    if as_json:
+        app.print_json(summary)
     else:
-        target.mkdir(parents=True, exist_ok=True)
-        work = target
-    try:
-        ok, summary = run_demo(work)
-        events = summary.pop("_events")
-        if as_json:
-            app.print_json(summary)
-        else:
-            _print(app, summary, events)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _print(app, summary, events)
+        click.echo(f"\nthe demo's files are in {work}: cd {work} && treasury runs")
     if not ok:
         raise SystemExit(1)
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "treasury.cli.audit",
     "treasury.cli.schedules",
     "treasury.cli.worker",
+    "treasury.cli.serve",
     "treasury.cli.simulator",
     "treasury.cli.demo",
     "treasury.cli.policy",

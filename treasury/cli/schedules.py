@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -49,9 +51,33 @@ def _status_rows(s: _Schedules) -> list[dict[str, Any]]:
             "catchup": st.catchup, "paused": st.paused, "paused_by": st.paused_by,
             "next_fire_local": st.next_fire_local, "next_fire_utc": st.next_fire_utc,
             "last_due_at": st.last_due_at, "last_run_id": st.last_run_id, "last_run_state": last_state,
+            "last_run_due_at": st.last_run_due_at,
             "held": st.problem is not None, "problem": st.problem,
+            "missed": [{"due_at_utc": m.due_at, "due_at_local": m.due_local, "status": m.status, "why": m.why}
+                       for m in st.missed],
+            "missed_total": st.missed_total,
         })
     return out
+
+
+MISSED_LINES = 5  # per schedule under the table; --json lists more
+
+
+def _missed_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """``sweep: 2026-03-02 09:00 HKT missed: workflow file broken (line 3: ...)``, newest first."""
+    lines = []
+    for r in rows:
+        for m in r["missed"][:MISSED_LINES]:
+            what = "held until the file is mended, then catch-up decides" if m["status"] == "held" else "missed"
+            lines.append(f"{r['name']}: {_when(m['due_at_local'])} {what}: {m['why']}")
+        more = r["missed_total"] - min(len(r["missed"]), MISSED_LINES)
+        if more > 0:
+            lines.append(f"{r['name']}: and {more} earlier (`treasury schedules --json` lists {len(r['missed'])})")
+    return lines
+
+
+def _local(value: datetime | None, timezone: str) -> datetime | None:
+    return value.astimezone(ZoneInfo(timezone)) if value is not None else None
 
 
 def _when(value: Any) -> str:
@@ -62,10 +88,12 @@ def _when(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def schedules_cmd(app: AppContext, as_json: bool) -> None:
-    """List schedules: next fire time (local and UTC), last run and paused state.
+    """List schedules: next fire time (local and UTC), last run, paused state, missed times.
 
     A schedule whose workflow file no longer validates is listed as held (it does not fire
-    until the file is mended), and every invalid file is named on standard error.
+    until the file is mended; its catch-up policy then decides the times it held), and every
+    invalid file is named on standard error. A paused schedule has no next fire time. Due
+    times that did not fire are listed under the table with why.
     """
     s = _Schedules(app)
     rows = _status_rows(s)
@@ -76,11 +104,18 @@ def schedules_cmd(app: AppContext, as_json: bool) -> None:
     app.print_table(
         ["name", "cron", "timezone", "next (local)", "next (UTC)", "last run", "paused"],
         [(r["name"], r["cron"], r["timezone"],
-          "HELD" if r["held"] else _when(r["next_fire_local"]), _when(r["next_fire_utc"]),
-          f"{r['last_run_id']} {r['last_run_state']} (due {_when(r['last_due_at'])})" if r["last_run_id"] else "-",
+          "HELD" if r["held"] else "PAUSED" if r["paused"] else _when(r["next_fire_local"]),
+          _when(r["next_fire_utc"]),
+          f"{r['last_run_id']} {r['last_run_state']} (due {_when(_local(r['last_run_due_at'], r['timezone']))})"
+          if r["last_run_id"] else "-",
           f"yes, by {r['paused_by']}" if r["paused"] else "no")
          for r in rows],
     )
+    lines = _missed_lines(rows)
+    if lines:
+        click.echo("\ndue times that did not fire (newest first):")
+        for line in lines:
+            click.echo(f"  {line}")
 
 
 @click.group("schedule")

@@ -77,13 +77,32 @@ def build_simulator(settings: Settings, clock: Clock) -> Any:
     With a SQLite file database its world is kept in ``<db file>.simulator.json`` (see
     ``treasury.simulator.persist``), so every CLI process sees the same exchange.
 
+    Any other database is refused: the world would live only in this process, so a withdrawal
+    one command reports SUCCEEDED could not be found by the next command.
+
     Raises:
-        ConfigError: the state file is missing or invalid, or the saved world is damaged (named).
+        ConfigError: the database is not SQLite (names ``TREASURY_DATABASE_URL`` and what to do);
+            the state file is missing or invalid, or the saved world is damaged (named).
     """
     from treasury.simulator import Simulator, load_state, persist_path_for
 
-    persist = persist_path_for(settings.database_url.get_secret_value())
+    url = settings.database_url.get_secret_value()
+    persist = persist_path_for(url)
+    if persist is None and not _is_sqlite(url):
+        raise ConfigError(
+            "the in-process simulator keeps its exchange beside a SQLite database file, so with "
+            "this database every command would get an exchange of its own (a withdrawal would "
+            "report SUCCEEDED and the next command could not find it). Run `treasury simulator` "
+            "and set TREASURY_BASE_URL to its address (for example http://127.0.0.1:8765), or use "
+            "SQLite (TREASURY_DATABASE_URL=sqlite:///treasury.db)",
+            source="environment", field="TREASURY_DATABASE_URL",
+        )
     return Simulator(load_state(settings.simulator_file), clock=clock, persist_path=persist)
+
+
+def _is_sqlite(database_url: str) -> bool:
+    scheme = database_url.partition("://")[0]
+    return scheme.split("+", 1)[0].lower() == "sqlite"
 
 
 def build_client(

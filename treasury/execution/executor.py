@@ -1,6 +1,6 @@
 """The step executor: exactly one effect per money-moving step, or a person decides.
 
-For an operation with a client id (design.md section 1)::
+For an operation with a client id (docs/reference.md section 5)::
 
     PREPARED ─commit─▶ SENDING ─2xx─▶ SUCCEEDED
                           ├─definite rejection──────────▶ FAILED

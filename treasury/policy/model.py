@@ -1,4 +1,4 @@
-"""The policy file (``config/policy.yaml``, design.md section 8), its rules and their verdicts.
+"""The policy file (``config/policy.yaml``, docs/reference.md section 3), its rules and their verdicts.
 
 A policy has four kinds of rule:
 

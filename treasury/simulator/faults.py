@@ -1,4 +1,4 @@
-"""Fault injection rules (design.md section 7).
+"""Fault injection rules (docs/reference.md section 3, docs/simulator.md).
 
 A rule matches on ``method`` (``"*"`` for any) and ``path`` (an exact path or an
 ``fnmatch`` pattern such as ``/api/v1/spot/*``) and fires with ``probability`` drawn from a

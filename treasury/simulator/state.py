@@ -1,6 +1,6 @@
 """The simulator's state file (``config/simulator.yaml``): pydantic models and loading.
 
-The format is design.md section 7 plus optional extras (``settings``, ``coins``,
+The format is docs/reference.md section 3 plus optional extras (``settings``, ``coins``,
 ``fiat_bank_accounts``). Every model forbids unknown fields. Amounts are strings (or
 integers); a YAML float such as ``1.5`` is refused because binary floats lose money.
 Problems are raised as :class:`treasury.errors.ConfigError` naming the file and the field
@@ -71,7 +71,7 @@ class AccountSpec(_Model):
 
 
 class KeySpec(_Model):
-    """An API key: its secret, its account and its permission words (design.md section 2)."""
+    """An API key: its secret, its account and its permission words (docs/reference.md section 2)."""
 
     api_key: Text = Field(min_length=1)
     secret: Text = Field(min_length=1)

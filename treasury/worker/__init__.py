@@ -7,7 +7,8 @@ reads the environment.
 Modules: ``options`` (worker tunables), ``factory`` (the Celery app and its delivery
 settings), ``dispatch`` (the run service's Celery dispatcher), ``tasks`` (the four tasks),
 ``process`` (the per-process runtime, the sweeper pass, the beat tick), ``schedules`` (workflow
-files to schedules), ``app`` (the entry point for Celery's own command line).
+files to schedules), ``app`` (the entry point for Celery's own command line), ``serve``
+(``treasury serve``: the same tick and sweeper with inline steps in one process, no broker).
 
 What recovers what (Celery itself is trusted with none of it):
 

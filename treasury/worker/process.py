@@ -107,17 +107,21 @@ def runtime_for(app: TreasuryCelery) -> WorkerRuntime:
 
 
 def sweep_once(wrt: WorkerRuntime) -> dict[str, Any]:
+    """One sweeper pass in a worker: :func:`sweep_pass` with the worker's options."""
+    return sweep_pass(wrt.runtime, older_than=wrt.options.sweep_older_than)
+
+
+def sweep_pass(rt: Runtime, *, older_than: float) -> dict[str, Any]:
     """One sweeper pass: reconcile stale execution records, expire approvals, re-drive lost work.
 
     Re-driving covers runs left PENDING (their kick was lost, or beat's) and RUNNING steps with
     no activity (their message was lost with Redis, or their worker died). Re-dispatching a
     step that is in fact still running is harmless: its execution record's lease turns the
-    duplicate away.
+    duplicate away. ``rt``'s dispatcher carries the re-driven steps (Celery, or inline in
+    ``treasury serve``). ``older_than``: seconds without activity before work counts as lost.
     """
     from treasury.execution import sweep
 
-    older_than = wrt.options.sweep_older_than
-    rt = wrt.runtime
     swept = sweep(rt.executor, older_than_seconds=older_than)
     expired = rt.service.expire_due()
     counts = rt.service.recover(older_than=timedelta(seconds=older_than))

@@ -1,4 +1,4 @@
-"""Who may approve: ``config/approvers.yaml`` (design.md section 3).
+"""Who may approve: ``config/approvers.yaml`` (docs/reference.md section 3).
 
 ::
 

@@ -21,6 +21,7 @@ from treasury.clock import Clock
 from treasury.errors import ConfigError, ParameterError
 from treasury.workflow.schedule import ScheduleSpec, due_between, next_fire
 from treasury.workflow.schedule_rows import (
+    NOT_RUNNING,
     STATE,
     AuditFn,
     held_spec,
@@ -29,12 +30,48 @@ from treasury.workflow.schedule_rows import (
     new_state,
     start_of,
 )
-from treasury.workflow.schedule_tables import TICK_FIRED, schedule_state, schedule_ticks
+from treasury.workflow.schedule_tables import (
+    TICK_FIRED,
+    TICK_MISSED,
+    TICK_SKIPPED_INVALID,
+    schedule_state,
+    schedule_ticks,
+)
 
 # the scheduler's log, as before these parts moved out of treasury.workflow.scheduler
 log = logging.getLogger("treasury.workflow.scheduler")
 
 LockFn = Callable[[Connection, str], Row[Any] | None]
+
+
+@dataclass(frozen=True)
+class MissedTime:
+    """A due instant that did not fire, and why.
+
+    ``status`` is ``missed`` (it never runs) or ``held`` (it fell due while the workflow file
+    was broken; the schedule's catch-up policy decides it once the file is mended).
+    """
+
+    due_at: datetime
+    due_local: datetime
+    status: str
+    why: str
+
+
+def why_missed(reason: str | None, workflow_file: str) -> str:
+    """Say why an instant did not fire on time, from its tick's recorded reason.
+
+    A file problem ``FILE:LINE:COL: message`` reads ``workflow file broken (line LINE: message)``.
+    """
+    if reason is None or reason == NOT_RUNNING:
+        return NOT_RUNNING
+    text = reason
+    if workflow_file and text.startswith(workflow_file + ":"):
+        line, _, rest = text[len(workflow_file) + 1:].partition(":")
+        col, sep, message = rest.partition(":")
+        if line.isdigit() and col.isdigit() and sep:
+            text = f"line {line}: {message.strip()}"
+    return f"workflow file broken ({text})"
 
 
 @dataclass(frozen=True)
@@ -57,13 +94,36 @@ class ScheduleStatus:
     # due instants are recorded as skipped until the file is mended); cron and timezone are then
     # the last valid ones
     problem: str | None = None
+    # the newest instants that did not fire, newest first (at most ``MISSED_SHOWN``), and how
+    # many there are in all
+    missed: tuple[MissedTime, ...] = ()
+    missed_total: int = 0
+
+
+MISSED_SHOWN = 20
+
+
+def _missed(spec: ScheduleSpec, state: Row[Any] | None, rows: list[Row[Any]]) -> tuple[MissedTime, ...]:
+    zone = ZoneInfo(spec.timezone)
+    out = []
+    for row in rows:
+        # held only while nothing has decided it: not once the schedule started afresh (a new
+        # cron or timezone, a resume) or while it is paused
+        held = (row.status == TICK_SKIPPED_INVALID and state is not None and not state.paused
+                and row.due_at > start_of(state))
+        out.append(MissedTime(row.due_at, row.due_at.astimezone(zone), "held" if held else "missed",
+                              why_missed(row.reason, spec.workflow_file)))
+    return tuple(out)
 
 
 def _status(
     spec: ScheduleSpec, state: Row[Any] | None, nxt: datetime | None, last_run: tuple[Any, Any] | None,
-    catchup: str, problem: str | None = None,
+    catchup: str, problem: str | None = None, missed: list[Row[Any]] | None = None,
 ) -> ScheduleStatus:
     run_id, run_due_at = last_run or (None, None)
+    if state is not None and state.paused:
+        nxt = None  # nothing fires until it is resumed
+    missed = missed or []
     return ScheduleStatus(
         name=spec.name,
         workflow_file=spec.workflow_file,
@@ -78,6 +138,8 @@ def _status(
         last_run_id=run_id,
         last_run_due_at=run_due_at,
         problem=problem,
+        missed=_missed(spec, state, missed),
+        missed_total=missed[0].total if missed else 0,
     )
 
 
@@ -175,16 +237,27 @@ class ScheduleAdmin:
         last_run = select(ticks.schedule, ticks.run_id, ticks.due_at).join(
             newest, and_(ticks.schedule == newest.c.schedule, ticks.due_at == newest.c.due_at)
         )
+        ranked = (
+            select(ticks.schedule, ticks.due_at, ticks.status, ticks.reason,
+                   func.row_number().over(partition_by=ticks.schedule, order_by=ticks.due_at.desc()).label("n"),
+                   func.count().over(partition_by=ticks.schedule).label("total"))
+            .where(ticks.status.in_([TICK_MISSED, TICK_SKIPPED_INVALID]))
+            .subquery()
+        )
+        missed: dict[str, list[Row[Any]]] = {}
         with self.engine.begin() as conn:
             states = {row.name: row for row in conn.execute(select(schedule_state))}
             last_runs = {row.schedule: (row.run_id, row.due_at) for row in conn.execute(last_run)}
+            for row in conn.execute(select(ranked).where(ranked.c.n <= MISSED_SHOWN).order_by(ranked.c.n)):
+                missed.setdefault(row.schedule, []).append(row)
         out: list[ScheduleStatus] = []
         for spec in specs:
             try:
                 nxt: datetime | None = next_fire(spec, now)
             except ConfigError:
                 nxt = None
-            out.append(_status(spec, states.get(spec.name), nxt, last_runs.get(spec.name), str(spec.catchup)))
+            out.append(_status(spec, states.get(spec.name), nxt, last_runs.get(spec.name), str(spec.catchup),
+                               missed=missed.get(spec.name)))
         bad = dict(invalid)
         names = {spec.name for spec in specs}
         for state in states.values():
@@ -192,6 +265,7 @@ class ScheduleAdmin:
                 continue
             # held: listed with its last valid cron and zone, and the file's first problem
             problem = (bad[state.workflow_file].splitlines() or ["the file does not validate"])[0]
-            out.append(_status(held_spec(state), state, None, last_runs.get(state.name), "-", problem))
+            out.append(_status(held_spec(state), state, None, last_runs.get(state.name), "-", problem,
+                               missed=missed.get(state.name)))
         out.sort(key=lambda st: st.name)
         return out

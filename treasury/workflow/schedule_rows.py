@@ -23,6 +23,8 @@ from treasury.workflow.schedule_tables import UTCDateTime, schedule_invalid, sch
 # the scheduler's log, as before these parts moved out of treasury.workflow.scheduler
 log = logging.getLogger("treasury.workflow.scheduler")
 
+# the reason recorded for an instant that neither fired on time nor was run by catch-up
+NOT_RUNNING = "no scheduler was running when it fell due"
 AUDIT_LIST_LIMIT = 100  # due instants listed in one audit event; schedule_ticks holds them all
 STATE = schedule_state.c
 # what a tick reads for every schedule: only these, because 10,000 rows are read per tick

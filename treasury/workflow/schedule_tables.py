@@ -14,6 +14,10 @@ from treasury.store.types import UTCDateTime
 
 TICK_FIRED = "fired"
 TICK_MISSED = "missed"
+# due while the workflow file was invalid: held, not decided. Once the file is mended the
+# schedule's catch-up policy decides it (fired or missed) like any instant the scheduler did
+# not see in time; one still held when the schedule starts afresh (a new cron or timezone, a
+# resume) never runs and counts as missed
 TICK_SKIPPED_INVALID = "skipped_invalid"
 
 schedule_state = Table(
@@ -42,8 +46,11 @@ schedule_ticks = Table(
     metadata,
     Column("schedule", String(100), nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False),  # fired | missed | skipped_invalid
+    Column("status", String(16), nullable=False),  # fired | missed | skipped_invalid (held)
     Column("run_id", String(16), nullable=True),
+    # why it did not fire on time: the workflow file's problem while it was invalid, or that no
+    # scheduler was running; None for an instant that fired on time
+    Column("reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("schedule", "due_at", name="pk_schedule_ticks"),
 )

@@ -20,8 +20,11 @@ What happens to a due instant besides firing on time:
 - older than the grace period (beat was down): the schedule's catch-up policy (``plan_tick``);
 - due while the schedule is paused: never runs; ``resume`` starts afresh and its audit event
   counts the instants that did not run;
-- due while the workflow file is invalid: recorded as ``skipped_invalid`` (and audited as
-  ``schedule.missed``) from the cron and timezone last seen valid;
+- due while the workflow file is invalid: held (a ``skipped_invalid`` tick with the file's
+  problem as its reason, audited as ``schedule.held``) from the cron and timezone last seen
+  valid, and ``last_due_at`` stays where it was. Once the file is mended, the catch-up policy
+  decides the held instants like any the scheduler did not see in time: fired (a late one
+  with ``latest`` or ``all``, or one still within the grace period) or missed, reason kept;
 - a changed cron or timezone, or a file that comes back after removal, starts afresh: nothing
   from before that moment fires. A change elsewhere in the file does not.
 
@@ -42,7 +45,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from treasury.clock import Clock
@@ -59,6 +62,7 @@ from treasury.workflow.schedule import (
 )
 from treasury.workflow.schedule_admin import ScheduleAdmin, ScheduleStatus
 from treasury.workflow.schedule_rows import (
+    NOT_RUNNING,
     STATE,
     TICK_READ,
     held_spec,
@@ -179,6 +183,9 @@ class Scheduler:
         self._grace = grace
         self._missed_limit = missed_limit
         self._logged_invalid: dict[str, str] = {}  # log each invalid file once per change per process
+        # the newest instant this process has held for a schedule whose file is invalid: the
+        # cheap "anything new to hold?" check, without a transaction (the database decides)
+        self._held_through: dict[str, datetime] = {}
 
     # ------------------------------------------------------------------ tick
 
@@ -214,7 +221,8 @@ class Scheduler:
             # removed (which name the returning file defines is unknown)
             held = state.workflow_file in bad_files and not state.paused and state.removed_at is None
             if held and state.name not in names:
-                self._guarded(state.name, report, partial(self._skip_invalid, state, now))
+                problem = (bad_files[state.workflow_file].splitlines() or ["the file does not validate"])[0]
+                self._guarded(state.name, report, partial(self._skip_invalid, state, now, problem))
         return report
 
     def _plan(self, spec: ScheduleSpec, state: Row[Any], now: datetime) -> TickPlan:
@@ -249,7 +257,8 @@ class Scheduler:
             plan = self._plan(spec, state, now)
             if plan.newest is None:
                 return done  # another beat got here first
-            missed = self._record(conn, spec.name, plan.missed, TICK_MISSED, now)
+            missed = self._record(conn, spec.name, plan.missed, TICK_MISSED, now,
+                                  reason=NOT_RUNNING)
             if missed or plan.more_missed:
                 payload: dict[str, Any] = {
                     "schedule": spec.name,
@@ -282,7 +291,15 @@ class Scheduler:
                     insert(schedule_ticks).values(schedule=spec.name, due_at=due, status=TICK_FIRED, created_at=now)
                 )
         except IntegrityError:
-            return None
+            # held while the file was invalid: the catch-up policy now says it runs
+            claimed = conn.execute(
+                update(schedule_ticks)
+                .where(schedule_ticks.c.schedule == spec.name, schedule_ticks.c.due_at == due,
+                       schedule_ticks.c.status == TICK_SKIPPED_INVALID)
+                .values(status=TICK_FIRED)
+            ).rowcount
+            if not claimed:
+                return None
         try:
             with conn.begin_nested():
                 run_id = self._start_run(conn, spec, due)
@@ -306,45 +323,67 @@ class Scheduler:
         )
 
     def _record(
-        self, conn: Connection, name: str, dues: Sequence[datetime], status: str, now: datetime
+        self, conn: Connection, name: str, dues: Sequence[datetime], status: str, now: datetime,
+        *, reason: str | None = None,
     ) -> list[datetime]:
-        """Insert tick rows, skipping instants already recorded; returns those inserted, ascending."""
+        """Insert tick rows, skipping instants already recorded; returns those inserted, ascending.
+
+        Recording instants as missed also decides the held ones among them (their reason, the
+        file's problem, is kept); they are returned too.
+        """
         if not dues:
             return []
         stmt = insert_ignoring_conflicts(conn, schedule_ticks).returning(schedule_ticks.c.due_at)
-        rows = conn.execute(
-            stmt, [dict(schedule=name, due_at=due, status=status, created_at=now) for due in dues]
-        ).scalars()
+        rows = list(conn.execute(
+            stmt, [dict(schedule=name, due_at=due, status=status, reason=reason, created_at=now) for due in dues]
+        ).scalars())
+        if status == TICK_MISSED:
+            t = schedule_ticks.c
+            rows += conn.execute(
+                update(schedule_ticks)
+                .where(t.schedule == name, t.status == TICK_SKIPPED_INVALID, t.due_at >= dues[0], t.due_at <= dues[-1])
+                .values(status=TICK_MISSED)
+                .returning(t.due_at)
+            ).scalars()
         return sorted(rows)
 
-    def _skip_invalid(self, seen: Row[Any], now: datetime) -> TickReport:
-        """Record the due instants of a schedule whose workflow file is invalid as skipped."""
+    def _skip_invalid(self, seen: Row[Any], now: datetime, problem: str) -> TickReport:
+        """Hold the due instants of a schedule whose workflow file is invalid (``problem``).
+
+        They are recorded with the problem as their reason, and ``last_due_at`` does not move:
+        once the file is mended, the catch-up policy decides them (see ``_fire_schedule``).
+        """
         done = TickReport(at=now)
         spec = held_spec(seen)
-        if next_fire(spec, start_of(seen)) > now:
+        start = max(start_of(seen), self._held_through.get(spec.name, start_of(seen)))
+        if next_fire(spec, start) > now:
             return done  # the common case, from the cache and without a transaction
+        t = schedule_ticks.c
         with self._engine.begin() as conn:
             state = self._lock(conn, spec.name)
             if state is None or state.paused or state.removed_at is not None:
                 return done
-            dues = due_between(spec, start_of(state), now, limit=self._missed_limit)  # the rest: later ticks
-            if not dues:
-                return done
-            skipped = self._record(conn, spec.name, dues, TICK_SKIPPED_INVALID, now)
-            if skipped:
+            base = start_of(state)
+            newest_held = conn.execute(
+                select(func.max(t.due_at)).where(t.schedule == spec.name, t.due_at > base)
+            ).scalar_one_or_none()
+            start = max(base, newest_held) if newest_held is not None else base
+            dues = due_between(spec, start, now, limit=self._missed_limit)  # the rest: later ticks
+            held = self._record(conn, spec.name, dues, TICK_SKIPPED_INVALID, now, reason=problem) if dues else []
+            if held:
                 payload = {
                     "schedule": spec.name,
                     "reason": "workflow file is invalid",
+                    "error": problem,
                     "status": TICK_SKIPPED_INVALID,
                     "workflow_file": spec.workflow_file,
-                    "count": len(skipped),
-                    "due_at": iso(skipped),
+                    "count": len(held),
+                    "due_at": iso(held),
+                    "then": "the schedule's catch-up policy decides them once the file is mended",
                 }
-                self._audit(conn, "schedule.missed", at=now, payload=payload)
-            conn.execute(
-                update(schedule_state).where(STATE.name == spec.name).values(last_due_at=dues[-1], updated_at=now)
-            )
-        done.skipped_invalid = [(spec.name, due) for due in skipped]
+                self._audit(conn, "schedule.held", at=now, payload=payload)
+        self._held_through[spec.name] = dues[-1] if dues else start
+        done.skipped_invalid = [(spec.name, due) for due in held]
         return done
 
     def _audit(

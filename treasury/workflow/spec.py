@@ -1,4 +1,4 @@
-"""The workflow language (design.md section 4) as strict pydantic models.
+"""The workflow language (docs/reference.md section 4) as strict pydantic models.
 
 Everything here is shape: types, patterns, and rules that a single model can check
 (one of ``op``/``approval`` per step, input defaults within their bounds). Rules that
@@ -303,7 +303,7 @@ class WorkflowSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
         title="treasury workflow",
-        json_schema_extra={"description": "A treasury workflow file (design.md section 4)."},
+        json_schema_extra={"description": "A treasury workflow file (docs/reference.md section 4)."},
     )
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
