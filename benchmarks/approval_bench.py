@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from treasury.execution import client_id_for
     from treasury.runtime import build_runtime
     from treasury.simulator import Simulator, serve
-    from treasury.store.db import create_schema, make_engine
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
     from treasury.worker.dispatch import CeleryDispatcher
     from treasury.worker.options import WorkerOptions
 

@@ -48,7 +48,8 @@ from treasury.audit import append_event, query_events, read_head, verify_chain
 from treasury.audit import events as ev
 from treasury.audit.canonical import canonical_json, format_at
 from treasury.audit.chain import body_digest, body_text, link_hash
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 
 TARGETS = {"appends_per_s": 2000.0, "verify_events_per_s": 100_000.0, "query_by_run_p95_ms": 20.0}
 

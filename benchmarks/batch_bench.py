@@ -76,7 +76,8 @@ def measure(mode: str, weight: int, duration: float, threads: int, redis_url: st
     from treasury.models import StepState
     from treasury.settings import RateLimits
     from treasury.simulator import Simulator, serve
-    from treasury.store.db import create_schema, make_engine
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
 
     tuned: dict[str, Any] = {} if weight == 5 else {"rate_limits": {"weights": {BATCH_PATH: 1}}}
     server = serve(Simulator(common.sim_config(**tuned)))

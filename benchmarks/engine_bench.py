@@ -205,7 +205,8 @@ def phase_figures(args: argparse.Namespace, done: int, ok: int, elapsed: float, 
 
 def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Path) -> dict[str, Any]:
     from treasury.runtime import build_runtime
-    from treasury.store.db import create_schema, make_engine
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
     from treasury.worker.dispatch import CeleryDispatcher
     from treasury.worker.options import WorkerOptions
 

@@ -355,7 +355,8 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from treasury.runtime import build_runtime
     from treasury.settings import RateLimits, Settings
     from treasury.simulator import Simulator, serve
-    from treasury.store.db import create_schema, make_engine
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
     from treasury.worker.dispatch import CeleryDispatcher
     from treasury.worker.options import WorkerOptions
 

@@ -44,7 +44,8 @@ from treasury.keys import KeyProfile
 from treasury.models import Permission, StepState
 from treasury.settings import RateLimits
 from treasury.simulator import Simulator, load_state, serve
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "fault_campaign_inline.json"

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from treasury.runtime import build_runtime
     from treasury.settings import Settings
-    from treasury.store.db import create_schema, make_engine
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
     from treasury.store.tables import runs
     from treasury.worker.schedules import Beat, collector_paused
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 
 PG_BASE = os.environ.get("TREASURY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("TREASURY_TEST_REDIS", "redis://127.0.0.1:6379")

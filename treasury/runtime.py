@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
 from treasury.settings import Settings
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 from treasury.workflow.service import Dispatcher, InlineDispatcher, RunContext, RunService
 
 

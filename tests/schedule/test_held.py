@@ -174,25 +174,28 @@ def test_times_held_before_the_cron_changed_never_run_and_show_as_missed(
 
 
 
-def test_a_database_from_before_the_reason_column_gets_it_and_keeps_its_ticks(
+def test_a_database_from_before_the_reason_column_is_upgraded_and_keeps_its_ticks(
     db: Engine, clock: ManualClock, make_scheduler: Callable[..., Scheduler]
 ) -> None:
+    from alembic import command
     from sqlalchemy import inspect
 
-    from treasury.store.db import add_missing_columns, create_schema
+    from treasury.errors import ConfigError
+    from treasury.store import migrate
 
     sched = make_scheduler()
     s = spec("payout", "*/5 * * * *")
     sched.tick([s])
     clock.advance(minutes(5))
     sched.tick([s])
-    with db.begin() as conn:  # the table as an earlier version created it
-        conn.exec_driver_sql("ALTER TABLE schedule_ticks DROP COLUMN reason")
-    create_schema(db)  # what every command does when it starts
+    with db.begin() as conn:  # the table as the release before the column made it
+        command.downgrade(migrate.alembic_config(conn), "0001_baseline")
+    assert "reason" not in {c["name"] for c in inspect(db).get_columns("schedule_ticks")}
+    with pytest.raises(ConfigError, match="treasury db upgrade"):
+        migrate.create_schema(db)  # what every process does when it starts
+    migrate.upgrade(db)
     assert "reason" in {c["name"] for c in inspect(db).get_columns("schedule_ticks")}
     assert reasons(db) == {5: ("fired", None)}
     clock.advance(minutes(5))
     assert len(sched.tick([], invalid=BROKEN).skipped_invalid) == 1
     assert reasons(db)[10] == ("skipped_invalid", PROBLEM)
-    with db.begin() as conn:
-        assert add_missing_columns(conn) == []  # nothing left to add

@@ -88,7 +88,7 @@ def test_a_database_made_before_migrations_upgrades_with_its_data(empty_engine: 
     assert status.state == migrate.BEHIND and status.current is None
 
     with pytest.raises(ConfigError, match="treasury db upgrade"):
-        migrate.prepare(empty_engine)
+        migrate.create_schema(empty_engine)
 
     before, after = migrate.upgrade(empty_engine)
     assert before.state == migrate.BEHIND
@@ -99,25 +99,25 @@ def test_a_database_made_before_migrations_upgrades_with_its_data(empty_engine: 
         assert conn.execute(select(func.count()).select_from(approvals)).scalar_one() == 1
     result = verify_chain(empty_engine, expect_head=f"{events[-1].seq}:{events[-1].hash}")
     assert result.ok and result.count == 25
-    assert migrate.prepare(empty_engine).state == migrate.CURRENT
+    assert migrate.create_schema(empty_engine).state == migrate.CURRENT
 
 
 def test_an_empty_database_is_created_whole_and_recorded(empty_engine: Engine) -> None:
     assert migrate.status(empty_engine).state == migrate.EMPTY
-    assert migrate.prepare(empty_engine).state == migrate.CURRENT
+    assert migrate.create_schema(empty_engine).state == migrate.CURRENT
     with empty_engine.connect() as conn:
         recorded = conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")).scalar_one()
     assert recorded == migrate.head_revision()
 
 
 def test_a_database_from_a_newer_release_is_refused(empty_engine: Engine) -> None:
-    migrate.prepare(empty_engine)
+    migrate.create_schema(empty_engine)
     with empty_engine.begin() as conn:
         conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '9999_future'"))
     found = migrate.status(empty_engine)
     assert found.state == migrate.AHEAD
     with pytest.raises(ConfigError, match="9999_future"):
-        migrate.prepare(empty_engine)
+        migrate.create_schema(empty_engine)
     with pytest.raises(ConfigError, match="9999_future"):
         migrate.upgrade(empty_engine)
 
@@ -149,7 +149,7 @@ def test_the_revisions_make_the_same_triggers_as_the_models(empty_engine: Engine
         schema = ""
         models = make_engine(f"sqlite:///{tmp_path / 'models.db'}")
     try:
-        migrate.prepare(models)  # create_all with the models' own DDL
+        migrate.create_schema(models)  # create_all with the models' own DDL
         made = _triggers(models)
         assert made and _triggers(empty_engine) == made
     finally:

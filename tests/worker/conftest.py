@@ -26,7 +26,8 @@ from sqlalchemy import Engine, select
 
 from treasury.settings import Settings
 from treasury.simulator import Simulator, SimulatorServer, load_state, serve
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 from treasury.worker.options import WorkerOptions
 
 REPO = Path(__file__).resolve().parents[2]

@@ -56,7 +56,8 @@ class AppContext:
     def engine(self) -> Engine:
         """The database engine, with the schema created on first use."""
         if self._engine is None:
-            from treasury.store.db import create_schema, make_engine
+            from treasury.store.db import make_engine
+            from treasury.store.migrate import create_schema
 
             self._engine = make_engine(self.settings.database_url)
             create_schema(self._engine)

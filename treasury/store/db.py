@@ -58,76 +58,13 @@ def is_postgres(bind: Engine | Connection) -> bool:
 SCHEMA_LOCK_KEY = 0x7472_6561_7375  # pg_advisory_xact_lock key: "treasu"
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table (and trigger) that is not there yet. Idempotent.
-
-    On PostgreSQL, processes starting together (workers, CLI commands) take turns under an
-    advisory lock: concurrent CREATE TABLE IF NOT EXISTS can still fail with "already exists".
-    """
-    import_tables()
-    with engine.begin() as conn:
-        if is_postgres(conn):
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
-        metadata.create_all(conn)
-        add_missing_columns(conn)
-
-
-def add_missing_columns(conn: Connection) -> list[str]:
-    """Add the nullable columns a newer version defines to the tables of an older database.
-
-    ``create_all`` creates missing tables but never alters one that exists, so a database kept
-    from an earlier version (a demo folder, a production database) would fail on its first
-    query of a new column. Only nullable columns without a server default are added
-    (``ALTER TABLE … ADD COLUMN``): existing rows read them as NULL, which is what the code
-    expects of rows written before. Returns ``table.column`` for each column added.
-    """
-    from sqlalchemy import inspect
-    from sqlalchemy.schema import CreateColumn
-
-    columns: dict[str, set[str]] = {}
-    if is_postgres(conn):  # one query: the inspector's per-table reflection cost ~40 ms a command
-        rows = conn.exec_driver_sql(
-            "SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a"
-            " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
-            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')"
-            " AND a.attnum > 0 AND NOT a.attisdropped"
-        )
-        for table_name, column_name in rows:
-            columns.setdefault(table_name, set()).add(column_name)
-    else:
-        inspector = inspect(conn)
-        for table_name in inspector.get_table_names():
-            columns[table_name] = {col["name"] for col in inspector.get_columns(table_name)}
-    added: list[str] = []
-    for table in metadata.sorted_tables:
-        have = columns.get(table.name)
-        if have is None:
-            continue
-        for column in table.columns:
-            if column.name in have or not column.nullable or column.primary_key or column.server_default is not None:
-                continue
-            ddl = CreateColumn(column).compile(dialect=conn.dialect)
-            name = conn.dialect.identifier_preparer.quote(table.name)
-            conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
-            added.append(f"{table.name}.{column.name}")
-    return added
-
-
 def import_tables() -> None:
     """Import every module that defines tables, so ``metadata`` knows them all."""
-    import importlib
-
-    for module in (
-        "treasury.store.tables",
-        "treasury.audit.tables",
-        "treasury.policy.tables",
-        "treasury.workflow.schedule_tables",
-    ):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a layer not present yet
-            if exc.name != module:
-                raise
+    # The table modules import ``metadata`` from here, so they are imported when asked for.
+    import treasury.audit.tables
+    import treasury.policy.tables
+    import treasury.store.tables
+    import treasury.workflow.schedule_tables  # noqa: F401
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 The revisions live in ``treasury/store/migrations/versions``. Four states a database can be in:
 
-- **empty**: no treasury table. ``prepare`` creates the whole schema in one go and records it
+- **empty**: no treasury table. ``create_schema`` creates the whole schema in one go and records it
   at the head revision (the demo, tests and a first start do this).
 - **current**: recorded at the head revision. Nothing to do.
 - **behind**: recorded at an older revision, or created before migrations existed (treasury's
@@ -118,10 +118,13 @@ def _lock(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
 
 
-def prepare(engine: Engine) -> SchemaStatus:
-    """Make the schema ready for this release's code, or refuse.
+def create_schema(engine: Engine) -> SchemaStatus:
+    """Make the schema ready for this release's code, or refuse: what every process does
+    before it touches the database.
 
-    An empty database is created whole and recorded at the head; a current one is left alone.
+    An empty database is created whole (tables and audit triggers) and recorded at the head;
+    a current one is left alone. On PostgreSQL, processes starting together take turns under
+    an advisory lock.
 
     Raises:
         ConfigError: the database is behind (names ``treasury db upgrade``) or ahead of this
@@ -140,7 +143,7 @@ def prepare(engine: Engine) -> SchemaStatus:
 
 
 def refuse_unless_current(found: SchemaStatus) -> None:
-    """Raise ConfigError unless ``found`` is CURRENT (or EMPTY, which ``prepare`` creates)."""
+    """Raise ConfigError unless ``found`` is CURRENT (or EMPTY, which ``create_schema`` creates)."""
     if found.state == BEHIND:
         raise ConfigError(f"the database is {found.describe()}: {UPGRADE_HINT}", field="TREASURY_DATABASE_URL")
     if found.state == AHEAD:

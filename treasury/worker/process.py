@@ -20,7 +20,8 @@ from sqlalchemy import Engine, text
 from treasury.clock import Clock
 from treasury.runtime import Runtime, build_runtime
 from treasury.settings import Settings
-from treasury.store.db import create_schema, make_engine
+from treasury.store.db import make_engine
+from treasury.store.migrate import create_schema
 from treasury.worker.dispatch import CeleryDispatcher
 from treasury.worker.factory import TreasuryCelery
 from treasury.worker.options import WorkerOptions
