@@ -85,7 +85,8 @@ def build_runtime(
         engine, clients=clients, clock=clock, policy=policy,
         settings=ExecutionSettings(settle_seconds=settings.settle_seconds,
                                    deadline_seconds=settings.reconcile_deadline_seconds,
-                                   lease_seconds=settings.lease_seconds),
+                                   lease_seconds=settings.lease_seconds,
+                                   renew_seconds=settings.lease_seconds / 4),
     )
     if dispatcher is None:
         if settings.broker_url is not None:

@@ -228,13 +228,15 @@ def recover_cmd(app: AppContext, older_than: float, as_json: bool) -> None:
     """Reconcile stale execution records and re-drive runs whose message was lost."""
     from datetime import timedelta
 
-    from treasury.execution import sweep
+    from treasury.execution import sweep_records
 
     rt = _runtime(app)
-    swept = sweep(rt.executor, older_than_seconds=older_than)
+    swept = sweep_records(rt.executor, older_than_seconds=older_than)
     expired = rt.service.expire_due()
-    counts = rt.service.recover(older_than=timedelta(seconds=older_than))
-    out = {"records": [{"client_id": c, "state": str(s)} for c, s in swept], "expired": len(expired), **counts}
+    counts = rt.service.recover(older_than=timedelta(seconds=older_than),
+                                steps=[(s.run_id, s.step_id) for s in swept])
+    out = {"records": [{"client_id": s.client_id, "state": str(s.state)} for s in swept],
+           "expired": len(expired), **counts}
     if as_json:
         app.print_json(out)
     else:

@@ -166,10 +166,9 @@ class StepExecutor:
         ctx = StepContext(self._services(), spec, rec.run_id, rec.step_id, f"system:{self.owner}"[:100], holder,
                           client, profile, max_attempts=1, send_until=now, stop_at=now,
                           legs={})  # the sweeper never waits
+        ctx.legs[rec.client_id] = rec
         try:
-            with self.engine.begin() as conn:
-                ctx.legs[rec.client_id] = R.claim(conn, rec, owner=holder, at=self.clock.now(),
-                                                   lease_seconds=self.settings.lease_seconds)
+            ctx.claim()
             reconcile_pass(ctx, [rec.client_id])
         except (LeaseLost, Stop):
             pass
@@ -342,7 +341,7 @@ class StepExecutor:
     def _reconcile_until_decided(self, ctx: StepContext, inflight: list[str]) -> None:
         """Reconciliation passes (the poll policy) until no leg is waiting or a decision is due."""
         poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
-             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight))
+             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight), sleep=ctx.wait)
 
     def _decision_time(self, ctx: StepContext, cids: Sequence[str]) -> float:
         """When the earliest in-flight leg must be decided (settle or deadline), capped by stop_at."""
