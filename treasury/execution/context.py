@@ -22,7 +22,8 @@ from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
 from treasury.clock import Clock
 from treasury.execution import records as R
 from treasury.execution.lease import LeaseKeeper, RenewingClock
-from treasury.execution.outcomes import ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.outcomes import WHAT, ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.progress import NO_PROGRESS, ProgressListener, Wait, seconds_text
 from treasury.execution.records import ExecRecord
 from treasury.execution.retry import RetryPolicy
 from treasury.keys import KeyProfile
@@ -60,6 +61,7 @@ class Services:
     audit: AuditFn
     read_policy: RetryPolicy
     send_policy: RetryPolicy
+    progress: ProgressListener = NO_PROGRESS
 
     def load_step(self, run_id: str, step_id: str) -> list[ExecRecord]:
         """The step's execution records, in their own transaction."""
@@ -77,10 +79,14 @@ class Services:
         """A ``before_sleep`` hook that audits every scheduled retry as ``retry.scheduled``."""
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
+            why = error_text(exc) if exc is not None else "retry"
+            wait = float(state.upcoming_sleep)
             self.event(RETRY_SCHEDULED, actor, run_id, step_id, {
                 "operation": operation, "attempt": state.attempt_number,
-                "wait_seconds": round(float(state.upcoming_sleep), 3),
-                "why": error_text(exc) if exc is not None else "retry"})
+                "wait_seconds": round(wait, 3), "why": why})
+            self.progress.waiting(Wait(
+                f"retrying {operation}", f"attempt {state.attempt_number} failed ({why}); next try in "
+                f"{seconds_text(wait)}", until=self.clock.time() + wait, run_id=run_id, step_id=step_id))
         return before_sleep
 
     def settle_policy(self, conn: Connection, run_id: str, step_id: str, at: Any) -> None:
@@ -133,6 +139,15 @@ class StepContext:
                                   lease_seconds=settings.lease_seconds, renew_seconds=settings.renew_seconds,
                                   legs=lambda: list(self.legs.values()))
         self.clock = RenewingClock(self.keeper)
+
+    @property
+    def noun(self) -> str:
+        """What a person calls this step's request ("withdrawal", "internal transfer")."""
+        return WHAT.get(self.spec.name, (self.spec.name,))[0]
+
+    def report(self, what: str, detail: str = "", until: float | None = None) -> None:
+        """Tell the progress listener what this step waits for now."""
+        self.svc.progress.waiting(Wait(what, detail, until, run_id=self.run_id, step_id=self.step_id))
 
     @property
     def client_ids(self) -> list[str]:

@@ -39,6 +39,7 @@ from treasury.execution.outcomes import (
     sent_payload,
     suspended,
 )
+from treasury.execution.progress import seconds_text
 from treasury.execution.records import ExecRecord, LeaseLost
 from treasury.models import ExecState
 
@@ -151,6 +152,8 @@ def wait_out(ctx: StepContext, exc: ExchangeError, *, until: float) -> None:
     ctx.rate_waits += 1
     ctx.event(RETRY_SCHEDULED, {"operation": ctx.spec.name, "wait_seconds": wait,
                                 "why": "rate limited (key suspended)"})
+    ctx.report(f"waiting out the exchange's rate limit for the {ctx.noun}",
+               f"the key is suspended for another {seconds_text(wait)}", until=clock.time() + wait)
     ctx.wait(wait)
 
 
@@ -185,6 +188,8 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                               for r in recs])
     batch = ctx.spec.lookup == "batch_orders"
     wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
+    ctx.report(f"sending the {ctx.noun} {', '.join(r.client_id for r in sent)}",
+               f"attempt {sent[0].attempts} of {ctx.max_attempts}")
     error: TreasuryError | None = None
     try:
         response = ctx.client.call(ctx.spec, ctx.profile, wire,
