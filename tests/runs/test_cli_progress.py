@@ -4,6 +4,7 @@ line per change on standard error when that is not a terminal; ``--json`` stdout
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -42,9 +43,8 @@ def test_an_inline_approve_shows_each_wait_on_stderr_and_keeps_json_on_stdout(tm
     result = runner.invoke(cli, ["approve", run_id, "--as", "bob", "--json"], obj=app, catch_exceptions=False)
     assert json.loads(result.stdout)["state"] == "SUCCEEDED"  # nothing but the JSON on stdout
     lines = result.stderr.splitlines()
-    print("\n".join(lines))
     assert lines and all(line.startswith(f"waiting: run {run_id} step pay: ") for line in lines)
-    assert all(a != b for a, b in zip(lines, lines[1:], strict=False))  # one line per change
+    assert all(a != b for a, b in pairwise(lines))  # one line per change
     text = "\n".join(lines)
     assert "sending the withdrawal T" in text and "attempt 1 of" in text
     assert "reconciling the withdrawal T" in text
