@@ -53,3 +53,24 @@ def test_an_inline_approve_shows_each_wait_on_stderr_and_keeps_json_on_stdout(tm
     assert "retrying withdraw_orders, attempt 1 failed" in text
     assert "next lookup round in" in text
     assert " UTC at the latest" in text  # how long it may take
+
+
+def test_a_terminal_gets_one_live_line_with_the_time_left() -> None:
+    import io
+
+    from rich.console import Console
+
+    from treasury.cli.progress import LineProgress, TerminalProgress, progress_for
+    from treasury.execution.progress import Wait
+
+    clock = ManualClock(MONDAY_10_HKT)
+    screen = io.StringIO()
+    shown = progress_for(Console(file=screen, force_terminal=True, width=300), clock)
+    assert isinstance(shown, TerminalProgress)
+    shown.waiting(Wait("reconciling the withdrawal T1 [its answer was lost]", "lookup 2 of 2 (balance_flow), "
+                       "settle window 15 s", until=clock.time() + 42, run_id="r1", step_id="pay"))
+    shown.finished()
+    text = screen.getvalue()
+    assert "run r1 step pay: reconciling the withdrawal T1 [its answer was lost], lookup 2 of 2" in text
+    assert "(at most 42 s from now)" in text
+    assert isinstance(progress_for(Console(file=io.StringIO(), force_terminal=False), clock), LineProgress)
