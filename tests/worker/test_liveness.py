@@ -84,6 +84,26 @@ def test_show_says_when_a_worker_last_saw_the_step_and_that_nobody_consumes(
     assert consumers(redis_url, queue, prefix=f"{queue}:", now=app.clock.time()) == {}
 
 
+def test_run_wait_on_a_broker_with_no_worker_says_what_it_waits_for(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"t-{secrets.token_hex(4)}"
+    monkeypatch.setenv("TREASURY_QUEUE", queue)
+    monkeypatch.setenv("TREASURY_BROKER_KEY_PREFIX", f"{queue}:")
+    workflow = tmp_path / "one-transfer.yaml"
+    workflow.write_text(ONE_TRANSFER)
+    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'wait.db'}",
+                        broker_url=redis_url, base_url="http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["run", str(workflow), "--as", "erin", "--wait", "--timeout", "1", "--json"],
+                                obj=AppContext(settings=settings), catch_exceptions=False)
+    data = json.loads(result.stdout)  # stdout is the JSON alone
+    assert data["state"] == "RUNNING"
+    assert result.stderr.splitlines() == [
+        f"waiting: run {data['id']}: waiting for the run to finish (RUNNING), step pay waits for a worker; "
+        f"no worker is consuming queue {queue!r}, until {result.stderr.split('until ')[1].strip()}"]
+    assert result.stderr.rstrip().endswith("UTC at the latest")
+
+
 @pytest.mark.celery
 @pytest.mark.postgres
 @pytest.mark.xdist_group("celery")
