@@ -27,7 +27,9 @@ Afterwards every step is checked against the simulator's ledger:
 - lost: a run that never finished, a SUCCEEDED step without its effect, a FAILED step with one,
   or an effect no step owns;
 - the outcome counts, the median time from an unknown outcome to its settlement, the 429 and
-  418 answers, whether the audit chain verifies, and the workers' peak RSS.
+  418 answers, whether the audit chain verifies, and the workers' peak RSS;
+- for every execution record a killed worker held, the time from the kill until its step
+  finished (record reconciled, step re-dispatched and done): median, p95 and max.
 
     python benchmarks/fault_campaign.py --ops 10000
 """
@@ -48,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -262,7 +264,8 @@ class AnswerCounter:
 
 
 def _at(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def reconcile_seconds(engine: Any) -> list[float]:
@@ -284,6 +287,43 @@ def reconcile_seconds(engine: Any) -> list[float]:
             elif to in ("SUCCEEDED", "FAILED", "NEEDS_ATTENTION") and cid in first:
                 settled[cid] = _at(at)
     return [(settled[c] - first[c]).total_seconds() for c in settled]
+
+
+def held_by(engine: Any, pids: list[int]) -> list[str]:
+    """Client ids of unfinished execution records whose lease a process in ``pids`` holds.
+
+    A lease owner reads ``worker:<host>:<pid>#<call>`` (``StepExecutor``'s default owner).
+    """
+    from sqlalchemy import select
+
+    from treasury.store.tables import execution_records as T
+
+    wanted = {str(p) for p in pids}
+    with engine.connect() as conn:
+        rows = conn.execute(select(T.c.client_id, T.c.lease_owner)
+                            .where(T.c.state.in_(["PREPARED", "SENDING", "UNKNOWN"]), T.c.lease_owner.is_not(None)))
+        return [cid for cid, owner in rows if str(owner).split("#")[0].rsplit(":", 1)[-1] in wanted]
+
+
+def recovery_seconds(engine: Any, holds: list[tuple[datetime, list[str]]]) -> list[float | None]:
+    """For each record a killed worker held: seconds from the kill until its step finished (the
+    record reconciled, the step re-dispatched and done); None for a step that never finished."""
+    from sqlalchemy import select
+
+    from treasury.store.tables import execution_records as T
+    from treasury.store.tables import steps
+
+    out: list[float | None] = []
+    with engine.connect() as conn:
+        for killed_at, cids in holds:
+            for cid in cids:
+                row = conn.execute(select(steps.c.finished_at)
+                                   .select_from(T.join(steps, (steps.c.run_id == T.c.run_id)
+                                                       & (steps.c.step_id == T.c.step_id)))
+                                   .where(T.c.client_id == cid)).first()
+                done = _at(row.finished_at) if row is not None and row.finished_at is not None else None
+                out.append(max(0.0, (done - killed_at).total_seconds()) if done is not None else None)
+    return out
 
 
 def run_states(engine: Any, run_ids: list[str]) -> dict[str, str]:
@@ -387,6 +427,9 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
               "TREASURY_LEASE_SECONDS": str(args.lease), "TREASURY_SWEEP_OLDER_THAN": str(args.sweep_older_than),
               "TREASURY_SWEEP_INTERVAL": str(args.sweep_interval), "TREASURY_BEAT_INTERVAL": "60"}
     kills: list[float] = []
+    holds: list[tuple[datetime, list[str]]] = []  # (kill time, client ids the victim held)
+    gone: set[str] = set()  # workers killed by the campaign or found exited
+    exits: list[str] = []  # workers that exited on their own (restarted, as a supervisor would)
     events: list[str] = []
     started = time.monotonic()
     with common.pg_schema("bench_campaign") as db_url:
@@ -451,6 +494,14 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 while not stop.is_set():
                     time.sleep(0.2)
                     cluster.sample_rss()
+                    for w in list(cluster.workers):  # a supervisor restarts a worker that exited
+                        if not w.alive() and w.name not in gone:
+                            gone.add(w.name)
+                            exits.append(w.name)
+                            serial[0] += 1
+                            cluster.start(f"w{serial[0]}", concurrency=args.concurrency)
+                            events.append(f"{time.monotonic() - started:.1f}s {w.name} exited on its own "
+                                          f"(code {w.proc.returncode}), started w{serial[0]}")
                     if not restarted and len(submitted) >= args.ops // 2:
                         restarted = True
                         events.append(f"{time.monotonic() - started:.1f}s redis stopped")
@@ -462,8 +513,15 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         live = cluster.live()
                         if live:
                             victim = rng.choice(live)
+                            pids = [victim.proc.pid, *common.child_pids(victim.proc.pid)]
+                            gone.add(victim.name)
                             victim.kill9()
+                            killed_at = datetime.now(UTC)
                             kills.append(time.monotonic() - started)
+                            try:  # what it held stays as it was: nobody may touch it until its lease ends
+                                holds.append((killed_at, held_by(engine, pids)))
+                            except Exception as exc:  # Redis or the database hiccuped; skip this one
+                                events.append(f"{kills[-1]:.1f}s held records not read: {type(exc).__name__}")
                             serial[0] += 1
                             cluster.start(f"w{serial[0]}", concurrency=args.concurrency)
                             events.append(f"{kills[-1]:.1f}s killed {victim.name}, started w{serial[0]}")
@@ -501,6 +559,7 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         state = sim.state()
         result = analyse(engine, submitted, state, counter)
         times = reconcile_seconds(engine)
+        recoveries = recovery_seconds(engine, holds)
         chain = verify_chain(engine)
         engine.dispose()
     server.shutdown()
@@ -522,11 +581,17 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "ambiguous_faults": ambiguous,
         "ambiguous_fraction_of_ops": round(ambiguous / max(1, len(submitted)), 3),
         "worker_kills": len(kills),
+        "worker_exits": len(exits),
         "redis_restarts": sum(1 for e in events if "redis started again" in e),
         "events": events[:200],
         "reconciled": len(times),
         "reconcile_seconds_median": round(statistics.median(times), 3) if times else None,
         "reconcile_seconds_p95": round(common.percentile(times, 95) or 0, 3) if times else None,
+        "killed_steps": len(recoveries),
+        "killed_steps_unrecovered": sum(1 for r in recoveries if r is None),
+        "kill_to_recovered_seconds_median": _stat(recoveries, 50),
+        "kill_to_recovered_seconds_p95": _stat(recoveries, 95),
+        "kill_to_recovered_seconds_max": _stat(recoveries, 100),
         "answers_429": counter.status.get(429, 0),
         "answers_418": counter.status.get(418, 0),
         "penalties": args.penalties,
@@ -539,6 +604,13 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _stat(values: list[float | None], pct: float) -> float | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return round(max(known) if pct >= 100 else (common.percentile(known, pct) or 0.0), 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", type=int, default=10_000, help="money-moving runs (default 10,000)")
@@ -547,10 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=200, help="runs in flight at most (default 200)")
     parser.add_argument("--http-timeout", type=float, default=1.0, help="client HTTP timeout, s (default 1)")
     parser.add_argument("--deadline", type=float, default=60.0, help="reconcile deadline, s (default 60)")
-    parser.add_argument("--lease", type=float, default=15.0, help="execution lease, s (default 15)")
+    parser.add_argument("--lease", type=float, default=20.0, help="execution lease, s (default 20, as shipped)")
     parser.add_argument("--visibility", type=int, default=30, help="broker visibility timeout, s (default 30)")
-    parser.add_argument("--sweep-interval", type=float, default=10.0, help="beat's sweep interval, s (default 10)")
-    parser.add_argument("--sweep-older-than", type=float, default=20.0, help="sweeper staleness, s (default 20)")
+    parser.add_argument("--sweep-interval", type=float, default=15.0,
+                        help="beat's sweep interval, s (default 15, as shipped)")
+    parser.add_argument("--sweep-older-than", type=float, default=45.0,
+                        help="sweeper staleness, s (default 45, as shipped)")
     parser.add_argument("--redis-port", type=int, default=6390,
                         help="port of the campaign's own redis-server (default 6390; 0 picks a free one)")
     parser.add_argument("--redis-down", type=float, default=3.0, help="seconds Redis stays down (default 3)")
@@ -579,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     out = result["outcomes"]
     common.print_table(
         f"Fault campaign: {result['submitted']:,} money-moving runs, {result['ambiguous_faults']:,} ambiguous faults "
-        f"({result['ambiguous_fraction_of_ops']:.0%}), {result['worker_kills']} worker kills, "
+        f"({result['ambiguous_fraction_of_ops']:.0%}), {result['worker_kills']} worker kills "
+        f"({result['worker_exits']} exits restarted), "
         f"{result['redis_restarts']} Redis restart(s), {result['wall_seconds']:.0f} s",
         ["measure", "value", "must be"],
         [["duplicates", result["duplicates"], 0],
@@ -590,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
          ["FAILED", out.get("FAILED", 0), ""],
          ["NEEDS_ATTENTION", out.get("NEEDS_ATTENTION", 0), ""],
          ["median time to reconcile (s)", result["reconcile_seconds_median"], ""],
+         ["steps a killed worker held / not recovered", f"{result['killed_steps']} / "
+          f"{result['killed_steps_unrecovered']}", "- / 0"],
+         ["kill -> recovered, median / p95 / max (s)", f"{result['kill_to_recovered_seconds_median']} / "
+          f"{result['kill_to_recovered_seconds_p95']} / {result['kill_to_recovered_seconds_max']}", "max < 60"],
          ["429 answers", result["answers_429"], 0],
          ["418 answers", result["answers_418"], 0],
          ["audit chain verifies", result["audit_chain_ok"], True],

@@ -53,8 +53,13 @@ def build_runtime(
     simulator: Any | None = None,
     dispatcher: Dispatcher | None = None,
     http: Any | None = None,
+    progress: Any | None = None,
 ) -> Runtime:
-    """Build everything a command or a worker needs, from settings passed in explicitly."""
+    """Build everything a command or a worker needs, from settings passed in explicitly.
+
+    ``progress``: a ``treasury.execution.progress.ProgressListener`` told what each step waits
+    for (the CLI's display); None tells nobody.
+    """
     from treasury.exchange.factory import build_client, load_profile
     from treasury.execution import ExecutionSettings, StepExecutor
 
@@ -82,11 +87,15 @@ def build_runtime(
                 profiles[name] = load_profile(settings, name)
         return client, profiles[name]
 
+    from treasury.execution.progress import NO_PROGRESS
+
     executor = StepExecutor(
         engine, clients=clients, clock=clock, policy=policy,
+        progress=progress if progress is not None else NO_PROGRESS,
         settings=ExecutionSettings(settle_seconds=settings.settle_seconds,
                                    deadline_seconds=settings.reconcile_deadline_seconds,
-                                   lease_seconds=settings.lease_seconds),
+                                   lease_seconds=settings.lease_seconds,
+                                   renew_seconds=settings.lease_seconds / 4),
     )
     if dispatcher is None:
         if settings.broker_url is not None:

@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     # still be in flight: the settle window covers the HTTP timeout plus recvWindow (10 + 5 s).
     settle_seconds: float = Field(15.0, ge=0)
     reconcile_deadline_seconds: float = Field(180.0, gt=0)
-    # how long a worker owns an execution record; a killed worker's step waits this long
-    lease_seconds: float = Field(300.0, gt=0)
+    # how long a worker owns an execution record without renewing it; a working step renews it
+    # every quarter of this (the heartbeat), and a killed worker's record is free this long after
+    # its last renewal, for the sweeper to reconcile and re-dispatch
+    lease_seconds: float = Field(20.0, gt=0)
     # a step started this many times without reaching an end (its worker died, or it raised)
     # is parked for a person instead of being started again: no endless redelivery loop
     step_start_limit: int = Field(5, ge=1)

@@ -36,7 +36,7 @@ def test_delivery_settings_follow_the_reliability_baseline() -> None:
     assert conf["broker_connection_retry_on_startup"] is True
     assert conf["task_ignore_result"] is True and conf["result_backend"] is None
     assert conf["beat_schedule"]["treasury-beat-tick"]["schedule"] == 15.0
-    assert conf["beat_schedule"]["treasury-sweep"]["schedule"] == 60.0
+    assert conf["beat_schedule"]["treasury-sweep"]["schedule"] == 15.0  # a dead worker is noticed within 60 s
 
 
 def test_tasks_never_retry_on_their_own() -> None:

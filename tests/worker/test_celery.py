@@ -191,3 +191,46 @@ def test_warm_shutdown_finishes_the_step_in_flight(
         state = conn.execute(select(execution_records.c.state)
                              .where(execution_records.c.client_id == cid)).scalar_one()
     assert state == "SUCCEEDED"  # finished and recorded before the worker left
+
+
+def test_a_killed_workers_step_is_recovered_within_a_minute(
+    cluster: Cluster, sim: SimulatorServer, workflows_dir: Path
+) -> None:
+    # The shipped timing: a 20 s lease renewed every 5 s, beat sweeping every 15 s. The whole
+    # worker holding a transfer the exchange takes 4 s over is SIGKILLed; Redis would hand its
+    # message on only after the (hour-long) visibility timeout, so recovery is the sweeper's:
+    # once the lease has run out, one sweep finds the transfer by its client id and re-dispatches
+    # the step, and the run moves on, within a minute of the kill. One effect per step.
+    sim.simulator.set_faults([{"method": "POST", "path": TRANSFER, "mode": "latency", "seconds": 4, "count": 1}])
+    in_flight = arrival(sim, TRANSFER)
+    shipped = {"TREASURY_VISIBILITY_TIMEOUT": "3600", "TREASURY_SETTLE_SECONDS": "15"}
+    workers = cluster.start_ready("w1", "w2", **shipped)
+    cluster.start_beat(**shipped)
+    wrt = _runtime(cluster)
+    run_id = _start(wrt, workflows_dir)
+    cid = client_id_for(run_id, "first")
+    wait_for(in_flight.is_set, 20, "the first transfer to reach the exchange", interval=0.01)
+    with cluster.engine.connect() as conn:
+        owner = conn.execute(select(execution_records.c.lease_owner)
+                             .where(execution_records.c.client_id == cid)).scalar_one()
+    pid = int(str(owner).split("#")[0].rsplit(":", 1)[1])
+    (holder,) = [w for w in workers if pid in child_pids(w.proc.pid) or pid == w.proc.pid]
+    holder.kill9()
+    killed = time.monotonic()
+
+    def first_done() -> bool:
+        from treasury.store.tables import steps
+
+        with cluster.engine.connect() as conn:
+            state = conn.execute(select(steps.c.state).where(steps.c.run_id == run_id,
+                                                             steps.c.step_id == "first")).scalar_one()
+        return state == "SUCCEEDED"
+
+    wait_for(first_done, 90, "the killed worker's step to be recovered", interval=0.2, detail=cluster.diagnostics)
+    recovered = time.monotonic() - killed
+    assert _finished(cluster, run_id, 60) == "SUCCEEDED"
+    _assert_one_effect_per_step(sim, run_id)
+    sent = [e for e in query_events(cluster.engine, run_id=run_id, type="request.sent") if e.step_id == "first"]
+    assert len(sent) == 1  # found by its client id, never sent again
+    print(f"\nkill -> step recovered in {recovered:.1f}s")
+    assert recovered < 60, f"recovered {recovered:.1f}s after the kill"

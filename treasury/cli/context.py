@@ -49,6 +49,7 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     _engine: Engine | None = None
     _runtime: Any = None
+    _progress: Any = None
     console: Console = field(default_factory=lambda: Console(
         soft_wrap=True, width=shutil.get_terminal_size((160, 24)).columns))
     err_console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
@@ -68,8 +69,17 @@ class AppContext:
         if self._runtime is None:
             from treasury.runtime import build_runtime
 
-            self._runtime = build_runtime(self.settings, clock=self.clock, engine=self.engine())
+            self._runtime = build_runtime(self.settings, clock=self.clock, engine=self.engine(),
+                                          progress=self.progress())
         return self._runtime
+
+    def progress(self) -> Any:
+        """Where waits are shown (standard error): a live line in a terminal, else a line per change."""
+        if self._progress is None:
+            from treasury.cli.progress import progress_for
+
+            self._progress = progress_for(self.err_console, self.clock)
+        return self._progress
 
     def print_json(self, value: Any) -> None:
         click.echo(dumps(value))

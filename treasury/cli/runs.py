@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.cli.liveness import worker_status
 from treasury.errors import ParameterError
 from treasury.models import RunState
 
@@ -102,16 +103,56 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
     run_id = rt.service.start(loaded, raw, requested_by=user)
     state = rt.service.state_of(run_id)
     if wait:
-        deadline = time.monotonic() + timeout
-        while RunState(state) in (RunState.PENDING, RunState.RUNNING) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            state = rt.service.state_of(run_id)
+        _wait_for(app, rt, run_id, state, timeout)
     data = rt.service.show(run_id, with_audit=False)
     if as_json:
         app.print_json(data)
     else:
         _print_run_summary(app, data)
     _exit_for(data["state"])
+
+
+def _wait_for(app: AppContext, rt: Any, run_id: str, state: str, timeout: float) -> None:
+    """Wait while the run is PENDING or RUNNING (on workers), showing what it waits for."""
+    from treasury.execution.progress import Wait
+
+    progress = app.progress()
+    deadline = time.monotonic() + timeout
+    until = app.clock.time() + timeout
+    checked = 0.0
+    while RunState(state) in (RunState.PENDING, RunState.RUNNING) and time.monotonic() < deadline:
+        if time.monotonic() - checked >= 2:  # the database and the broker, every 2 s
+            checked = time.monotonic()
+            data = rt.service.show(run_id, with_audit=False)
+            running = [s["id"] for s in data["steps"] if s["state"] == "RUNNING"]
+            workers = worker_status(app.settings, data, app.clock.now())
+            detail = _waiting_detail(workers) if workers else (
+                f"step {', '.join(running)} running" if running else f"the run is {state}")
+            progress.waiting(Wait(f"waiting for the run to finish ({state})", detail, until=until, run_id=run_id))
+        time.sleep(0.2)
+        state = rt.service.state_of(run_id)
+    progress.finished()
+
+
+def _waiting_detail(workers: dict[str, Any]) -> str:
+    """What a run on workers waits for, in words that change only when the situation does."""
+    parts = []
+    for step in workers["steps"]:
+        if step["lease_owner"] is None:
+            parts.append(f"step {step['id']} waits for a worker")
+        elif step["lease_live"]:
+            parts.append(f"step {step['id']} running on {step['lease_owner']}")
+        else:
+            parts.append(f"step {step['id']}: {step['lease_owner']} stopped renewing its lease "
+                         f"(ran out at {step['lease_until']:%H:%M:%S} UTC); the sweeper takes it over")
+    consumers = workers["consumers"]
+    if consumers is None:
+        parts.append("the broker does not answer")
+    elif not consumers:
+        parts.append(f"no worker is consuming queue {workers['queue']!r}")
+    else:
+        parts.append(f"{len(consumers)} worker(s) consuming queue {workers['queue']!r}")
+    return "; ".join(parts)
 
 
 def app_dumps(value: Any) -> str:
@@ -148,10 +189,15 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
     rt = _runtime(app)
     rt.service.expire_due()
     data = rt.service.show(run_id)
+    workers = worker_status(app.settings, data, app.clock.now())  # None unless RUNNING on a broker
+    if workers is not None:
+        data["workers"] = workers
     if as_json:
         app.print_json(data)
         return
     _print_run_summary(app, data)
+    for message in (workers or {}).get("messages", []):
+        click.echo(f"  {message}")
     for s in data["steps"]:
         if s["kind"] == "approval" and s.get("waiting_for"):
             click.echo(f"approval {s['id']}: digest {s['digest']}")
@@ -228,13 +274,15 @@ def recover_cmd(app: AppContext, older_than: float, as_json: bool) -> None:
     """Reconcile stale execution records and re-drive runs whose message was lost."""
     from datetime import timedelta
 
-    from treasury.execution import sweep
+    from treasury.execution import sweep_records
 
     rt = _runtime(app)
-    swept = sweep(rt.executor, older_than_seconds=older_than)
+    swept = sweep_records(rt.executor, older_than_seconds=older_than)
     expired = rt.service.expire_due()
-    counts = rt.service.recover(older_than=timedelta(seconds=older_than))
-    out = {"records": [{"client_id": c, "state": str(s)} for c, s in swept], "expired": len(expired), **counts}
+    counts = rt.service.recover(older_than=timedelta(seconds=older_than),
+                                steps=[(s.run_id, s.step_id) for s in swept])
+    out = {"records": [{"client_id": s.client_id, "state": str(s.state)} for s in swept],
+           "expired": len(expired), **counts}
     if as_json:
         app.print_json(out)
     else:

@@ -154,8 +154,16 @@ class HashKeyClient:
         op: OperationSpec | str,
         profile: KeyProfile | None,
         params: Params | Mapping[str, Any] | None = None,
+        *,
+        before_sign: Callable[[float], None] | None = None,
     ) -> ExchangeResponse:
         """Run one operation: check, wait for the limiter, sign, send one attempt.
+
+        ``before_sign`` is called with the local time (epoch seconds) the request's timestamp
+        is taken from, just before it is signed, every time it is (also on the re-signed try
+        after ``-1021``); whatever it raises propagates and nothing is sent. The executor
+        checks its lease there: the exchange refuses a request once recvWindow has passed
+        after its timestamp, so a stall after this point cannot send it late.
 
         Raises:
             UnknownOperation: ``op`` is not in the registry.
@@ -176,12 +184,12 @@ class HashKeyClient:
         if spec.signed and self._needs_sync:
             self._first_sync()
         try:
-            return self._attempt(spec, profile, wire, client_id)
+            return self._attempt(spec, profile, wire, client_id, before_sign)
         except ClockSkew:
             # -1021 is a definite refusal: nothing happened, so one re-signed try is safe.
             self.sync_time()
             try:
-                return self._attempt(spec, profile, wire, client_id)
+                return self._attempt(spec, profile, wire, client_id, before_sign)
             except ClockSkew as exc:
                 raise ClockSkew(
                     "clock skew: the exchange still refuses the timestamp after re-syncing with "
@@ -274,13 +282,14 @@ class HashKeyClient:
         return answered
 
     def _attempt(
-        self, spec: OperationSpec, profile: KeyProfile | None, wire: dict[str, Any], client_id: str | None
+        self, spec: OperationSpec, profile: KeyProfile | None, wire: dict[str, Any], client_id: str | None,
+        before_sign: Callable[[float], None] | None = None,
     ) -> ExchangeResponse:
         api_key = profile.api_key if profile is not None else PUBLIC_KEY
         answered = self._answer_hook(api_key, spec, self._acquire(api_key, spec, client_id))
         started = self.clock.now()
         try:
-            prepared = self._prepare(spec, profile, wire)
+            prepared = self._prepare(spec, profile, wire, before_sign)
         except BaseException:
             answered()  # nothing was sent
             raise
@@ -300,9 +309,14 @@ class HashKeyClient:
             sent_params=prepared.sent_params, attempt_started_at=started, elapsed_seconds=elapsed,
         )
 
-    def _prepare(self, spec: OperationSpec, profile: KeyProfile | None, wire: dict[str, Any]) -> _Prepared:
+    def _prepare(
+        self, spec: OperationSpec, profile: KeyProfile | None, wire: dict[str, Any],
+        before_sign: Callable[[float], None] | None = None,
+    ) -> _Prepared:
         url = self.base_url + spec.path
         if not spec.signed or profile is None:
+            if before_sign is not None:
+                before_sign(self.clock.time())
             query = encode_params(wire)
             request = self.http.build_request(spec.method, f"{url}?{query}" if query else url)
             return _Prepared(request, dict(wire))
@@ -311,8 +325,11 @@ class HashKeyClient:
         if spec.two_fa and profile.totp_secret is not None:
             headers[TWO_FA_HEADER] = self._fresh_totp(profile)
         # The timestamp comes after the token: making a fresh token may have waited.
+        local = self.clock.time()
+        if before_sign is not None:
+            before_sign(local)
         secret = profile.secret.get_secret_value()
-        signed_extra = {"timestamp": self.timestamp_ms(), "recvWindow": self.recv_window_ms}
+        signed_extra = {"timestamp": int(local * 1000) + self.offset_ms, "recvWindow": self.recv_window_ms}
 
         if spec.body == "json":
             # Batch orders: JSON array body; only the query (timestamp, recvWindow) is signed.

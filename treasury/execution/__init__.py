@@ -19,7 +19,7 @@ from treasury.execution.ids import client_id_for, is_run_id, new_run_id
 from treasury.execution.reconcile import Absent, Found, Inconclusive, Verdict
 from treasury.execution.records import ExecRecord, LeaseLost, params_digest
 from treasury.execution.retry import READ_POLICY, SEND_POLICY, RetryPolicy, poll
-from treasury.execution.sweeper import sweep
+from treasury.execution.sweeper import Swept, sweep, sweep_records
 
 __all__ = [
     "READ_POLICY",
@@ -36,6 +36,7 @@ __all__ = [
     "StepExecutor",
     "StepOutcome",
     "StepRequest",
+    "Swept",
     "Verdict",
     "client_id_for",
     "is_run_id",
@@ -43,4 +44,5 @@ __all__ = [
     "params_digest",
     "poll",
     "sweep",
+    "sweep_records",
 ]

@@ -4,13 +4,16 @@
 timing, retry policies). ``StepContext`` is one call working on one step under one lease
 holder; the send and reconcile paths are plain functions that take it. Every change to a
 record goes through ``StepContext.commit``: a compare-and-set under the lease, audited in the
-same transaction, with the policy reservation settled when the step becomes final.
+same transaction, with the policy reservation settled when the step becomes final. While the
+call holds its leases, a :class:`~treasury.execution.lease.LeaseKeeper` renews them (the
+heartbeat), and :meth:`StepContext.before_sign` is the last check before a request is signed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -18,7 +21,9 @@ from sqlalchemy import Connection, Engine
 from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
 from treasury.clock import Clock
 from treasury.execution import records as R
-from treasury.execution.outcomes import ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.lease import LeaseKeeper, RenewingClock
+from treasury.execution.outcomes import WHAT, ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.progress import NO_PROGRESS, ProgressListener, Wait, seconds_text
 from treasury.execution.records import ExecRecord
 from treasury.execution.retry import RetryPolicy
 from treasury.keys import KeyProfile
@@ -26,6 +31,9 @@ from treasury.models import ExecState, StepState
 from treasury.operations.registry import OperationSpec
 
 AuditFn = Callable[..., Any]
+# seconds a request may be signed after its SENDING commit before ``sent_at`` is moved to the
+# signing time (see StepContext.before_sign); far below any settle window
+SIGN_SLACK = 0.5
 
 
 def policy_api() -> Any:
@@ -53,6 +61,7 @@ class Services:
     audit: AuditFn
     read_policy: RetryPolicy
     send_policy: RetryPolicy
+    progress: ProgressListener = NO_PROGRESS
 
     def load_step(self, run_id: str, step_id: str) -> list[ExecRecord]:
         """The step's execution records, in their own transaction."""
@@ -70,10 +79,14 @@ class Services:
         """A ``before_sleep`` hook that audits every scheduled retry as ``retry.scheduled``."""
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
+            why = error_text(exc) if exc is not None else "retry"
+            wait = float(state.upcoming_sleep)
             self.event(RETRY_SCHEDULED, actor, run_id, step_id, {
                 "operation": operation, "attempt": state.attempt_number,
-                "wait_seconds": round(float(state.upcoming_sleep), 3),
-                "why": error_text(exc) if exc is not None else "retry"})
+                "wait_seconds": round(wait, 3), "why": why})
+            self.progress.waiting(Wait(
+                f"retrying {operation}", f"attempt {state.attempt_number} failed ({why}); next try in "
+                f"{seconds_text(wait)}", until=self.clock.time() + wait, run_id=run_id, step_id=step_id))
         return before_sleep
 
     def settle_policy(self, conn: Connection, run_id: str, step_id: str, at: Any) -> None:
@@ -117,6 +130,24 @@ class StepContext:
     policy_fresh: bool = False
     not_after: float | None = None  # the step's timeout (see StepRequest.not_after)
     timeout_text: str | None = None
+    keeper: LeaseKeeper = field(init=False)
+    clock: RenewingClock = field(init=False)  # the clock for this call's waits: it renews first
+
+    def __post_init__(self) -> None:
+        settings = self.svc.settings
+        self.keeper = LeaseKeeper(self.svc.engine, self.svc.clock, self.holder,
+                                  lease_seconds=settings.lease_seconds, renew_seconds=settings.renew_seconds,
+                                  legs=lambda: list(self.legs.values()))
+        self.clock = RenewingClock(self.keeper)
+
+    @property
+    def noun(self) -> str:
+        """What a person calls this step's request ("withdrawal", "internal transfer")."""
+        return WHAT.get(self.spec.name, (self.spec.name,))[0]
+
+    def report(self, what: str, detail: str = "", until: float | None = None) -> None:
+        """Tell the progress listener what this step waits for now."""
+        self.svc.progress.waiting(Wait(what, detail, until, run_id=self.run_id, step_id=self.step_id))
 
     @property
     def client_ids(self) -> list[str]:
@@ -142,29 +173,64 @@ class StepContext:
         """One read on the exchange with the step's key, under the read retry policy (retries
         audited); returns the answer's JSON or raises."""
         return self.svc.read_policy.call(
-            lambda: self.client.call(operation, self.profile, params).data, self.svc.clock,
+            lambda: self.client.call(operation, self.profile, params).data, self.clock,
             before_sleep=self.retry_audit(operation))
 
     def claim(self) -> None:
-        """Take the lease on every unfinished leg.
+        """Take the lease on every unfinished leg and start its heartbeat.
 
         Raises:
             LeaseLost: another worker holds one of them.
         """
         at = self.svc.clock.now()
-        with self.svc.engine.begin() as conn:
-            for cid, rec in list(self.legs.items()):
-                if not rec.terminal:
-                    self.legs[cid] = R.claim(conn, rec, owner=self.holder, at=at,
-                                             lease_seconds=self.svc.settings.lease_seconds)
+        with self.keeper.lock:
+            claimed: dict[str, ExecRecord] = {}
+            with self.svc.engine.begin() as conn:
+                for cid, rec in list(self.legs.items()):
+                    if not rec.terminal:
+                        claimed[cid] = R.claim(conn, rec, owner=self.holder, at=at,
+                                               lease_seconds=self.svc.settings.lease_seconds)
+            for cid, fresh in claimed.items():
+                self.legs[cid] = fresh
+                self.keeper.note(fresh)
+        self.keeper.start()
 
     def release(self) -> None:
-        """Give back the lease on every leg this call holds."""
+        """Stop the heartbeat and give back the lease on every leg this call holds."""
+        self.keeper.stop()
         at = self.svc.clock.now()
-        with self.svc.engine.begin() as conn:
+        with self.keeper.lock, self.svc.engine.begin() as conn:
             for cid, rec in self.legs.items():
                 if rec.lease_owner == self.holder:
                     R.release_lease(conn, cid, owner=self.holder, at=at)
+
+    def wait(self, seconds: float) -> None:
+        """Wait on the clock with the leases renewed before (and, for a long wait, during) it."""
+        self.keeper.wait(seconds)
+
+    def before_sign(self, cids: Sequence[str]) -> Callable[[float], None]:
+        """The last check before the request for ``cids`` is signed, given the signing time.
+
+        The signature's timestamp is fixed when this runs: the exchange refuses the request
+        once recvWindow has passed after it, however long this process stalls afterwards. So
+        the lease is checked *for that timestamp*. When the lease may have run out by then (the
+        heartbeat saw it lost, or the lease we last wrote ends before the signing time), or
+        time passed since SENDING was committed (a rate-limit or 2FA wait, a stalled process),
+        ``sent_at`` is moved to the signing time by a compare-and-set on the version and the
+        holder (which also renews the lease):
+
+        - a worker whose records were taken over meanwhile fails that write (``LeaseLost``)
+          and sends nothing: the new holder reconciles the request as it found it;
+        - one that still holds them (nobody claimed them: a claim moves the version) sends,
+          and the settle window counts from when the request could really have left.
+        """
+        def check(signed_at: float) -> None:
+            at = datetime.fromtimestamp(signed_at, tz=UTC)
+            legs = [self.legs[c] for c in cids]
+            if not self.keeper.held(cids, at) or any(
+                    r.sent_at is None or signed_at - r.sent_at.timestamp() > SIGN_SLACK for r in legs):
+                self.commit([(r, {"sent_at": at}) for r in legs])
+        return check
 
     def commit(
         self,
@@ -179,6 +245,14 @@ class StepContext:
         Raises:
             LeaseLost: another worker took a record over; nothing of this commit is kept.
         """
+        with self.keeper.lock:
+            return self._commit(changes, events)
+
+    def _commit(
+        self,
+        changes: Sequence[tuple[ExecRecord, dict[str, Any]]],
+        events: Sequence[tuple[str, dict[str, Any]]],
+    ) -> list[ExecRecord]:
         svc = self.svc
         at = svc.clock.now()
         out: list[ExecRecord] = []
@@ -201,4 +275,5 @@ class StepContext:
                 svc.settle_policy(conn, self.run_id, self.step_id, at)
         for fresh in out:
             self.legs[fresh.client_id] = fresh
+            self.keeper.note(fresh)
         return out

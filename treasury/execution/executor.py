@@ -58,6 +58,7 @@ from treasury.execution.outcomes import (
     sent_payload,
 )
 from treasury.execution.preparation import legs_for, prepare
+from treasury.execution.progress import NO_PROGRESS, ProgressListener, Wait, seconds_text
 from treasury.execution.reconciler import reconcile_pass
 from treasury.execution.records import LeaseLost
 from treasury.execution.retry import READ_POLICY, SEND_POLICY, poll
@@ -101,6 +102,7 @@ class StepExecutor:
         policy: a loaded policy for ``treasury.policy.reserve``; None means no policy.
         audit: ``append_event``-compatible function (default: ``treasury.audit.append_event``).
         owner: lease owner prefix; each call adds a random suffix so two calls never share a lease.
+        progress: told what each step waits for (default: nobody).
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class StepExecutor:
         policy: Any | None = None,
         audit: AuditFn | None = None,
         owner: str | None = None,
+        progress: ProgressListener = NO_PROGRESS,
     ) -> None:
         self.engine = engine
         self.clients = clients
@@ -121,6 +124,7 @@ class StepExecutor:
         self.policy = policy
         self.audit = audit if audit is not None else _default_audit()
         self.owner = owner or _default_owner()
+        self.progress = progress
         self.read_policy = READ_POLICY.with_limits(budget_seconds=settings.read_retry_seconds)
         self.send_policy = SEND_POLICY.with_limits(max_attempts=max(1, settings.send_retry_attempts))
 
@@ -136,9 +140,12 @@ class StepExecutor:
             spec = get_operation(req.operation)
         except TreasuryError as exc:
             return StepOutcome(StepState.FAILED, error=str(exc))
-        if spec.retry_strategy is RetryStrategy.SAFE and spec.client_id_field is None:
-            return self._execute_safe(spec, req)
-        return self._execute_recorded(spec, req)
+        try:
+            if spec.retry_strategy is RetryStrategy.SAFE and spec.client_id_field is None:
+                return self._execute_safe(spec, req)
+            return self._execute_recorded(spec, req)
+        finally:
+            self.progress.finished()
 
     def reconcile_record(self, client_id: str) -> ExecState:
         """One reconciliation pass for a SENDING/UNKNOWN record (the sweeper's entry point).
@@ -166,15 +173,15 @@ class StepExecutor:
         ctx = StepContext(self._services(), spec, rec.run_id, rec.step_id, f"system:{self.owner}"[:100], holder,
                           client, profile, max_attempts=1, send_until=now, stop_at=now,
                           legs={})  # the sweeper never waits
+        ctx.legs[rec.client_id] = rec
         try:
-            with self.engine.begin() as conn:
-                ctx.legs[rec.client_id] = R.claim(conn, rec, owner=holder, at=self.clock.now(),
-                                                   lease_seconds=self.settings.lease_seconds)
+            ctx.claim()
             reconcile_pass(ctx, [rec.client_id])
         except (LeaseLost, Stop):
             pass
         finally:
             ctx.release()
+            self.progress.finished()
         with self.engine.begin() as conn:
             fresh = R.load(conn, client_id)
         assert fresh is not None
@@ -232,6 +239,8 @@ class StepExecutor:
         def once() -> Any:
             nonlocal attempt
             attempt += 1
+            self.progress.waiting(Wait(f"calling {spec.name}", f"attempt {attempt}", run_id=req.run_id,
+                                       step_id=req.step_id))
             svc.event(REQUEST_SENT, req.actor, req.run_id, req.step_id, sent_payload(
                 spec, req.key_profile, dict(req.params), None, attempt))
             try:
@@ -341,8 +350,20 @@ class StepExecutor:
 
     def _reconcile_until_decided(self, ctx: StepContext, inflight: list[str]) -> None:
         """Reconciliation passes (the poll policy) until no leg is waiting or a decision is due."""
+        def pause(seconds: float) -> None:
+            legs = [ctx.legs[c] for c in inflight if ctx.legs[c].state in R.IN_FLIGHT]
+            settles = min((r.sent_at.timestamp() + self.settings.settle_seconds for r in legs if r.sent_at),
+                          default=None)
+            detail = f"next lookup round in {seconds_text(seconds)}"
+            if settles is not None and settles > self.clock.time():
+                detail += (f"; absence counts only once the settle window "
+                           f"({seconds_text(self.settings.settle_seconds)} after sending) has passed")
+            ctx.report(f"reconciling the {ctx.noun} {', '.join(r.client_id for r in legs)} (its answer was lost)",
+                       detail, until=self._decision_time(ctx, inflight))
+            ctx.wait(seconds)
+
         poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
-             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight))
+             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight), sleep=pause)
 
     def _decision_time(self, ctx: StepContext, cids: Sequence[str]) -> float:
         """When the earliest in-flight leg must be decided (settle or deadline), capped by stop_at."""
@@ -365,4 +386,4 @@ class StepExecutor:
         """What this call shares with the send and reconcile paths, from the current attributes
         (``settings`` may be replaced after construction, e.g. the worker's lease length)."""
         return Services(self.engine, self.clock, self.settings, self.policy, self.audit,
-                        self.read_policy, self.send_policy)
+                        self.read_policy, self.send_policy, self.progress)

@@ -41,7 +41,11 @@ class ExecutionSettings:
 
     settle_seconds: float = 5.0
     deadline_seconds: float = 120.0
+    # how long a claim or change holds a record; a step renews it while it works
     lease_seconds: float = 300.0
+    # how often a background heartbeat renews the leases of a working step (None: only before
+    # the step's own waits; the runtime sets a quarter of the lease)
+    renew_seconds: float | None = None
     send_retry_attempts: int = 3
     read_retry_seconds: float = 20.0
     escalate_requires_two_lookups: bool = True

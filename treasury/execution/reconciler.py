@@ -18,6 +18,7 @@ from treasury.execution import reconcile as rc
 from treasury.execution import records as R
 from treasury.execution.context import StepContext
 from treasury.execution.outcomes import WHAT, error_text
+from treasury.execution.progress import seconds_text
 from treasury.execution.sending import wait_out
 from treasury.models import ExecState, RetryStrategy
 
@@ -57,16 +58,28 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
         events.append((RECONCILE_LOOKUP, {"client_id": cid, "lookup": lookup.source,
                                           "operation": lookup.operation, "params": lookup.params, **shown}))
 
+    passes = int((rec.response or {}).get("reconcile_passes", 0)) + 1 if isinstance(rec.response, dict) else 1
+    planned = len(rc.plan(ctx.spec.lookup, cid, rec.params, sent_at=rec.sent_at, now=now,
+                          fund_statement=ctx.profile.fund_statement))
+    decide_by = ((rec.unknown_since or now) + timedelta(seconds=settings.deadline_seconds)).timestamp()
+    done: list[rc.Lookup] = []
+
+    def read_one(lookup: rc.Lookup) -> Any:
+        done.append(lookup)
+        ctx.report(f"reconciling the {ctx.noun} {cid} (its answer was lost)",
+                   f"lookup round {passes}, lookup {len(done)} of {planned} ({lookup.source}), settle window "
+                   f"{seconds_text(settings.settle_seconds)}", until=decide_by)
+        return read(ctx, lookup)
+
     try:
         verdict = rc.run_lookups(ctx.spec.lookup, cid, rec.params, sent_at=rec.sent_at, now=now,
-                                 read=lambda lookup: read(ctx, lookup),
+                                 read=read_one,
                                  permissions=ctx.profile.permissions, on_lookup=on_lookup,
                                  fund_statement=ctx.profile.fund_statement, noted=rec.baseline)
     except (ExchangeHalted, Banned) as exc:
         wait_out(ctx, exc, until=ctx.stop_at)
         return True
     now = clock.now()
-    passes = int((rec.response or {}).get("reconcile_passes", 0)) + 1 if isinstance(rec.response, dict) else 1
     events.append((RECONCILE_VERDICT, {"client_id": cid, "pass": passes, **rc.verdict_dict(verdict)}))
     values: dict[str, Any]
     pending = False

@@ -3,8 +3,12 @@
 A record is keyed by its deterministic client id and is unique per (run, step, leg). Every
 change is a compare-and-set on ``version`` *and* on the lease holder, so two workers that
 both picked up the same step can never both move it: the one that lost the race sees
-:class:`LeaseLost` and stops. Callers run these functions inside their own transaction, next
-to the audit append that records the change.
+:class:`LeaseLost` and stops. Anyone who acts on a record claims it first, which moves
+``version``, so a change that gets through proves nobody else touched the record since.
+While a step works, :func:`renew` extends its lease (the heartbeat) without moving
+``version``, and only while the lease is still running: a heartbeat never revives a lease that
+ran out. Callers run these functions inside their own transaction, next to the audit append
+that records the change.
 """
 
 from __future__ import annotations
@@ -130,6 +134,14 @@ _CHANGE = (
     .values(version=T.c.version + 1)
     .returning(*T.c)
 )
+# The heartbeat: same version, same holder, lease not yet run out. It never moves ``version``
+# (the step's own next change would otherwise lose its compare-and-set to its own heartbeat).
+_RENEW = (
+    update(T)
+    .where(T.c.client_id == bindparam("b_client_id"), T.c.version == bindparam("b_version"),
+           T.c.lease_owner == bindparam("b_owner"), T.c.lease_until >= bindparam("b_at"))
+    .values(lease_until=bindparam("b_until"), updated_at=bindparam("b_at"))
+)
 _SETTABLE = frozenset(T.c.keys()) - {"version"}  # what change() may set (version moves by itself)
 _RELEASE = (
     update(T)
@@ -246,6 +258,27 @@ def change(
     return ExecRecord.from_row(row)
 
 
+def renew(
+    conn: Connection, recs: Sequence[ExecRecord], *, owner: str, at: datetime, lease_seconds: float
+) -> dict[str, datetime]:
+    """Extend ``owner``'s running lease on each of ``recs`` to ``at + lease_seconds``.
+
+    A record is renewed only if it is still at the version in ``recs``, still ``owner``'s,
+    and its lease has not run out before ``at``: a renewal never revives a lease that another
+    worker may have taken, or may take, over. ``updated_at`` becomes ``at`` (when a worker last
+    saw the record). Returns the new lease end of every record renewed; a record missing from
+    the result is lost to this holder.
+    """
+    until = at + timedelta(seconds=lease_seconds)
+    out: dict[str, datetime] = {}
+    for rec in recs:
+        result = conn.execute(_RENEW, {"b_client_id": rec.client_id, "b_version": rec.version,
+                                       "b_owner": owner, "b_at": at, "b_until": until})
+        if result.rowcount == 1:
+            out[rec.client_id] = until
+    return out
+
+
 def release_lease(conn: Connection, client_id: str, *, owner: str, at: datetime) -> None:
     """Give the lease up (if still ours) so a sweeper or redelivery can continue at once."""
     conn.execute(_RELEASE, {"b_client_id": client_id, "b_owner": owner, "updated_at": at})
@@ -275,17 +308,20 @@ def settle_by_person(
 
 
 def stale(conn: Connection, *, at: datetime, older_than_seconds: float, limit: int = 500) -> list[ExecRecord]:
-    """Non-terminal records untouched for ``older_than_seconds`` whose lease (if any) ran out.
+    """Non-terminal records whose lease ran out, and unleased ones untouched for ``older_than_seconds``.
 
-    Oldest first: these are the crashes and lost deliveries the sweeper picks up.
+    A lease is renewed (heartbeat) for as long as its worker works on the record, so a lease
+    that ran out means the worker died or stalled: such a record is stale at once. A record
+    without a lease (never claimed, or released by a worker that left it for later) is stale
+    once it has not changed for ``older_than_seconds``. Oldest first: these are the crashes and
+    lost deliveries the sweeper picks up.
     """
     cutoff = at - timedelta(seconds=older_than_seconds)
     rows = conn.execute(
         select(T)
         .where(
             T.c.state.in_([ExecState.PREPARED.value, ExecState.SENDING.value, ExecState.UNKNOWN.value]),
-            T.c.updated_at < cutoff,
-            or_(T.c.lease_until.is_(None), and_(T.c.lease_until < at)),
+            or_(T.c.lease_until < at, and_(T.c.lease_until.is_(None), T.c.updated_at < cutoff)),
         )
         .order_by(T.c.updated_at)
         .limit(limit)

@@ -187,15 +187,17 @@ def poll(
     clock: Clock,
     deadline: Callable[[], float],
     max_passes: int = POLL_MAX_PASSES,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
     """Call ``fn`` until ``done(result)`` or ``deadline()`` (epoch seconds on ``clock``) passes.
 
     Waits grow exponentially with jitter and are cut so that the last pass happens at the
     deadline itself. Returns the last result, final or not. Exceptions from ``fn`` propagate
-    at once (the lookups inside ``fn`` carry their own read policy).
+    at once (the lookups inside ``fn`` carry their own read policy). ``sleep`` waits between
+    passes (default ``clock.sleep``; the executor's renews its leases first).
     """
     retrying = Retrying(
-        sleep=clock.sleep,
+        sleep=sleep if sleep is not None else clock.sleep,
         # The deadline may move (a re-send restarts the settle window), so it is read every pass.
         stop=stop_after_attempt(max_passes) | stop_past_deadline(clock, deadline),
         wait=wait_capped_by_deadline(

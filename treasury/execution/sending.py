@@ -39,7 +39,8 @@ from treasury.execution.outcomes import (
     sent_payload,
     suspended,
 )
-from treasury.execution.records import ExecRecord
+from treasury.execution.progress import seconds_text
+from treasury.execution.records import ExecRecord, LeaseLost
 from treasury.models import ExecState
 
 
@@ -81,7 +82,7 @@ def send(ctx: StepContext, cids: list[str]) -> None:
             return
     try:
         note_baselines(ctx, cids)
-        ctx.svc.send_policy.call(lambda: send_once(ctx, cids), clock,
+        ctx.svc.send_policy.call(lambda: send_once(ctx, cids), ctx.clock,
                                  before_sleep=ctx.retry_audit(ctx.spec.name))
     except NotSent as exc:
         still = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
@@ -151,7 +152,9 @@ def wait_out(ctx: StepContext, exc: ExchangeError, *, until: float) -> None:
     ctx.rate_waits += 1
     ctx.event(RETRY_SCHEDULED, {"operation": ctx.spec.name, "wait_seconds": wait,
                                 "why": "rate limited (key suspended)"})
-    clock.sleep(wait)
+    ctx.report(f"waiting out the exchange's rate limit for the {ctx.noun}",
+               f"the key is suspended for another {seconds_text(wait)}", until=clock.time() + wait)
+    ctx.wait(wait)
 
 
 def send_once(ctx: StepContext, cids: list[str]) -> None:
@@ -185,34 +188,44 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                               for r in recs])
     batch = ctx.spec.lookup == "batch_orders"
     wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
+    ctx.report(f"sending the {ctx.noun} {', '.join(r.client_id for r in sent)}",
+               f"attempt {sent[0].attempts} of {ctx.max_attempts}")
+    error: TreasuryError | None = None
     try:
-        response = ctx.client.call(ctx.spec, ctx.profile, wire)
-    except (NotSent, ExchangeHalted, OperationNotPermitted, ParameterError) as exc:
+        response = ctx.client.call(ctx.spec, ctx.profile, wire,
+                                   before_sign=ctx.before_sign([r.client_id for r in sent]))
+    except LeaseLost:
+        raise  # checked before signing: nothing was sent, and the records are another worker's now
+    except TreasuryError as exc:
+        error = exc
+    # the signing check may have moved the legs on (``sent_at``): answer on their current rows
+    sent = [ctx.legs[r.client_id] for r in sent]
+    if isinstance(error, NotSent | ExchangeHalted | OperationNotPermitted | ParameterError):
         # Nothing left this process: undo the attempt.
-        definite = isinstance(exc, OperationNotPermitted | ParameterError)
+        definite = isinstance(error, OperationNotPermitted | ParameterError)
         ctx.commit([(r, {"state": ExecState.FAILED if definite else ExecState.PREPARED,
-                         "attempts": r.attempts - 1, "error": error_text(exc)}) for r in sent],
-                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+                         "attempts": r.attempts - 1, "error": error_text(error)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, error))
                            for r in sent])
         if not definite:
-            raise
+            raise error
         return
-    except (RateLimited, Banned) as exc:
+    if isinstance(error, RateLimited | Banned):
         # Rejected before execution: nothing happened, so the same request may go again later.
-        ctx.commit([(r, {"state": ExecState.PREPARED, "error": error_text(exc)}) for r in sent],
-                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+        ctx.commit([(r, {"state": ExecState.PREPARED, "error": error_text(error)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, error))
                            for r in sent])
-        raise
-    except (OutcomeUnknown, DuplicateClientId) as exc:
-        to_unknown(ctx, sent, exc)
+        raise error
+    if isinstance(error, OutcomeUnknown | DuplicateClientId):
+        to_unknown(ctx, sent, error)
         return
-    except Rejected as exc:
-        ctx.commit([(r, {"state": ExecState.FAILED, "error": error_text(exc)}) for r in sent],
-                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, exc))
+    if isinstance(error, Rejected):
+        ctx.commit([(r, {"state": ExecState.FAILED, "error": error_text(error)}) for r in sent],
+                   events=[(RESPONSE_RECEIVED, error_payload(ctx.spec, r.client_id, r.attempts, error))
                            for r in sent])
         return
-    except TreasuryError as exc:
-        to_unknown(ctx, sent, exc)  # not in the table: assume it may have happened
+    if error is not None:
+        to_unknown(ctx, sent, error)  # not in the table: assume it may have happened
         return
     if batch:
         batch_answer(ctx, sent, response)

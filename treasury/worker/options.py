@@ -40,11 +40,13 @@ class WorkerOptions(BaseSettings):
     # catchup: all fires at most this many missed instants per schedule (the newest ones);
     # older ones are recorded as missed
     catchup_cap: int = Field(100, ge=1, le=10_000)
-    # how often beat runs the sweeper (stale execution records, lost messages, expired approvals)
-    sweep_interval: float = Field(60.0, gt=0)
-    # a run, step or execution record untouched this long with no live lease counts as lost
-    sweep_older_than: float = Field(120.0, ge=0)
-    # overrides the execution lease (seconds); a crashed worker's step waits this long at most
+    # how often beat runs the sweeper (stale execution records, lost messages, expired approvals).
+    # A killed worker's step is recovered within the lease (20 s) plus this, plus the step itself
+    sweep_interval: float = Field(15.0, gt=0)
+    # an execution record whose lease ran out is stale at once (its worker stopped renewing it);
+    # a run, a step with no live lease, or an unleased record untouched this long counts as lost
+    sweep_older_than: float = Field(45.0, ge=0)
+    # overrides the execution lease (seconds; TREASURY_LEASE_SECONDS of the settings otherwise)
     lease_seconds: float | None = Field(None, gt=0)
     # warm shutdown waits for running steps; after a cold-shutdown request this grace period
     # still lets them finish before the worker gives up (Celery's soft shutdown)

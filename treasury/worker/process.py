@@ -61,7 +61,8 @@ def build_worker_runtime(
     if options.lease_seconds is not None:
         # the lease decides how long a killed worker's step stays untouchable; runtime.py does
         # not take it from settings yet, so the worker sets it on the executor it was given
-        rt.executor.settings = dataclasses.replace(rt.executor.settings, lease_seconds=options.lease_seconds)
+        rt.executor.settings = dataclasses.replace(rt.executor.settings, lease_seconds=options.lease_seconds,
+                                                   renew_seconds=options.lease_seconds / 4)
     beat = Beat(rt.engine, rt.service, settings.workflows_dir, clock=rt.clock, catchup_cap=options.catchup_cap)
     return WorkerRuntime(runtime=rt, dispatcher=dispatcher, options=options, beat=beat)
 
@@ -115,17 +116,21 @@ def sweep_once(wrt: WorkerRuntime) -> dict[str, Any]:
 def sweep_pass(rt: Runtime, *, older_than: float) -> dict[str, Any]:
     """One sweeper pass: reconcile stale execution records, expire approvals, re-drive lost work.
 
-    Re-driving covers runs left PENDING (their kick was lost, or beat's) and RUNNING steps with
-    no activity (their message was lost with Redis, or their worker died). Re-dispatching a
-    step that is in fact still running is harmless: its execution record's lease turns the
-    duplicate away. ``rt``'s dispatcher carries the re-driven steps (Celery, or inline in
-    ``treasury serve``). ``older_than``: seconds without activity before work counts as lost.
+    Re-driving covers runs left PENDING (their kick was lost, or beat's), the steps of the
+    records this pass took over from a dead worker (at once), and RUNNING steps with no
+    activity and no live lease (their message was lost with Redis, or their worker died before
+    writing a record). Re-dispatching a step that is in fact still running is harmless: its
+    execution record's lease turns the duplicate away. ``rt``'s dispatcher carries the
+    re-driven steps (Celery, or inline in ``treasury serve``). ``older_than``: seconds without
+    activity before work counts as lost.
     """
-    from treasury.execution import sweep
+    from treasury.execution import sweep_records
 
-    swept = sweep(rt.executor, older_than_seconds=older_than)
+    swept = sweep_records(rt.executor, older_than_seconds=older_than)
     expired = rt.service.expire_due()
-    counts = rt.service.recover(older_than=timedelta(seconds=older_than))
+    # the steps of the records just taken over are re-dispatched in this same pass
+    counts = rt.service.recover(older_than=timedelta(seconds=older_than),
+                                steps=[(s.run_id, s.step_id) for s in swept])
     out = {"records": len(swept), "expired_approvals": len(expired), **counts}
     if any(out.values()):
         log.info("sweep: %s", out)

@@ -49,6 +49,8 @@ def register_tasks(app: TreasuryCelery) -> None:
     def sweep() -> None:
         process.sweep_once(process.runtime_for(app))
 
+    beacons: list[Any] = []
+
     def on_worker_ready(sender: Any = None, **_: Any) -> None:
         # Runs in the worker's parent process: queue the sweep for a child rather than opening
         # database connections here that every forked child would share.
@@ -58,5 +60,26 @@ def register_tasks(app: TreasuryCelery) -> None:
             app.send_task(SWEEP, queue=app.treasury_options.queue, ignore_result=True)
         except Exception as exc:  # the broker went away again; beat's periodic sweep covers it
             log.warning("start-up sweep not queued: %s: %s", type(exc).__name__, exc)
+        start_beacon(sender)
+
+    def start_beacon(consumer: Any) -> None:
+        """Check this worker in for the queues it consumes (``treasury show`` reads it)."""
+        from treasury.worker.factory import broker_url
+        from treasury.worker.liveness import Beacon
+
+        try:
+            queues = [q.name for q in consumer.task_consumer.queues] or [app.treasury_options.queue]
+        except AttributeError:
+            queues = [app.treasury_options.queue]
+        name = str(getattr(consumer, "hostname", None) or "worker")
+        beacon = Beacon(broker_url(app.treasury_settings), name, queues,
+                        prefix=app.treasury_options.broker_key_prefix)
+        beacon.start()
+        beacons.append(beacon)
+
+    def on_worker_shutdown(**_: Any) -> None:
+        while beacons:
+            beacons.pop().stop()
 
     signals.worker_ready.connect(on_worker_ready, weak=False)
+    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)

@@ -140,14 +140,39 @@ def stale_runs(conn: Connection, state: RunState, before: datetime) -> list[str]
     return [r.id for r in rows]
 
 
-def stale_running_steps(conn: Connection, before: datetime) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        select(steps.c.run_id, steps.c.step_id).where(
-            steps.c.state == StepState.RUNNING.value, steps.c.kind == "operation",
-            steps.c.updated_at < before,
-        )
+def stale_running_steps(conn: Connection, before: datetime, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """RUNNING operation steps unchanged since ``before`` whose records hold no live lease at ``now``.
+
+    A working step renews its records' leases, so a step with a live lease is not lost
+    however long it takes.
+    """
+    query = select(steps.c.run_id, steps.c.step_id).where(
+        steps.c.state == StepState.RUNNING.value, steps.c.kind == "operation",
+        steps.c.updated_at < before,
     )
-    return [(r.run_id, r.step_id) for r in rows]
+    if now is not None:
+        live = (select(execution_records.c.client_id)
+                .where(execution_records.c.run_id == steps.c.run_id,
+                       execution_records.c.step_id == steps.c.step_id,
+                       execution_records.c.lease_until >= now))
+        query = query.where(~live.exists())
+    return [(r.run_id, r.step_id) for r in conn.execute(query)]
+
+
+def running_steps(conn: Connection, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Those of ``pairs`` (run id, step id) that are RUNNING operation steps."""
+    out = []
+    for run_id, step_id in dict.fromkeys(pairs):
+        row = conn.execute(_GET_STEP, {"b_run_id": run_id, "b_step_id": step_id}).first()
+        if row is not None and row.state == StepState.RUNNING.value and row.kind == "operation":
+            out.append((run_id, step_id))
+    return out
+
+
+def touch_step(conn: Connection, run_id: str, step_id: str, at: datetime) -> None:
+    """Note that a RUNNING step was just re-dispatched (its staleness counts from now)."""
+    conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == step_id,
+                                     steps.c.state == StepState.RUNNING.value).values(updated_at=at))
 
 
 def count_runs(conn: Connection) -> int:

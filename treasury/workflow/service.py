@@ -554,12 +554,24 @@ class RunService:
 
     # ------------------------------------------------------------------ recovery
 
-    def recover(self, *, older_than: timedelta = timedelta(seconds=60)) -> dict[str, int]:
-        """Re-drive work that lost its message: PENDING runs and RUNNING steps with no activity."""
-        before = self.now() - older_than
-        with self.engine.connect() as conn:
+    def recover(
+        self, *, older_than: timedelta = timedelta(seconds=60), steps: Iterable[tuple[str, str]] = (),
+    ) -> dict[str, int]:
+        """Re-drive work that lost its message or its worker.
+
+        That is PENDING runs with no activity for ``older_than``, RUNNING operation steps with no
+        activity for as long and no live lease on their records, and at once every one of
+        ``steps`` (run id, step id) that is still RUNNING: the sweeper passes the steps whose
+        records it has just taken over from a worker whose lease ran out.
+        """
+        now = self.now()
+        before = now - older_than
+        with self.engine.begin() as conn:
             pending = store.stale_runs(conn, RunState.PENDING, before)
-            running = store.stale_running_steps(conn, before)
+            running = store.running_steps(conn, list(steps))
+            running += [p for p in store.stale_running_steps(conn, before, now=now) if p not in running]
+            for run_id, step_id in running:
+                store.touch_step(conn, run_id, step_id, now)
         for run_id in pending:
             self.kick(run_id)
         for run_id, step_id in running:

@@ -80,7 +80,9 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
         if recs:
             entry["executions"] = [
                 {"client_id": rec.client_id, "leg": rec.leg, "state": rec.state, "attempts": rec.attempts,
-                 "exchange_order_id": rec.exchange_order_id, "reason": rec.reason}
+                 "exchange_order_id": rec.exchange_order_id, "reason": rec.reason,
+                 # who holds it, until when, and when its worker last renewed or changed it
+                 "lease_owner": rec.lease_owner, "lease_until": rec.lease_until, "last_seen": rec.updated_at}
                 for rec in recs
             ]
         if r.kind == "approval":
