@@ -61,12 +61,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of the shipped config folder (keys, approvers, simulator state and secrets)."""
+    """A copy of the shipped config folder (keys, approvers, simulator state and secrets), no policy."""
     target = tmp_path / "config"
     target.mkdir()
     for name in ("keys.yaml", "approvers.yaml", "simulator.yaml"):
         shutil.copy(REPO / "config" / name, target / name)
     shutil.copytree(REPO / "config" / "secrets", target / "secrets")
+    (target / "policy.yaml").write_text("policy: none\n")  # no guardrails here, on purpose (simulator)
     return target
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from treasury.cli.context import AppContext, pass_app
 from treasury.errors import ConfigError
 from treasury.keys import KeySpec, load_key_specs
 from treasury.operations.registry import REGISTRY
+from treasury.policy.model import check_environment, load_policy
 from treasury.workflow.approvers import Approvers, load_approvers
 from treasury.workflow.spec import WorkflowSpec
 from treasury.workflow.validate import check_files
@@ -97,17 +97,10 @@ def _config(app: AppContext) -> tuple[Mapping[str, KeySpec] | None, Approvers | 
     else:
         notes.append(f"{settings.approvers_file} not found: approver names and groups not checked")
     if settings.policy_file.exists():
-        try:
-            module = importlib.import_module("treasury.policy")
-        except ImportError:
-            module = None
-        loader = getattr(module, "load_policy", None)
-        if loader is None:
-            notes.append("the policy module is not available: policy rules not checked")
-        else:
-            policy = loader(settings.policy_file)
+        policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     else:
-        notes.append(f"{settings.policy_file} not found: policy rules not checked")
+        notes.append(f"{settings.policy_file} not found: policy rules not checked, and no money-moving "
+                     "step runs until it exists")
     return keys, approvers, policy, notes
 
 
