@@ -65,7 +65,9 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
                         database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
-                        settle_seconds=0.2, reconcile_deadline_seconds=10)
+                        reconcile_deadline_seconds=10,
+                        # in-process: no request outlives its call; settle is the minimum (1.2 s)
+                        http_timeout_seconds=0.5, recv_window_ms=500, settle_margin_seconds=0.2)
     rt = build_runtime(settings)
     results = run_all(rt, workflows, demo_only=True)
     runs = rt.service.list(limit=1000)
