@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from treasury.errors import ConfigError
 from treasury.models import Permission
+from treasury.secretfiles import check_private_file
 from treasury.yamlfile import config_error_from, load_yaml
 
 
@@ -42,16 +43,22 @@ class KeySpec(BaseModel):
             raise ValueError("give exactly one of secret_env or secret_file")
         return self
 
-    def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> KeyProfile:
+    def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None, *,
+                env: str = "production") -> KeyProfile:
         """Load the secret (and TOTP secret) and return a usable profile.
 
+        ``env`` is ``TREASURY_ENV``: a ``secret_file`` that others may read is refused in
+        ``production`` (the default, so a caller that does not say is held to it) and only
+        warned about elsewhere (``treasury.secretfiles.check_private_file``).
+
         Raises:
-            ConfigError: the variable is unset/empty or the file is missing, naming it.
+            ConfigError: the variable is unset/empty, or the file is missing or (in
+                production) readable by others, naming it.
         """
-        env = os.environ if environ is None else environ
+        variables = os.environ if environ is None else environ
         where = f"key profile {self.name!r}"
         if self.secret_env is not None:
-            value = env.get(self.secret_env, "")
+            value = variables.get(self.secret_env, "")
             if not value:
                 raise ConfigError(
                     f"secret variable {self.secret_env} is not set", source=where, field="secret_env"
@@ -66,11 +73,13 @@ class KeySpec(BaseModel):
                 raise ConfigError(
                     f"secret file {path} cannot be read: {exc.strerror}", source=where, field="secret_file"
                 ) from exc
+            # after reading, so that a missing file keeps its own message; a refused secret is dropped
+            check_private_file(path, env, what=f"secret file of key profile {self.name!r}")
             if not value:
                 raise ConfigError(f"secret file {path} is empty", source=where, field="secret_file")
         totp: SecretStr | None = None
         if self.totp_secret_env:
-            t = env.get(self.totp_secret_env, "")
+            t = variables.get(self.totp_secret_env, "")
             if not t:
                 raise ConfigError(
                     f"TOTP secret variable {self.totp_secret_env} is not set",

@@ -7,6 +7,7 @@ result of verifying the audit chain.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +40,8 @@ def prepare(target: Path) -> tuple[Path, Path]:
     config, workflows = target / "config", target / "workflows"
     if not config.exists():
         shutil.copytree(config_src, config)
+        for secret in (config / "secrets").glob("*.secret"):
+            secret.chmod(0o600)  # a checkout gives 0644; a secret is its owner's only
         policy = config / "policy.yaml"
         if policy.exists():
             text = policy.read_text()
@@ -63,6 +66,9 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
     db = target / "treasury.db"
     for suffix in ("", "-wal", "-shm", ".simulator.json"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    # private from the start; SQLite gives -wal and -shm the database's mode (the simulator's
+    # state file is written 0600 by itself)
+    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
     settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
                         database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
                         reconcile_deadline_seconds=10,

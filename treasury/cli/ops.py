@@ -175,7 +175,7 @@ def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[st
         "warning": None,
     }
     try:
-        profile = spec.resolve()
+        profile = spec.resolve(env=app.settings.env.value)
         answer = client.call("check_api_key", profile)
         account_type = answer.data.get("accountType") if isinstance(answer.data, dict) else None
         result["account_type"] = account_type
