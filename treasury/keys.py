@@ -43,6 +43,12 @@ class KeySpec(BaseModel):
             raise ValueError("give exactly one of secret_env or secret_file")
         return self
 
+    def unset_variables(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """The variables this profile reads its secrets from that are unset or empty in ``environ``."""
+        variables = os.environ if environ is None else environ
+        names = [n for n in (self.secret_env, self.totp_secret_env) if n is not None]
+        return [n for n in names if not variables.get(n)]
+
     def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None, *,
                 env: str = "production") -> KeyProfile:
         """Load the secret (and TOTP secret) and return a usable profile.

@@ -44,7 +44,13 @@ def validate(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
         # Handled here (not only by the group) so the exit code is 2 however the CLI is entered.
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
-    results = check_files(files, keys=keys, approvers=approvers, policy=policy)
+    unavailable = _unset_secrets(keys)
+    if unavailable and app.settings.broker_url is not None:
+        # steps run on the workers: their environment, not this one, must hold the secrets
+        notes.extend(f"key profile {name!r} {why} here; the workers that run its steps need it"
+                     for name, why in sorted(unavailable.items()))
+        unavailable = {}
+    results = check_files(files, keys=keys, approvers=approvers, policy=policy, unavailable_keys=unavailable)
     bad = any(results.values())
     if as_json:
         app.print_json({
@@ -75,6 +81,18 @@ def validate(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
         # SystemExit, not click's Exit: ``main`` runs click with standalone_mode=False, where
         # an Exit's code is returned (and dropped) rather than used.
         raise SystemExit(2)
+
+
+def _unset_secrets(keys: Mapping[str, KeySpec] | None) -> dict[str, str]:
+    """Profiles whose secret (or TOTP secret) variable is not set in this environment, and why."""
+    out: dict[str, str] = {}
+    for name, spec in (keys or {}).items():
+        unset = spec.unset_variables()
+        if unset:
+            which = " and ".join(unset)
+            out[name] = (f"reads its secret from {which}, which {'is' if len(unset) == 1 else 'are'} not set: "
+                         "a run would fail when it sends")
+    return out
 
 
 def _config(app: AppContext) -> tuple[Mapping[str, KeySpec] | None, Approvers | None, Any, list[str]]:
