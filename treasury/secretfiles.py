@@ -45,7 +45,7 @@ def check_private_file(path: Path, env: str, *, what: str = "secret file") -> st
     if str(getattr(env, "value", env)) == "production":
         raise ConfigError(f"{problem}. Refused with TREASURY_ENV=production", source=str(path))
     warning = f"{path}: {problem}"
-    log.warning("%s", warning)
+    log.warning("warning: %s", warning)
     return warning
 
 
