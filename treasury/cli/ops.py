@@ -151,6 +151,7 @@ def query_command(
     Write operations are refused: they only run inside workflows.
     """
     try:
+        app.require_config()
         spec = get_operation(op_name)
         if spec.mutates:
             raise ParameterError(
@@ -256,6 +257,7 @@ def keys_check_command(app: AppContext, as_json: bool) -> None:
     signed call without effects can test (read, whitelist); the others are listed as not checkable.
     """
     try:
+        app.require_config()
         names = list(load_key_specs(app.settings.keys_file))
         client = _client(app)
     except TreasuryError as exc:

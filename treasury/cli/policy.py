@@ -34,6 +34,8 @@ def check(app: AppContext, path: Path | None, as_json: bool) -> None:
     Exits 2 with FILE:LINE:COL for each problem when the file is invalid, and 2 when it is
     missing (then no money-moving operation runs) or says ``policy: none`` outside the simulator.
     """
+    if path is None:
+        app.require_config()
     loaded = check_environment(load_policy(path or app.settings.policy_file), app.settings.env.value)
     now = app.clock.now()
     report: dict[str, Any] = loaded.to_dict()
