@@ -13,9 +13,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from treasury.errors import ConfigError
+from treasury.located import load_located, raise_problems
 from treasury.models import Permission
 from treasury.secretfiles import check_private_file
-from treasury.yamlfile import config_error_from, load_yaml
 
 
 class KeySpec(BaseModel):
@@ -123,13 +123,15 @@ def load_key_specs(path: Path) -> dict[str, KeySpec]:
     """Read keys.yaml. Relative ``secret_file`` paths are relative to the file's folder.
 
     Raises:
-        ConfigError: naming the file and the field.
+        ConfigError: every problem, each as ``FILE:LINE:COL: message (field.path)``.
     """
-    raw = load_yaml(path)
+    doc = load_located(path)
     try:
-        parsed = _KeysFile.model_validate(raw if raw is not None else {})
+        parsed = _KeysFile.model_validate(doc.data if doc.data is not None else {})
     except ValidationError as exc:
-        raise config_error_from(exc, str(path)) from exc
+        raise_problems([*doc.problems, *doc.problems_from(exc)])
+        raise  # pragma: no cover - raise_problems always raises for a non-empty list
+    raise_problems(doc.problems)  # a duplicate profile name: safe_load would keep the last silently
     out: dict[str, KeySpec] = {}
     for name, spec in parsed.profiles.items():
         sf = spec.secret_file

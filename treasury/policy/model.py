@@ -40,8 +40,8 @@ from pydantic import (
 )
 
 from treasury.errors import ConfigError, ParameterError
+from treasury.located import compose, raise_problems
 from treasury.models import format_amount, parse_amount
-from treasury.policy.located import compose, raise_problems
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
 # Operations whose amounts the policy understands; batch_orders legs count as spot_order.
