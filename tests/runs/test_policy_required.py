@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
 from treasury.audit import query_events
 from treasury.cli.context import AppContext
@@ -40,10 +41,10 @@ def _config(tmp_path: Path, policy: str | None) -> Path:
 
 
 def test_without_a_policy_file_no_withdrawal_starts_and_the_refusal_names_the_file(
-    make_runtime: Any, tmp_path: Path
+    make_runtime: Any, tmp_path: Path, engine: Engine
 ) -> None:
     config = _config(tmp_path, None)
-    rt, wire = make_runtime(config_dir=config)
+    rt, wire = make_runtime(engine=engine, config_dir=config)
     with pytest.raises(ConfigError) as info:
         rt.service.start(load(rt, "vendor-payout.yaml"), BIG, requested_by="erin")
     assert str(config / "policy.yaml") in str(info.value)
@@ -53,15 +54,15 @@ def test_without_a_policy_file_no_withdrawal_starts_and_the_refusal_names_the_fi
 
 
 def test_a_process_started_without_a_policy_file_sends_nothing_even_for_an_approved_step(
-    make_runtime: Any, tmp_path: Path
+    make_runtime: Any, tmp_path: Path, engine: Engine
 ) -> None:
     config = _config(tmp_path, (ROOT / "config" / "policy.yaml").read_text())
-    rt, wire = make_runtime(config_dir=config, dispatcher=HeldDispatcher())
+    rt, wire = make_runtime(engine=engine, config_dir=config, dispatcher=HeldDispatcher())
     run_id = rt.service.start(load(rt, "vendor-payout.yaml"), PAYOUT, requested_by="erin")
     rt.service.approve(run_id, "alice")
     rt.service.approve(run_id, "bob")  # the send is queued, not yet executed
     (config / "policy.yaml").unlink()
-    worker, wire2 = make_runtime(config_dir=config)  # a worker that starts with no policy file
+    worker, wire2 = make_runtime(engine=engine, config_dir=config)  # a worker that starts with no policy file
     worker.service.execute_step(run_id, "pay")
     assert wire.writes() == [] and wire2.writes() == []
     pay = worker.service.show(run_id)["steps"][1]
