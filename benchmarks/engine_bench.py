@@ -151,7 +151,7 @@ def settings_for(db_url: str, sim_url: str, config_dir: Path, broker: str | None
 
     return Settings(database_url=db_url, base_url=sim_url, config_dir=config_dir, broker_url=broker,
                     rate_limits=RateLimits(query=float(FAST), order=float(FAST), transfer=float(FAST)),
-                    settle_seconds=0.2)
+                    http_timeout_seconds=1.0, recv_window_ms=1000, settle_margin_seconds=0.2)  # settle 2.2 s
 
 
 def start_waiting(service: Any, n: int) -> list[str]:
@@ -226,7 +226,8 @@ def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
         loaded = service.load_and_check(steps_workflow(args.steps), source="bench-steps.yaml")
         env = common.worker_env(broker=broker, database=db_url, base_url=sim.url, config_dir=config_dir, queue=queue,
                                 TREASURY_RATE_LIMITS__QUERY=FAST, TREASURY_RATE_LIMITS__ORDER=FAST,
-                                TREASURY_RATE_LIMITS__TRANSFER=FAST, TREASURY_SETTLE_SECONDS="0.2")
+                                TREASURY_RATE_LIMITS__TRANSFER=FAST, TREASURY_HTTP_TIMEOUT_SECONDS="1",
+                                TREASURY_RECV_WINDOW_MS="1000", TREASURY_SETTLE_MARGIN_SECONDS="0.2")
         cluster = common.Cluster(env=env, tmp=tmp, queue=queue)
         # where a worker's time goes: the same service on the same database, steps run inline
         inline_rt = build_runtime(settings.model_copy(update={"broker_url": None}), engine=engine)

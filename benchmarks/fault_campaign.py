@@ -418,7 +418,9 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     config_dir = common.copy_config(tmp / "config", policy=True)
     workflows_dir = tmp / "workflows"
     workflows_dir.mkdir()
-    timing = {"TREASURY_HTTP_TIMEOUT_SECONDS": str(args.http_timeout), "TREASURY_SETTLE_SECONDS": "1",
+    # settle = HTTP timeout + recvWindow + margin (the minimum Settings allow): 1 + 2 + 0.5 s by default
+    timing = {"TREASURY_HTTP_TIMEOUT_SECONDS": str(args.http_timeout), "TREASURY_RECV_WINDOW_MS": "2000",
+              "TREASURY_SETTLE_MARGIN_SECONDS": "0.5",
               "TREASURY_RECONCILE_DEADLINE_SECONDS": str(args.deadline),
               "TREASURY_RATE_LIMITS__QUERY": str(limits["query"]), "TREASURY_RATE_LIMITS__ORDER": str(limits["order"]),
               "TREASURY_RATE_LIMITS__TRANSFER": str(limits["transfer"]),
@@ -436,7 +438,8 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         engine = make_engine(db_url)
         create_schema(engine)
         settings = Settings(database_url=db_url, base_url=proxy.url, config_dir=config_dir, broker_url=own.url,
-                            workflows_dir=workflows_dir, http_timeout_seconds=args.http_timeout, settle_seconds=1,
+                            workflows_dir=workflows_dir, http_timeout_seconds=args.http_timeout, recv_window_ms=2000,
+                            settle_margin_seconds=0.5,
                             reconcile_deadline_seconds=args.deadline,
                             rate_limits=RateLimits(query=limits["query"], order=limits["order"],
                                                    transfer=limits["transfer"], suspension_seconds=penalty))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.runs.conftest import SHORT_FLIGHT
 from treasury.clock import ManualClock
 from treasury.runtime import build_runtime
 from treasury.settings import Settings
@@ -34,7 +35,8 @@ def test_case(path: Path, idx: int, tmp_path: Path) -> None:
     cf = load_case_file(path)
     case = cf.cases[idx]
     settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 't.db'}",
-                        workflows_dir=WORKFLOWS, settle_seconds=2, reconcile_deadline_seconds=30)
+                        workflows_dir=WORKFLOWS, settle_seconds=2, reconcile_deadline_seconds=30,
+                        **SHORT_FLIGHT)
     rt = build_runtime(settings, clock=ManualClock(start=1_780_279_200.0))  # Monday 2026-06-01 10:00 HKT
     result = run_case(rt, WORKFLOWS, cf.workflow, case)
     assert result.ok, "\n".join(result.mismatches)

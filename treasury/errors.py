@@ -194,6 +194,7 @@ class ExchangeError(TreasuryError):
         msg: the exchange's ``msg`` text.
         operation: the operation name.
         client_id: the client id sent with the request, if any.
+        key_profile: the key profile the request was signed with (set by the client).
     """
 
     retry_safe: bool = False
@@ -214,6 +215,7 @@ class ExchangeError(TreasuryError):
         self.msg = msg
         self.operation = operation
         self.client_id = client_id
+        self.key_profile: str | None = None
         parts = [message]
         if operation:
             parts.append(f"operation={operation}")
@@ -235,10 +237,18 @@ class ExchangeError(TreasuryError):
             "msg": self.msg,
             "operation": self.operation,
             "client_id": self.client_id,
+            "key_profile": self.key_profile,
             "retry_safe": self.retry_safe,
             "outcome_unknown": self.outcome_unknown,
             "message": str(self),
         }
+
+
+    def name_profile(self, name: str, api_key: str) -> None:
+        """Record which key profile the request was signed with; errors about the key itself
+        (authentication, permission) also say so in their message."""
+        if self.key_profile is None:
+            self.key_profile = name
 
 
 class NotSent(ExchangeError):
@@ -268,15 +278,31 @@ class Rejected(ExchangeError):
 
 
 class ExchangePermissionDenied(Rejected):
-    pass
+    def name_profile(self, name: str, api_key: str) -> None:
+        """The exchange says the key may not do this: name the profile whose permissions to compare."""
+        if self.key_profile is not None:
+            return
+        self.key_profile = name
+        rest = self.args[0] if self.args else ""
+        self.args = (f"key profile {name!r} (API key {api_key}): {rest}; `treasury keys check` compares "
+                     "each profile's permissions with what the exchange allows the key",)
 
 
 class AuthenticationFailed(Rejected):
-    pass
+    def name_profile(self, name: str, api_key: str) -> None:
+        """Lead with what to check: this profile's API key and secret (the secret is never shown)."""
+        if self.key_profile is not None:
+            return
+        self.key_profile = name
+        rest = self.args[0] if self.args else ""
+        self.args = (f"key profile {name!r} (API key {api_key}): {rest}; check that the profile's secret "
+                     "(secret_env or secret_file in keys.yaml) is the one issued with this API key, and "
+                     "that the key is still active on the exchange",)
 
 
 class ClockSkew(AuthenticationFailed):
-    pass
+    def name_profile(self, name: str, api_key: str) -> None:
+        ExchangeError.name_profile(self, name, api_key)  # the clock, not the secret, is the problem
 
 
 class DuplicateClientId(Rejected):

@@ -13,8 +13,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from treasury.errors import ConfigError
+from treasury.located import load_located, raise_problems
 from treasury.models import Permission
-from treasury.yamlfile import config_error_from, load_yaml
+from treasury.secretfiles import check_private_file
 
 
 class KeySpec(BaseModel):
@@ -42,16 +43,28 @@ class KeySpec(BaseModel):
             raise ValueError("give exactly one of secret_env or secret_file")
         return self
 
-    def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> KeyProfile:
+    def unset_variables(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """The variables this profile reads its secrets from that are unset or empty in ``environ``."""
+        variables = os.environ if environ is None else environ
+        names = [n for n in (self.secret_env, self.totp_secret_env) if n is not None]
+        return [n for n in names if not variables.get(n)]
+
+    def resolve(self, environ: Mapping[str, str] | None = None, base_dir: Path | None = None, *,
+                env: str = "production") -> KeyProfile:
         """Load the secret (and TOTP secret) and return a usable profile.
 
+        ``env`` is ``TREASURY_ENV``: a ``secret_file`` that others may read is refused in
+        ``production`` (the default, so a caller that does not say is held to it) and only
+        warned about elsewhere (``treasury.secretfiles.check_private_file``).
+
         Raises:
-            ConfigError: the variable is unset/empty or the file is missing, naming it.
+            ConfigError: the variable is unset/empty, or the file is missing or (in
+                production) readable by others, naming it.
         """
-        env = os.environ if environ is None else environ
+        variables = os.environ if environ is None else environ
         where = f"key profile {self.name!r}"
         if self.secret_env is not None:
-            value = env.get(self.secret_env, "")
+            value = variables.get(self.secret_env, "")
             if not value:
                 raise ConfigError(
                     f"secret variable {self.secret_env} is not set", source=where, field="secret_env"
@@ -66,11 +79,13 @@ class KeySpec(BaseModel):
                 raise ConfigError(
                     f"secret file {path} cannot be read: {exc.strerror}", source=where, field="secret_file"
                 ) from exc
+            # after reading, so that a missing file keeps its own message; a refused secret is dropped
+            check_private_file(path, env, what=f"secret file of key profile {self.name!r}")
             if not value:
                 raise ConfigError(f"secret file {path} is empty", source=where, field="secret_file")
         totp: SecretStr | None = None
         if self.totp_secret_env:
-            t = env.get(self.totp_secret_env, "")
+            t = variables.get(self.totp_secret_env, "")
             if not t:
                 raise ConfigError(
                     f"TOTP secret variable {self.totp_secret_env} is not set",
@@ -108,13 +123,15 @@ def load_key_specs(path: Path) -> dict[str, KeySpec]:
     """Read keys.yaml. Relative ``secret_file`` paths are relative to the file's folder.
 
     Raises:
-        ConfigError: naming the file and the field.
+        ConfigError: every problem, each as ``FILE:LINE:COL: message (field.path)``.
     """
-    raw = load_yaml(path)
+    doc = load_located(path)
     try:
-        parsed = _KeysFile.model_validate(raw if raw is not None else {})
+        parsed = _KeysFile.model_validate(doc.data if doc.data is not None else {})
     except ValidationError as exc:
-        raise config_error_from(exc, str(path)) from exc
+        raise_problems([*doc.problems, *doc.problems_from(exc)])
+        raise  # pragma: no cover - raise_problems always raises for a non-empty list
+    raise_problems(doc.problems)  # a duplicate profile name: safe_load would keep the last silently
     out: dict[str, KeySpec] = {}
     for name, spec in parsed.profiles.items():
         sf = spec.secret_file

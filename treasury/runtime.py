@@ -31,7 +31,15 @@ class Runtime:
 
 
 def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
-    """Key profiles, approvers and policy from the config folder (absent files mean none)."""
+    """Key profiles, approvers and policy from the config folder.
+
+    An absent keys or approvers file means none. An absent policy file gives ``None``: reads
+    still work, but the run service refuses every money-moving step until there is one
+    (``PolicyWatch``); ``policy: none`` is the explicit opt-out, in the simulator only.
+
+    Raises:
+        ConfigError: a file is invalid, or says ``policy: none`` outside the simulator.
+    """
     from treasury.keys import load_key_specs
     from treasury.workflow.approvers import Approvers, load_approvers
 
@@ -39,9 +47,9 @@ def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
     approvers = load_approvers(settings.approvers_file) if settings.approvers_file.exists() else Approvers({})
     policy = None
     if settings.policy_file.exists():
-        from treasury.policy import load_policy
+        from treasury.policy.model import check_environment, load_policy
 
-        policy = load_policy(settings.policy_file)
+        policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     return keys, approvers, policy
 
 
@@ -106,9 +114,10 @@ def build_runtime(
             dispatcher = InlineDispatcher()
     from treasury.policy.watch import PolicyWatch
 
+    watch = PolicyWatch(settings.policy_file, policy, env=settings.env.value)
     ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,
                      step_start_limit=settings.step_start_limit,
-                     dispatcher=dispatcher, clock=clock, policy_watch=PolicyWatch(settings.policy_file, policy))
+                     dispatcher=dispatcher, clock=clock, policy_watch=watch)
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
                    client=client, simulator=simulator)

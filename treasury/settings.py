@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treasury.errors import ConfigError
@@ -42,6 +42,11 @@ class RateLimits(BaseModel):
     margin_seconds: float = Field(0.02, ge=0, le=1)
 
 
+def settle_minimum(http_timeout_seconds: float, recv_window_ms: int, margin_seconds: float) -> float:
+    """HTTP timeout + recvWindow + margin: until then a request without an answer may still land."""
+    return round(http_timeout_seconds + recv_window_ms / 1000 + margin_seconds, 6)
+
+
 class Settings(BaseSettings):
     """All process settings. Secrets are ``SecretStr`` and never printed."""
 
@@ -62,8 +67,11 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(10.0, gt=0)
     rate_limits: RateLimits = RateLimits()
     # reconciliation. A lookup may only prove absence once a request can no longer arrive or
-    # still be in flight: the settle window covers the HTTP timeout plus recvWindow (10 + 5 s).
-    settle_seconds: float = Field(15.0, ge=0)
+    # still be in flight: the settle window (counted from the send) covers the HTTP timeout,
+    # then recvWindow (the exchange accepts a request until its timestamp is that old), then a
+    # margin for clock offset. Unset, it is exactly that minimum (10 + 5 + 1 s); shorter is refused.
+    settle_margin_seconds: float = Field(1.0, ge=0)
+    settle_seconds: float = Field(16.0, ge=0)
     reconcile_deadline_seconds: float = Field(180.0, gt=0)
     # how long a worker owns an execution record without renewing it; a working step renews it
     # every quarter of this (the heartbeat), and a killed worker's record is free this long after
@@ -77,6 +85,26 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _settle_covers_flight(self) -> Settings:
+        # After the fields: the minimum depends on three of them. Unset, settle is the minimum.
+        minimum = self.settle_minimum()
+        if "settle_seconds" not in self.model_fields_set:
+            self.settle_seconds = minimum
+        elif self.settle_seconds < minimum:
+            raise ValueError(
+                f"TREASURY_SETTLE_SECONDS ({self.settle_seconds:g} s) is shorter than a request can stay in "
+                f"flight: TREASURY_HTTP_TIMEOUT_SECONDS ({self.http_timeout_seconds:g} s) + "
+                f"TREASURY_RECV_WINDOW_MS ({self.recv_window_ms} ms) + TREASURY_SETTLE_MARGIN_SECONDS "
+                f"({self.settle_margin_seconds:g} s) = {minimum:g} s. A lookup made sooner could find a "
+                f"request the exchange still holds \"absent\" and send it again; set TREASURY_SETTLE_SECONDS "
+                f"to at least {minimum:g}, or leave it unset to use that minimum")
+        return self
+
+    def settle_minimum(self) -> float:
+        """The shortest settle window these settings allow (see ``settle_seconds``)."""
+        return settle_minimum(self.http_timeout_seconds, self.recv_window_ms, self.settle_margin_seconds)
 
     def exchange_url(self) -> str | None:
         """The exchange base URL, or None for the in-process simulator."""

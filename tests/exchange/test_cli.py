@@ -250,6 +250,26 @@ def test_keys_check_warns_about_a_sub_key_that_claims_the_fund_statement(
     assert all(r["warning"] is None for name, r in report.items() if name != "transfers")
 
 
+@QUICK
+def test_keys_check_warns_when_a_profile_claims_a_permission_the_exchange_key_lacks(
+    env: dict[str, str], served: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TREASURY_RATE_LIMITS__QUERY", "50")
+    key = served.sim.keys["demo-whitelist"]
+    served.sim.keys["demo-whitelist"] = key.model_copy(update={"permissions": ["read"]})  # whitelist revoked
+    result = run("keys", "check", "--json")
+    assert result.exit_code == 0, result.output  # a warning: the profile's steps would be refused, nothing else
+    report = {r["profile"]: r for r in json.loads(result.output)}
+    warning = report["whitelisting"]["warning"]
+    assert "claims 'whitelist'" in warning and "the exchange refused" in warning
+    assert report["whitelisting"]["permissions_checked"] == {"read": "granted", "whitelist": "refused"}
+    # what the exchange gives no side-effect-free way to find out is said, not guessed
+    assert report["withdrawals"]["permissions_checked"] == {"read": "granted", "withdraw": "not checkable"}
+    assert all(r["warning"] is None for name, r in report.items() if name != "whitelisting")
+    text = run("keys", "check")
+    assert "claims 'whitelist'" in text.output
+
+
 # ------------------------------------------------------------------ resume-exchange
 
 

@@ -193,3 +193,16 @@ def test_yaml_syntax_error_is_located() -> None:
 def test_lowercase_days_and_overnight_hours_are_accepted() -> None:
     policy = policy_from("windows: [{op: spot_order, days: [mon, sat], hours: '22:00-06:00', timezone: UTC}]")
     assert policy.windows[0].days == ["MON", "SAT"]
+
+
+def test_policy_none_is_an_explicit_opt_out_that_takes_no_rules_and_no_other_value() -> None:
+    opted = policy_from("# local simulator only\npolicy: none\n")
+    assert opted.opt_out and opted.is_empty() and opted.to_dict()["opt_out"] is True
+    with pytest.raises(ConfigError) as info:
+        policy_from('policy: none\nlimits:\n  - {op: withdraw, coin: USDT, max_per_tx: "1"}\n',
+                    source="cfg/policy.yaml")
+    assert str(info.value).startswith("cfg/policy.yaml:1:1: `policy: none` opts out of every rule")
+    with pytest.raises(ConfigError) as info:
+        policy_from("policy: off\n", source="cfg/policy.yaml")
+    assert str(info.value).startswith("cfg/policy.yaml:1:9: the only value is `none`")
+    assert "(policy)" in str(info.value)

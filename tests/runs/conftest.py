@@ -16,6 +16,9 @@ from treasury.workflow.service import InlineDispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 MONDAY_10_HKT = 1_780_279_200.0
+# A settle window of 2 s (on the manual clock) needs a request's flight to fit in it:
+# HTTP timeout + recvWindow + margin <= settle (Settings refuse anything shorter).
+SHORT_FLIGHT: dict[str, Any] = {"http_timeout_seconds": 0.5, "recv_window_ms": 1000, "settle_margin_seconds": 0.5}
 PAYOUT = {"address": "0x5b1f7c1a3e2d4f6a8b9c0d1e2f3a4b5c6d7e8f90", "amount": "1200"}
 
 
@@ -54,7 +57,8 @@ def make_runtime(tmp_path: Path) -> Callable[..., tuple[Runtime, Wire]]:
         wire = Wire(sim)
         http = httpx.Client(transport=httpx.MockTransport(wire.handle), base_url="http://simulator.local")
         settings = Settings(config_dir=config_dir, database_url=f"sqlite:///{tmp_path / db}",
-                            workflows_dir=ROOT / "workflows", settle_seconds=2, reconcile_deadline_seconds=30)
+                            workflows_dir=ROOT / "workflows", settle_seconds=2, reconcile_deadline_seconds=30,
+                            **SHORT_FLIGHT)
         rt = build_runtime(settings, clock=clock, engine=engine, simulator=sim, dispatcher=dispatcher, http=http)
         return rt, wire
 

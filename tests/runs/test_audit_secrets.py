@@ -16,7 +16,7 @@ from treasury.runtime import build_runtime
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state
 
-from .conftest import MONDAY_10_HKT, PAYOUT, ROOT, Wire, load
+from .conftest import MONDAY_10_HKT, PAYOUT, ROOT, SHORT_FLIGHT, Wire, load
 
 CANARY = f"CANARY{uuid.uuid4().hex}"
 TOTP_CANARY = "CANARYAAAAAAAAAAAAAAAAAAAAAAAAAA"  # valid base32
@@ -44,7 +44,8 @@ def test_no_secret_in_any_table_after_payouts_with_faults_retries_and_reconcilia
     wire = Wire(sim)
     http = httpx.Client(transport=httpx.MockTransport(wire.handle), base_url="http://simulator.local")
     settings = Settings(config_dir=config, database_url=f"sqlite:///{tmp_path / 'canary.db'}",
-                        workflows_dir=ROOT / "workflows", settle_seconds=2, reconcile_deadline_seconds=30)
+                        workflows_dir=ROOT / "workflows", settle_seconds=2, reconcile_deadline_seconds=30,
+                        **SHORT_FLIGHT)
     rt = build_runtime(settings, clock=clock, simulator=sim, http=http)
     sim.set_faults([
         {"method": "POST", "path": "/api/v1/account/withdraw", "mode": "error_after", "status": 500, "count": 1},

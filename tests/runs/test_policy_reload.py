@@ -56,7 +56,8 @@ def test_the_watch_reloads_changes_and_fails_closed_on_a_broken_or_missing_file(
     path.unlink()
     with pytest.raises(ConfigError, match="removed"):
         watch.current()
-    assert PolicyWatch(tmp_path / "none.yaml", None).current() is None
+    with pytest.raises(ConfigError, match="no money-moving operation runs without a policy"):
+        PolicyWatch(tmp_path / "none.yaml", None).current()  # never a file: nothing moves either
 
 
 def test_a_tightened_limit_applies_to_the_next_payout_without_a_restart(make_runtime: Any, tmp_path: Path) -> None:

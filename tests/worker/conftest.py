@@ -62,12 +62,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of the shipped config folder (keys, approvers, simulator state and secrets)."""
+    """A copy of the shipped config folder (keys, approvers, simulator state and secrets), no policy."""
     target = tmp_path / "config"
     target.mkdir()
     for name in ("keys.yaml", "approvers.yaml", "simulator.yaml"):
         shutil.copy(REPO / "config" / name, target / name)
     shutil.copytree(REPO / "config" / "secrets", target / "secrets")
+    (target / "policy.yaml").write_text("policy: none\n")  # no guardrails here, on purpose (simulator)
     return target
 
 
@@ -253,14 +254,17 @@ def cluster(
         # short enough that a whole-worker crash is redelivered within the test
         "TREASURY_VISIBILITY_TIMEOUT": "3",
         "TREASURY_ALLOW_SHORT_VISIBILITY": "true",
-        "TREASURY_SETTLE_SECONDS": "1",
+        # a request's flight (HTTP timeout + recvWindow + margin) fits the settle window
+        "TREASURY_SETTLE_SECONDS": "5",
+        "TREASURY_HTTP_TIMEOUT_SECONDS": "3",
+        "TREASURY_RECV_WINDOW_MS": "1000",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("TREASURY_")}
     env.update(values)
     engine = make_engine(pg_url)
     create_schema(engine)  # once, before workers start, so they never race to create tables
     settings = Settings(broker_url=broker_url, database_url=pg_url, base_url=sim.url, config_dir=config_dir,
-                        workflows_dir=workflows_dir, settle_seconds=1)
+                        workflows_dir=workflows_dir, settle_seconds=5, http_timeout_seconds=3, recv_window_ms=1000)
     options = WorkerOptions(queue=queue, visibility_timeout=3, allow_short_visibility=True,
                             broker_key_prefix=f"{queue}:")
     c = Cluster(env=env, tmp=tmp_path, queue=queue, settings=settings, options=options, engine=engine)

@@ -99,7 +99,7 @@ def test_sigkill_mid_transfer_completes_elsewhere_with_one_effect(
     # re-sent under the same client id (which the exchange would refuse as a duplicate anyway).
     # The killed request got no answer, so it holds its rate-limit place for the HTTP timeout
     # plus recvWindow (it might still arrive); the next transfer waits for that. Shorter here.
-    timing = {"TREASURY_LEASE_SECONDS": "1", "TREASURY_SWEEP_OLDER_THAN": "0.5", "TREASURY_SETTLE_SECONDS": "3",
+    timing = {"TREASURY_LEASE_SECONDS": "1", "TREASURY_SWEEP_OLDER_THAN": "0.5", "TREASURY_SETTLE_SECONDS": "5",
               "TREASURY_HTTP_TIMEOUT_SECONDS": "3", "TREASURY_RECV_WINDOW_MS": "1000"}
     (w1,) = cluster.start_ready("w1", **timing)
     if victim == "child":

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
+from treasury.errors import ConfigError
 from treasury.settings import Settings
 
 
@@ -54,11 +56,32 @@ class AppContext:
         soft_wrap=True, width=shutil.get_terminal_size((160, 24)).columns))
     err_console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
+    def require_config(self) -> None:
+        """Refuse to go on without a config folder, saying how to get one.
+
+        Raises:
+            ConfigError: ``TREASURY_CONFIG_DIR`` (default ``./config``) is not a folder.
+        """
+        folder = self.settings.config_dir
+        if not folder.is_dir():
+            raise ConfigError(
+                f"no config folder: {folder} not found (in {Path.cwd()}). Run this in a folder made by "
+                "`treasury demo --dir FOLDER` (then `cd FOLDER`), or point TREASURY_CONFIG_DIR (and "
+                "TREASURY_WORKFLOWS_DIR) at your config and workflows", field="TREASURY_CONFIG_DIR")
+
     def engine(self) -> Engine:
-        """The database engine, with the schema created on first use."""
+        """The database engine, with the schema created on first use.
+
+        Raises:
+            ConfigError: a SQLite file that does not exist yet, outside a config folder (it
+                would only leave an empty database behind; see ``require_config``).
+        """
         if self._engine is None:
             from treasury.store.db import make_engine
             from treasury.store.migrate import create_schema
+
+            if _new_sqlite_file(self.settings) and not self.settings.config_dir.is_dir():
+                self.require_config()
 
             self._engine = make_engine(self.settings.database_url)
             create_schema(self._engine)
@@ -69,6 +92,7 @@ class AppContext:
         if self._runtime is None:
             from treasury.runtime import build_runtime
 
+            self.require_config()
             self._runtime = build_runtime(self.settings, clock=self.clock, engine=self.engine(),
                                           progress=self.progress())
         return self._runtime
@@ -97,6 +121,21 @@ class AppContext:
     def fail(self, message: str, code: int = 1) -> None:
         click.echo(f"error: {message}", err=True)  # plain: messages may contain [brackets]
         sys.exit(code)
+
+
+def _new_sqlite_file(settings: Settings) -> bool:
+    """Whether the database is a SQLite file that does not exist yet (connecting creates it)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database_url.get_secret_value())
+    except ArgumentError:
+        return False
+    database = url.database or ""
+    if not url.drivername.startswith("sqlite") or database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).exists()
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -7,6 +7,7 @@ result of verifying the audit chain.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ def prepare(target: Path) -> tuple[Path, Path]:
     config, workflows = target / "config", target / "workflows"
     if not config.exists():
         shutil.copytree(config_src, config)
+        for secret in (config / "secrets").glob("*.secret"):
+            secret.chmod(0o600)  # a checkout gives 0644; a secret is its owner's only
         policy = config / "policy.yaml"
         if policy.exists():
             text = policy.read_text()
@@ -136,9 +139,14 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
     existing = kept_state(target)
     if existing:  # a library caller gets the same protection as the command
         raise DemoExists(target, existing)
+    # private from the start; SQLite gives -wal and -shm the database's mode (the simulator's
+    # state file is written 0600 by itself)
+    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
     settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
                         database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
-                        settle_seconds=0.2, reconcile_deadline_seconds=10)
+                        reconcile_deadline_seconds=10,
+                        # in-process: no request outlives its call; settle is the minimum (1.2 s)
+                        http_timeout_seconds=0.5, recv_window_ms=500, settle_margin_seconds=0.2)
     rt = build_runtime(settings)
     results = run_all(rt, workflows, demo_only=True)
     runs = rt.service.list(limit=1000)

@@ -50,7 +50,9 @@ def cli(ctx: click.Context) -> None:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise click.UsageError(f"setting TREASURY_{loc.upper()}: {first['msg']}") from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            where = f"setting TREASURY_{loc.upper()}" if loc else "settings"  # no loc: a rule across settings
+            raise click.UsageError(f"{where}: {message}") from None
         ctx.obj = AppContext(settings=settings)
 
 

@@ -16,7 +16,19 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from treasury.cli.context import AppContext, pass_app, to_jsonable
-from treasury.errors import ConfigError, ExchangeError, ParameterError, TreasuryError
+from treasury.errors import (
+    AuthenticationFailed,
+    Banned,
+    ConfigError,
+    ExchangeError,
+    ExchangeHalted,
+    ExchangePermissionDenied,
+    NotSent,
+    OutcomeUnknown,
+    ParameterError,
+    RateLimited,
+    TreasuryError,
+)
 from treasury.exchange.client import HashKeyClient
 from treasury.exchange.factory import build_client, build_limiter, load_profile, redis_broker_url
 from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
@@ -139,6 +151,7 @@ def query_command(
     Write operations are refused: they only run inside workflows.
     """
     try:
+        app.require_config()
         spec = get_operation(op_name)
         if spec.mutates:
             raise ParameterError(
@@ -161,6 +174,28 @@ def query_command(
 # --------------------------------------------------------------------------- keys check
 
 
+# A permission the exchange lets us test without an effect: a signed read that needs it. HashKey
+# does not list a key's permissions (checkApiKey gives only the account type), and withdrawals,
+# fiat withdrawals, transfers and orders cannot be tried without moving money.
+PERMISSION_PROBES: dict[Permission, tuple[str, dict[str, str]]] = {
+    Permission.READ: ("balances", {}),
+    Permission.WHITELIST: ("deposit_address", {"coin": "USDT", "chainType": "ETH"}),
+}
+
+
+def _probe(client: HashKeyClient, profile: Any, permission: Permission) -> tuple[str, Any]:
+    """``granted`` (with the answer), ``refused`` (the exchange said the key lacks it) or ``unknown``."""
+    op, params = PERMISSION_PROBES[permission]
+    try:
+        return "granted", client.call(op, profile, params).data
+    except ExchangePermissionDenied:
+        return "refused", None
+    except (AuthenticationFailed, ExchangeHalted, RateLimited, Banned, NotSent, OutcomeUnknown):
+        raise  # about the key or the connection, not this permission: the whole check fails
+    except TreasuryError as exc:
+        return f"unknown ({type(exc).__name__})", None
+
+
 def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[str, Any]:
     specs = load_key_specs(app.settings.keys_file)
     spec = specs[name]
@@ -171,25 +206,39 @@ def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[st
         "ok": False,
         "account_type": None,
         "assets": None,
+        "permissions_checked": {},
         "error": None,
         "warning": None,
     }
+    warnings: list[str] = []
     try:
-        profile = spec.resolve()
+        profile = spec.resolve(env=app.settings.env.value)
         answer = client.call("check_api_key", profile)
         account_type = answer.data.get("accountType") if isinstance(answer.data, dict) else None
         result["account_type"] = account_type
-        if Permission.READ in profile.permissions:
-            balances = client.call("balances", profile).data
-            result["assets"] = sorted(b.get("asset") for b in balances.get("balances", []))
+        checked: dict[str, str] = {}
+        for permission in sorted(profile.permissions, key=lambda p: list(Permission).index(p)):
+            if permission not in PERMISSION_PROBES:
+                checked[permission.value] = "not checkable"
+                continue
+            verdict, data = _probe(client, profile, permission)
+            checked[permission.value] = verdict
+            if verdict == "refused":
+                warnings.append(f"claims {permission.value!r} in keys.yaml, but the exchange refused it "
+                                f"({PERMISSION_PROBES[permission][0]}: no permission); give the key that "
+                                "permission on the exchange, or drop it from the profile")
+            if permission is Permission.READ and isinstance(data, dict):
+                result["assets"] = sorted(b.get("asset") for b in data.get("balances", []))
+        result["permissions_checked"] = checked
         result["ok"] = True
         if account_type is not None and account_type != "master" and spec.fund_statement:
             # only a master key may read balanceFlow, the one lookup that finds a transfer
-            result["warning"] = ("not a master key, so it cannot read the fund statement: set "
-                                 "fund_statement: false on this profile, so that its transfers note both "
-                                 "accounts' balances before sending")
+            warnings.append("not a master key, so it cannot read the fund statement: set "
+                            "fund_statement: false on this profile, so that its transfers note both "
+                            "accounts' balances before sending")
     except TreasuryError as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
+    result["warning"] = "; ".join(warnings) or None
     return result
 
 
@@ -202,8 +251,13 @@ def keys_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 @pass_app
 def keys_check_command(app: AppContext, as_json: bool) -> None:
-    """Check every key profile against the exchange: the key, the signature and a signed read."""
+    """Check every key profile against the exchange: the key, the signature and a signed read.
+
+    Warns when a profile claims a permission that the exchange refuses, for each permission a
+    signed call without effects can test (read, whitelist); the others are listed as not checkable.
+    """
     try:
+        app.require_config()
         names = list(load_key_specs(app.settings.keys_file))
         client = _client(app)
     except TreasuryError as exc:
@@ -218,7 +272,8 @@ def keys_check_command(app: AppContext, as_json: bool) -> None:
             ("profile", "api key", "permissions", "result", "detail"),
             [
                 (r["profile"], r["api_key"], ",".join(r["permissions"]), "ok" if r["ok"] else "FAILED",
-                 (f"{r['account_type']} key; assets: {', '.join(r['assets'] or [])}"
+                 (f"{r['account_type']} key; assets: {', '.join(r['assets'] or [])}; permissions: "
+                  + ", ".join(f"{p} {v}" for p, v in r["permissions_checked"].items())
                   + (f"; warning: {r['warning']}" if r["warning"] else "")) if r["ok"] else r["error"])
                 for r in results
             ],

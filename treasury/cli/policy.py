@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from treasury.cli.context import AppContext, pass_app
 from treasury.policy import Policy, headroom, load_policy
+from treasury.policy.model import check_environment
 from treasury.policy.rules import in_window
 
 
@@ -30,9 +31,12 @@ def policy() -> None:
 def check(app: AppContext, path: Path | None, as_json: bool) -> None:
     """Validate the policy file; print its rules, open windows and remaining headroom.
 
-    Exits 2 with FILE:LINE:COL for each problem when the file is invalid.
+    Exits 2 with FILE:LINE:COL for each problem when the file is invalid, and 2 when it is
+    missing (then no money-moving operation runs) or says ``policy: none`` outside the simulator.
     """
-    loaded = load_policy(path or app.settings.policy_file)
+    if path is None:
+        app.require_config()
+    loaded = check_environment(load_policy(path or app.settings.policy_file), app.settings.env.value)
     now = app.clock.now()
     report: dict[str, Any] = loaded.to_dict()
     report["empty"] = loaded.is_empty()
@@ -54,6 +58,10 @@ def check(app: AppContext, path: Path | None, as_json: bool) -> None:
 
 def _print(app: AppContext, loaded: Policy, report: dict[str, Any]) -> None:
     click.echo(f"policy {loaded.source}: valid, sha256 {loaded.digest}")
+    if loaded.opt_out:
+        click.echo("`policy: none`: no rules, every operation is allowed (accepted only with "
+                   "TREASURY_ENV=simulator; every decision is audited as made without a policy)")
+        return
     if loaded.is_empty():
         click.echo("no rules: every operation is allowed")
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from treasury.cli.context import AppContext, pass_app
 from treasury.errors import ConfigError
 from treasury.keys import KeySpec, load_key_specs
 from treasury.operations.registry import REGISTRY
+from treasury.policy.model import check_environment, load_policy
 from treasury.workflow.approvers import Approvers, load_approvers
 from treasury.workflow.spec import WorkflowSpec
 from treasury.workflow.validate import check_files
@@ -44,7 +44,13 @@ def validate(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
         # Handled here (not only by the group) so the exit code is 2 however the CLI is entered.
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
-    results = check_files(files, keys=keys, approvers=approvers, policy=policy)
+    unavailable = _unset_secrets(keys)
+    if unavailable and app.settings.broker_url is not None:
+        # steps run on the workers: their environment, not this one, must hold the secrets
+        notes.extend(f"key profile {name!r} {why} here; the workers that run its steps need it"
+                     for name, why in sorted(unavailable.items()))
+        unavailable = {}
+    results = check_files(files, keys=keys, approvers=approvers, policy=policy, unavailable_keys=unavailable)
     bad = any(results.values())
     if as_json:
         app.print_json({
@@ -77,6 +83,18 @@ def validate(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
         raise SystemExit(2)
 
 
+def _unset_secrets(keys: Mapping[str, KeySpec] | None) -> dict[str, str]:
+    """Profiles whose secret (or TOTP secret) variable is not set in this environment, and why."""
+    out: dict[str, str] = {}
+    for name, spec in (keys or {}).items():
+        unset = spec.unset_variables()
+        if unset:
+            which = " and ".join(unset)
+            out[name] = (f"reads its secret from {which}, which {'is' if len(unset) == 1 else 'are'} not set: "
+                         "a run would fail when it sends")
+    return out
+
+
 def _config(app: AppContext) -> tuple[Mapping[str, KeySpec] | None, Approvers | None, Any, list[str]]:
     """Load keys, approvers and policy when their files exist.
 
@@ -97,17 +115,10 @@ def _config(app: AppContext) -> tuple[Mapping[str, KeySpec] | None, Approvers | 
     else:
         notes.append(f"{settings.approvers_file} not found: approver names and groups not checked")
     if settings.policy_file.exists():
-        try:
-            module = importlib.import_module("treasury.policy")
-        except ImportError:
-            module = None
-        loader = getattr(module, "load_policy", None)
-        if loader is None:
-            notes.append("the policy module is not available: policy rules not checked")
-        else:
-            policy = loader(settings.policy_file)
+        policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     else:
-        notes.append(f"{settings.policy_file} not found: policy rules not checked")
+        notes.append(f"{settings.policy_file} not found: policy rules not checked, and no money-moving "
+                     "step runs until it exists")
     return keys, approvers, policy, notes
 
 

@@ -184,6 +184,21 @@ class HashKeyClient:
         if spec.signed and self._needs_sync:
             self._first_sync()
         try:
+            return self._call_signed(spec, profile, wire, client_id, before_sign)
+        except ExchangeError as exc:
+            if profile is not None:
+                exc.name_profile(profile.name, profile.api_key)  # which key the exchange refused
+            raise
+
+    def _call_signed(
+        self,
+        spec: OperationSpec,
+        profile: KeyProfile | None,
+        wire: dict[str, Any],
+        client_id: str | None,
+        before_sign: Callable[[float], None] | None,
+    ) -> ExchangeResponse:
+        try:
             return self._attempt(spec, profile, wire, client_id, before_sign)
         except ClockSkew:
             # -1021 is a definite refusal: nothing happened, so one re-signed try is safe.

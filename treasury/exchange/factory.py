@@ -158,4 +158,4 @@ def load_profile(settings: Settings, name: str) -> KeyProfile:
         message = str(exc).removeprefix("key: ")
         raise ConfigError(message, source=str(settings.keys_file), field="profiles") from None
     # load_key_specs already made secret_file relative to the keys file's folder, so no base_dir.
-    return spec.resolve()
+    return spec.resolve(env=settings.env.value)

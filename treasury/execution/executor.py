@@ -99,7 +99,9 @@ class StepExecutor:
         clients: key profile name -> (client, resolved profile).
         clock: every timestamp, lease and wait comes from it.
         settings: reconciliation timing.
-        policy: a loaded policy for ``treasury.policy.reserve``; None means no policy.
+        policy: a loaded policy for ``treasury.policy.reserve``; None means no policy (a library
+            caller's choice: the runtime never sends a money-moving step without a policy file,
+            see ``RunService.execute_step`` and ``treasury.policy.watch``).
         audit: ``append_event``-compatible function (default: ``treasury.audit.append_event``).
         owner: lease owner prefix; each call adds a random suffix so two calls never share a lease.
         progress: told what each step waits for (default: nobody).

@@ -27,7 +27,15 @@ from treasury.policy.evaluate import (
     required_approval,
     reserve,
 )
-from treasury.policy.model import ApprovalGuard, ApprovalTier, Policy, Verdict, load_policy, parse_policy
+from treasury.policy.model import (
+    ApprovalGuard,
+    ApprovalTier,
+    Policy,
+    Verdict,
+    check_environment,
+    load_policy,
+    parse_policy,
+)
 
 __all__ = [
     "ApprovalGuard",
@@ -35,6 +43,7 @@ __all__ = [
     "Headroom",
     "Policy",
     "Verdict",
+    "check_environment",
     "check_tiers",
     "confirm",
     "denials",

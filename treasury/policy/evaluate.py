@@ -189,6 +189,10 @@ def _already_reserved(
 def _verdicts(
     conn: Connection | None, policy: Policy, mvs: list[Movement], *, at: datetime, strict: bool
 ) -> list[Verdict]:
+    if policy.opt_out:
+        # no rules on purpose: say so in every decision, so the audit trail shows what allowed it
+        return [Verdict(True, "policy", f"no policy: {policy.source} says `policy: none` "
+                        "(allowed only with TREASURY_ENV=simulator)", {"file": policy.source})]
     out = window_verdicts(policy, mvs[0].op, at) if mvs else []
     for mv in mvs:
         out.extend(destination_verdicts(policy, mv, strict=strict))

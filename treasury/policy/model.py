@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -40,8 +40,8 @@ from pydantic import (
 )
 
 from treasury.errors import ConfigError, ParameterError
+from treasury.located import compose, raise_problems
 from treasury.models import format_amount, parse_amount
-from treasury.policy.located import compose, raise_problems
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
 # Operations whose amounts the policy understands; batch_orders legs count as spot_order.
@@ -263,10 +263,26 @@ class ApprovalTierRule(_Targeted):
 
 
 class _PolicyFile(_Rule):
+    # ``policy: none``: the explicit opt-out (no rules at all), accepted only in the simulator
+    policy: Literal["none"] | None = None
     limits: list[LimitRule] = []
     destinations: Destinations = Destinations()
     windows: list[WindowRule] = []
     approval_tiers: list[ApprovalTierRule] = []
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _only_none(cls, value: Any) -> Any:
+        if value != "none":
+            raise ValueError("the only value is `none` (an explicit opt-out: no rules, simulator only); "
+                             "to have a policy, leave this key out and write rules")
+        return value
+
+    @model_validator(mode="after")
+    def _opt_out_alone(self) -> _PolicyFile:
+        if self.policy == "none" and self.model_fields_set - {"policy"}:
+            raise ValueError("`policy: none` opts out of every rule; it cannot be combined with rules")
+        return self
 
 
 @dataclass(frozen=True)
@@ -279,6 +295,9 @@ class Policy:
     destinations: Destinations = field(default_factory=Destinations)
     windows: tuple[WindowRule, ...] = ()
     approval_tiers: tuple[ApprovalTierRule, ...] = ()
+    # the file says ``policy: none``: no rules, on purpose (``check_environment`` allows it
+    # only in the simulator, and every decision it makes is audited as such)
+    opt_out: bool = False
 
     def is_empty(self) -> bool:
         """True when no rule of any kind is configured."""
@@ -294,6 +313,7 @@ class Policy:
         return {
             "file": self.source,
             "digest": self.digest,
+            "opt_out": self.opt_out,
             "limits": [_dump(r) for r in self.limits],
             "destinations": dests,
             "windows": [_dump(r) for r in self.windows],
@@ -330,7 +350,13 @@ def parse_policy(data: bytes, source: str) -> Policy:
         destinations=parsed.destinations,
         windows=tuple(parsed.windows),
         approval_tiers=tuple(parsed.approval_tiers),
+        opt_out=parsed.policy == "none",
     )
+
+
+MISSING_POLICY = ("policy file not found: no money-moving operation runs without a policy. Write one "
+                  "(see config/policy.yaml in the repository), or, with TREASURY_ENV=simulator only, "
+                  "a file containing `policy: none` to run without rules")
 
 
 def load_policy(path: Path, *, allow_missing: bool = False) -> Policy:
@@ -340,19 +366,32 @@ def load_policy(path: Path, *, allow_missing: bool = False) -> Policy:
     no bytes), which allows everything.
 
     Raises:
-        ConfigError: unreadable, oversized, unparsable or invalid, with file:line:col and path.
+        ConfigError: missing, unreadable, oversized, unparsable or invalid, with file:line:col
+            and path.
     """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         if allow_missing:
             return Policy(source=str(path), digest=hashlib.sha256(b"").hexdigest())
-        raise ConfigError("policy file not found", source=str(path)) from None
+        raise ConfigError(MISSING_POLICY, source=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read policy file: {exc.strerror}", source=str(path)) from exc
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"file is larger than {MAX_CONFIG_BYTES} bytes", source=str(path))
     return parse_policy(data, str(path))
+
+
+def check_environment(policy: Policy, env: str) -> Policy:
+    """Return ``policy`` when it may be enforced in environment ``env`` (``TREASURY_ENV``).
+
+    Raises:
+        ConfigError: the file says ``policy: none`` and ``env`` is not ``simulator``.
+    """
+    if policy.opt_out and env != "simulator":
+        raise ConfigError(f"`policy: none` (no rules) is allowed only with TREASURY_ENV=simulator, and "
+                          f"TREASURY_ENV is {env}; write the desk's rules", source=policy.source, field="policy")
+    return policy
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -5,10 +5,11 @@ tightens a limit, every process must enforce the new file from its next decision
 from its next restart. :class:`PolicyWatch` looks at the file's (inode, size, mtime) before
 each decision and reloads it when they changed.
 
-A file changed into something invalid, or removed after a policy was loaded, fails closed:
-:meth:`PolicyWatch.current` raises until the file is mended, and the callers send nothing
-meanwhile. Enforcing the last good version instead would keep a limit the desk meant to
-change, and no policy at all would allow everything.
+A missing file, or one changed into something invalid, fails closed: :meth:`PolicyWatch.current`
+raises until the file is there and valid, and the callers send nothing meanwhile. Enforcing
+the last good version instead would keep a limit the desk meant to change, and no policy at
+all would allow everything. Only a file that says ``policy: none`` runs without rules, and
+only in the simulator environment.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 
 from treasury.errors import ConfigError
-from treasury.policy.model import Policy, load_policy
+from treasury.policy.model import MISSING_POLICY, Policy, check_environment, load_policy
 
 Stamp = tuple[int, int, int]
 
@@ -31,32 +32,35 @@ def _stamp(path: Path) -> Stamp | None:
 
 
 class PolicyWatch:
-    """The policy in ``path`` now; ``loaded`` is what the process started with (None: no file)."""
+    """The policy in ``path`` now; ``loaded`` is what the process started with (None: no file).
 
-    def __init__(self, path: Path, loaded: Policy | None) -> None:
+    ``env`` is ``TREASURY_ENV``: a file that says ``policy: none`` is enforced (as no rules)
+    only in ``simulator``.
+    """
+
+    def __init__(self, path: Path, loaded: Policy | None, *, env: str = "simulator") -> None:
         self.path = Path(path)
         self.policy = loaded
-        self._stamp = _stamp(self.path)
+        self.env = env
+        self._stamp = _stamp(self.path) if loaded is not None else None
 
-    def current(self) -> Policy | None:
+    def current(self) -> Policy:
         """The policy to enforce now, reloaded if the file changed since the last look.
 
-        Returns None only when there never was a policy file and there still is none.
-
         Raises:
-            ConfigError: the file is now invalid, unreadable, or gone after a policy was
-                loaded (naming the file and the problem); nothing may be sent until it is mended.
+            ConfigError: the file is missing (never there, or removed), invalid, unreadable,
+                or ``policy: none`` outside the simulator (naming the file and the problem);
+                nothing may be sent until it is mended.
         """
         stamp = _stamp(self.path)
-        if stamp == self._stamp:
-            return self.policy
         if stamp is None:
             if self.policy is None:
-                self._stamp = None
-                return None
-            raise ConfigError("the policy file was removed while this process enforces it; restore it "
-                              "(or restart the process to run without a policy)", source=str(self.path))
-        fresh = load_policy(self.path)  # raises ConfigError, naming file:line:col
+                raise ConfigError(MISSING_POLICY, source=str(self.path))
+            raise ConfigError("the policy file was removed while this process enforces it: no money-moving "
+                              "operation runs until it is restored", source=str(self.path))
+        if stamp == self._stamp and self.policy is not None:
+            return self.policy
+        fresh = check_environment(load_policy(self.path), self.env)  # raises ConfigError, naming file:line:col
         self._stamp = stamp
         if self.policy is None or fresh.digest != self.policy.digest:
             self.policy = fresh

@@ -86,6 +86,17 @@ class RunContext:
     policy_watch: Any | None = None
 
 
+def needs_policy(op: str | None) -> bool:
+    """Whether a step with operation ``op`` may only run under a policy: every operation that
+    moves money or changes exchange state (an unknown name too: fail closed). Reads do not."""
+    if op is None:
+        return False
+    from treasury.operations.registry import REGISTRY
+
+    spec = REGISTRY.get(op)
+    return spec is None or spec.mutates
+
+
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
     from treasury.workflow.loader import load_workflow_text
@@ -175,7 +186,13 @@ class RunService:
 
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
-        reloaded = self.refresh_policy(conn)  # the run records the policy in force now
+        try:
+            reloaded = self.refresh_policy(conn)  # the run records the policy in force now
+        except ConfigError:
+            # no money moves without a policy; a run of reads only needs none
+            if any(needs_policy(step.op) for step in loaded.spec.steps):
+                raise
+            reloaded = False
         stored_inputs = jsonable(inputs)
         run_id = new_run_id()
         at = self.now()
@@ -423,14 +440,16 @@ class RunService:
         try:
             self.refresh_policy()
         except ConfigError as exc:
-            # fail closed: nothing of this step is sent under a policy nobody can read; the step
-            # stays as it is (the sweeper brings it back) and says why
-            log.error("step %s/%s not executed: %s", run_id, step_id, exc)
+            # fail closed: nothing of this step is sent under a policy nobody can read (or none at
+            # all); the step stays as it is (the sweeper brings it back) and says why
             with self.engine.begin() as conn:
-                if store.get_step(conn, run_id, step_id).state in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                    store.update_step(conn, run_id, step_id, self.now(),
-                                      error=f"not executed, nothing sent: {exc}; will retry once it is mended")
-            return
+                row = store.get_step(conn, run_id, step_id)
+                if needs_policy(row.operation):
+                    log.error("step %s/%s not executed: %s", run_id, step_id, exc)
+                    if row.state in (StepState.RUNNING.value, StepState.UNKNOWN.value):
+                        store.update_step(conn, run_id, step_id, self.now(),
+                                          error=f"not executed, nothing sent: {exc}; will retry once it is mended")
+                    return
         refused: list[tuple[str, str]] | None = None
         with self.engine.begin() as conn:
             run = store.lock_run(conn, run_id)

@@ -55,12 +55,15 @@ def validate_workflow(
     keys: Mapping[str, KeySpec] | None,
     approvers: Approvers | None,
     policy: Any | None = None,
+    unavailable_keys: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every problem beyond the schema, sorted by position; empty when the workflow is valid.
 
     ``keys``/``approvers``/``policy`` of None skip the checks that need them.
+    ``unavailable_keys`` maps a key profile to why its secret cannot be had here (a variable
+    that is not set); a step using it gets that problem at its ``key``.
     """
-    checker = _Checker(loaded, keys, approvers, policy)
+    checker = _Checker(loaded, keys, approvers, policy, unavailable_keys or {})
     checker.run()
     return cap_problems(sorted(set(checker.problems), key=lambda p: (p.line, p.col, p.message)))
 
@@ -89,10 +92,12 @@ def check_files(
     keys: Mapping[str, KeySpec] | None,
     approvers: Approvers | None,
     policy: Any | None = None,
+    unavailable_keys: Mapping[str, str] | None = None,
 ) -> dict[str, list[Problem]]:
     """Load and validate each file; also refuses two files with the same workflow ``name``.
 
     Returns every file (as given) with its problems (an empty list when valid).
+    ``unavailable_keys``: see ``validate_workflow``.
     """
     out: dict[str, list[Problem]] = {}
     names: dict[str, str] = {}
@@ -101,9 +106,11 @@ def check_files(
         try:
             loaded = load_workflow(Path(path))
         except WorkflowInvalid as exc:
-            out[source] = _with_partial_checks(exc, keys=keys, approvers=approvers, policy=policy)
+            out[source] = _with_partial_checks(exc, keys=keys, approvers=approvers, policy=policy,
+                                               unavailable_keys=unavailable_keys)
             continue
-        problems = validate_workflow(loaded, keys=keys, approvers=approvers, policy=policy)
+        problems = validate_workflow(loaded, keys=keys, approvers=approvers, policy=policy,
+                                     unavailable_keys=unavailable_keys)
         name = loaded.spec.name
         if name in names and names[name] != source:
             problems.append(loaded.problem(("name",), f"workflow name {name!r} is also used by {names[name]}"))
@@ -118,6 +125,7 @@ def _with_partial_checks(
     keys: Mapping[str, KeySpec] | None,
     approvers: Approvers | None,
     policy: Any | None,
+    unavailable_keys: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """The schema's problems plus, when enough of the file passed the schema, every other
     check on that part, so one pass reports everything (the loader leaves out unknown fields
@@ -128,7 +136,8 @@ def _with_partial_checks(
         return problems
     dropped = [f"{step_id!r}" for step_id in exc.dropped_steps]
     seen = {(p.line, p.col, p.message) for p in problems}
-    for p in validate_workflow(partial, keys=keys, approvers=approvers, policy=policy):
+    for p in validate_workflow(partial, keys=keys, approvers=approvers, policy=policy,
+                               unavailable_keys=unavailable_keys):
         if (p.line, p.col, p.message) in seen or any(d in p.message for d in dropped):
             continue
         problems.append(p)
@@ -142,10 +151,12 @@ class _Checker:
         keys: Mapping[str, KeySpec] | None,
         approvers: Approvers | None,
         policy: Any | None,
+        unavailable_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
         self.keys = keys
+        self.unavailable_keys = unavailable_keys or {}
         self.approvers = approvers
         self.policy = policy
         self.problems: list[Problem] = []
@@ -232,6 +243,8 @@ class _Checker:
             has = ", ".join(sorted(p.value for p in profile.permissions))
             self.add(path, f"key profile {step.key!r} lacks the {op.permission.value!r} permission that "
                            f"{op.name} needs (it has: {has})")
+        if profile is not None and step.key in self.unavailable_keys:
+            self.add(path, f"key profile {step.key!r} {self.unavailable_keys[step.key]}", at_value=True)
 
     # ------------------------------------------------------------------ approval steps
 
