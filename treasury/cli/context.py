@@ -54,12 +54,11 @@ class AppContext:
     err_console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def engine(self) -> Engine:
-        """The database engine, with the schema created on first use."""
+        """The database engine, with the schema created and audit checkpointing installed on first use."""
         if self._engine is None:
-            from treasury.store.db import create_schema, make_engine
+            from treasury.runtime import open_engine
 
-            self._engine = make_engine(self.settings.database_url)
-            create_schema(self._engine)
+            self._engine = open_engine(self.settings, self.clock)
         return self._engine
 
     def runtime(self) -> Any:

@@ -63,6 +63,8 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
     db = target / "treasury.db"
     for suffix in ("", "-wal", "-shm", ".simulator.json"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    # a fresh database starts a new audit chain: its old checkpoints would (rightly) refuse it
+    shutil.rmtree(f"{db}.checkpoints", ignore_errors=True)
     settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
                         database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
                         settle_seconds=0.2, reconcile_deadline_seconds=10)
