@@ -130,3 +130,17 @@ def test_the_checkpoint_command(tmp_path: Path) -> None:
     assert "wrote" in run("checkpoint") and "seq 3" in run("verify")
     assert "nothing new to checkpoint" in run("checkpoint")
     assert CheckpointStore(tmp_path / "treasury.db.checkpoints").seqs() == [1, 3]
+
+
+def test_the_sweeper_anchors_a_quiet_log(tmp_path: Path) -> None:
+    from treasury.worker.options import WorkerOptions
+    from treasury.worker.process import WorkerRuntime, sweep_once
+
+    clock = ManualClock()
+    rt = build_runtime(_settings(tmp_path), clock=clock)
+    wrt = WorkerRuntime(runtime=rt, dispatcher=None, options=WorkerOptions(), beat=None)  # type: ignore[arg-type]
+    seed(rt.engine, 3, clock=clock)
+    assert "checkpoints" not in sweep_once(wrt)  # not due yet
+    clock.advance(rt.settings.checkpoint_every_seconds)
+    assert sweep_once(wrt)["checkpoints"] == 1
+    assert CheckpointStore(tmp_path / "treasury.db.checkpoints").seqs() == [1, 3]
