@@ -21,7 +21,7 @@ from tests.audit.helpers import disable_guards, rehash_from, seed
 from treasury.audit import append_event, read_head, verify_chain
 from treasury.audit.anchoring import Checkpointer, install
 from treasury.audit.checkpoint_verify import verify_with_checkpoints
-from treasury.audit.checkpoints import Checkpoint, CheckpointStore, file_name
+from treasury.audit.checkpoints import Checkpoint, CheckpointError, CheckpointStore, file_name
 from treasury.audit.server_key import ServerKey, public_pem
 from treasury.cli.audit import register
 from treasury.cli.context import AppContext
@@ -264,3 +264,22 @@ def test_appending_after_a_truncation_or_rewrite_is_refused(anchored: Anchored) 
     with pytest.raises(ChainBroken, match="chain head is seq 6"):
         _append(anchored.engine)
     assert _count(anchored.engine) == 6
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_next_due_append(
+    anchored: Anchored, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = anchored.checkpointer.store
+
+    def full(*_args: object) -> bool:
+        raise CheckpointError(f"cannot write {store.path} (No space left on device)")
+
+    monkeypatch.setattr(store, "_link_new", full)
+    seed(anchored.engine, 4, clock=anchored.clock)  # seq 13..16: the checkpoint of 15 is due and fails
+    assert "checkpoint of seq 15 not written" in caplog.text
+    with pytest.raises(CheckpointError, match=r"nothing more is appended.*No space left"):
+        _append(anchored.engine)  # due again: written in the transaction, or no append
+    assert _count(anchored.engine) == 16
+    monkeypatch.undo()
+    _append(anchored.engine)
+    assert anchored.seqs() == [1, 5, 10, 16] and _count(anchored.engine) == 17

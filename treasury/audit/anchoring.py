@@ -18,28 +18,40 @@ The same hook refuses (``ChainBroken``) an append whose previous link lies below
 checkpoint, or differs from it at its seq: the log was wiped, truncated or rewritten, and
 continuing would start a second history beside the evidence of the first.
 
-Costs on the hot path: an integer comparison, a clock read and a note on the connection; a
-checkpoint (a directory listing, one signature, one fsync'd file) once per ``every_events``.
+The checkpoint found due is written once the appender's transaction is over (when its
+connection goes back to the pool or begins again; ``install`` adds the listeners), so the
+head lock is not held over the file's fsync. A write that fails is logged and remembered;
+the next due append then writes its checkpoint inside its transaction or fails with it.
+
+Costs on the hot path: an integer comparison, a clock read and a note on the connection
+(about 1-5 us); a checkpoint (a directory listing, one signature, one fsync'd file, about
+10-15 ms on a slow disk) once per ``every_events``, outside the lock.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 
-from treasury.audit.checkpoints import Checkpoint, CheckpointStore, file_name
+from treasury.audit.checkpoints import Checkpoint, CheckpointError, CheckpointStore, file_name
 from treasury.audit.server_key import ServerKey
 from treasury.audit.tables import read_head
 from treasury.clock import Clock
 from treasury.errors import ChainBroken
 
+log = logging.getLogger("treasury.audit")
+
 OPTION = "treasury_checkpointer"  # the engine execution option that carries the checkpointer
 _TXN = "treasury.audit.txn"  # conn.info: (weakref to the transaction, its first appended seq)
+_PENDING = "treasury.audit.checkpoint"  # conn.info: (checkpointer, seq, hash) to write after the transaction
+_LISTENING = "_treasury_checkpoint_listeners"
 
 
 def installed(bind: Engine | Connection) -> Checkpointer | None:
@@ -49,8 +61,30 @@ def installed(bind: Engine | Connection) -> Checkpointer | None:
 
 
 def install(engine: Engine, checkpointer: Checkpointer) -> None:
-    """Make every append through ``engine`` (and its connections) feed ``checkpointer``."""
+    """Make every append through ``engine`` (and its connections) feed ``checkpointer``.
+
+    A due checkpoint is written once the appender's transaction is over (the connection goes
+    back to the pool, or begins its next transaction), so the head lock is not held meanwhile.
+    """
     engine.update_execution_options(**{OPTION: checkpointer})
+    if not getattr(engine, _LISTENING, False):
+        setattr(engine, _LISTENING, True)
+
+        def on_checkin(_dbapi: Any, record: Any) -> None:
+            _flush(record.info)
+
+        def on_begin(conn: Connection) -> None:
+            _flush(conn.info)
+
+        event.listen(engine, "checkin", on_checkin)
+        event.listen(engine, "begin", on_begin, insert=True)  # before SQLite's BEGIN IMMEDIATE
+
+
+def _flush(info: dict[Any, Any]) -> None:
+    pending = info.pop(_PENDING, None)
+    if pending is not None:
+        checkpointer, seq, hash_ = pending
+        checkpointer.write_pending(seq, hash_)
 
 
 def _first_in_transaction(conn: Connection, seq: int) -> bool:
@@ -92,6 +126,7 @@ class Checkpointer:
         self._latest_hash: str | None = None
         self._due_at = -math.inf  # no checkpoint yet: anchor the chain at the first chance
         self.written = 0  # checkpoints this process wrote (for tests and benchmarks)
+        self._failure: Exception | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -154,8 +189,9 @@ class Checkpointer:
 
         Raises:
             ChainBroken: the chain does not extend the latest checkpoint (see module doc).
-            CheckpointError, ConfigError: a due checkpoint cannot be written (the append
-                fails with it: no money moves without its history being anchored).
+            ConfigError: the server key or the directory is unusable.
+            CheckpointError: the last due checkpoint failed and this one cannot be written
+                either (no money moves while its history cannot be anchored).
         """
         prev = seq - 1
         first = _first_in_transaction(conn, seq)
@@ -166,12 +202,37 @@ class Checkpointer:
             self._check_extends(prev, prev_hash)
         if not first or not self._due(prev):
             return
+        if self._failure is not None:
+            # the last due checkpoint failed: write this one now, or refuse the append
+            try:
+                self._write_due(prev, prev_hash)
+            except CheckpointError as exc:
+                raise CheckpointError(f"no checkpoint can be written, so nothing more is appended: {exc}") from None
+            self._failure = None
+            return
+        conn.info[_PENDING] = (self, prev, prev_hash)  # written when this transaction is over
+
+    def write_pending(self, seq: int, hash_: str) -> None:
+        """Write the checkpoint ``on_append`` found due, once the appender's transaction ended.
+
+        Never raises (the transaction it follows is over): a failure is logged and kept, and
+        the next due append must then write its checkpoint itself or fail.
+        """
+        try:
+            self._write_due(seq, hash_)
+        except Exception as exc:
+            log.error("audit checkpoint of seq %d not written: %s", seq, exc)
+            self._failure = exc
+        else:
+            self._failure = None
+
+    def _write_due(self, seq: int, hash_: str) -> None:
         with self._lock:
             self._refresh()  # another process may have checkpointed meanwhile
-            if prev <= self._latest_seq:
-                self._check_extends(prev, prev_hash)
-            elif self._due(prev):
-                self._write(prev, prev_hash)
+            if seq <= self._latest_seq:
+                self._check_extends(seq, hash_)
+            elif self._due(seq):
+                self._write(seq, hash_)
 
     def tick(self, engine: Engine, *, force: bool = False) -> Checkpoint | None:
         """Checkpoint the committed head if it is due (or ``force``); returns what was written.
