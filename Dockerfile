@@ -16,7 +16,8 @@ COPY config ./config
 COPY workflows ./workflows
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app treasury \
-    && chown -R treasury /app
+    && mkdir -p /var/lib/treasury \
+    && chown -R treasury /app /var/lib/treasury
 
 # Celery warns against running workers as root; nothing here needs it.
 USER treasury

@@ -10,7 +10,8 @@ Works in a schema of its own (dropped afterwards unless ``--keep``) in the datab
 
 1. appends/s: ``--processes`` processes append ``--appends`` events each, one transaction
    per event (the real pattern: one audit event per state change), all racing for the
-   chain head. Repeated ``--rounds`` times; each round is reported.
+   chain head, each writing a signed checkpoint every ``--checkpoint-every`` events as the
+   runner does (0: none). Repeated ``--rounds`` times; each round is reported.
 2. bulk load to ``--events`` events: the chain is computed in Python and streamed in with
    COPY (the append-only and link triggers stay on and check every row).
 3. verify: ``verify_chain`` over the whole log, in events/s.
@@ -31,6 +32,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -46,8 +48,12 @@ import common  # the benchmarks' shared helpers: machine, results, tables
 
 from treasury.audit import append_event, query_events, read_head, verify_chain
 from treasury.audit import events as ev
+from treasury.audit.anchoring import Checkpointer, install
 from treasury.audit.canonical import canonical_json, format_at
 from treasury.audit.chain import body_digest, body_text, link_hash
+from treasury.audit.checkpoints import CheckpointStore
+from treasury.audit.server_key import ServerKey
+from treasury.clock import SystemClock
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
 
@@ -88,8 +94,13 @@ def _payload(type_: str, rng: random.Random) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- appends
 
 
-def _append_worker(url: str, tag: str, count: int, start: Barrier, results: Any) -> None:
+def _append_worker(url: str, tag: str, count: int, start: Barrier, results: Any,
+                   checkpoints: tuple[str, str, int] | None = None) -> None:
     engine = make_engine(url)
+    if checkpoints is not None:  # as the runner does: a signed checkpoint every N events
+        folder, key, every = checkpoints
+        install(engine, Checkpointer(CheckpointStore(Path(folder)), ServerKey(Path(key), create=False),
+                                     clock=SystemClock(), every_events=every))
     rng = random.Random(tag)
     with engine.connect() as conn:
         start.wait(timeout=120)
@@ -109,12 +120,13 @@ def _append_worker(url: str, tag: str, count: int, start: Barrier, results: Any)
     engine.dispose()
 
 
-def bench_appends(url: str, processes: int, per_process: int, round_no: int) -> float:
+def bench_appends(url: str, processes: int, per_process: int, round_no: int,
+                  checkpoints: tuple[str, str, int] | None = None) -> float:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(processes)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_append_worker, args=(url, f"r{round_no}p{n}", per_process, start, results))
+        ctx.Process(target=_append_worker, args=(url, f"r{round_no}p{n}", per_process, start, results, checkpoints))
         for n in range(processes)
     ]
     for p in procs:
@@ -271,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI streaming measurement")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark schema")
     parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "audit.json")
+    parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
+                        help="appenders write a signed checkpoint every N events, as the runner does (0: off)")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.events, opts.appends, opts.processes, opts.rounds, opts.queries = 20_000, 100, 2, 1, 20
@@ -292,8 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         print(f"appends: {opts.rounds} rounds of {opts.processes} x {opts.appends}", file=sys.stderr)
-        rounds = [bench_appends(url, opts.processes, opts.appends, r) for r in range(opts.rounds)]
+        checkpoints = None
+        if opts.checkpoint_every > 0:
+            folder = Path(tempfile.mkdtemp(prefix="audit-bench-checkpoints-"))
+            ServerKey(folder / "server.key", create=True).load()
+            checkpoints = (str(folder / "checkpoints"), str(folder / "server.key"), opts.checkpoint_every)
+        rounds = [bench_appends(url, opts.processes, opts.appends, r, checkpoints) for r in range(opts.rounds)]
         figures["appends"] = {
+            "checkpoint_every": opts.checkpoint_every,
+            "checkpoints_written": len(CheckpointStore(Path(checkpoints[0])).seqs()) if checkpoints else 0,
             "processes": opts.processes,
             "per_process": opts.appends,
             "rounds_per_s": [round(r) for r in rounds],
@@ -336,7 +357,7 @@ def _print_table(r: dict[str, Any]) -> None:
     a, v, q, b, met = r["appends"], r["verify"], r["query_by_run"], r["bulk_load"], r["met"]
     rows: list[list[Any]] = [
         [
-            f"appends/s, {a['processes']} processes, 1 event per transaction",
+            f"appends/s, {a['processes']} processes, 1 event per transaction, checkpoint every {a['checkpoint_every']}",
             f"{a['median_per_s']:,} median (rounds {', '.join(f'{x:,}' for x in a['rounds_per_s'])})",
             f">= {TARGETS['appends_per_s']:,.0f}",
             met["appends_per_s"],

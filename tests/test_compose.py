@@ -94,3 +94,18 @@ def test_workers_get_time_to_finish_in_flight_steps(services: dict[str, Any]) ->
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"  # Celery's warm shutdown
     grace = worker["stop_grace_period"]
     assert grace.endswith("m") and int(grace[:-1]) >= 2
+
+
+def test_workers_and_beat_share_a_checkpoint_volume(services: dict[str, Any]) -> None:
+    folders = set()
+    for name in ("worker", "beat"):
+        folder = services[name]["environment"]["TREASURY_CHECKPOINT_DIR"]
+        mounts = [v.split(":") for v in services[name]["volumes"]]
+        assert any(m[0] == "audit-checkpoints" and folder.startswith(m[1] + "/") for m in mounts), name
+        folders.add(folder)
+    assert len(folders) == 1
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert "audit-checkpoints" in compose["volumes"]
+    # the volume is created from the image's folder, which the unprivileged user must own
+    assert "mkdir -p /var/lib/treasury" in (REPO / "Dockerfile").read_text()
+    assert "chown -R treasury /app /var/lib/treasury" in (REPO / "Dockerfile").read_text()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
-from treasury.settings import Settings
+from treasury.errors import ConfigError
+from treasury.settings import Environment, Settings
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
 from treasury.workflow.service import Dispatcher, InlineDispatcher, RunContext, RunService
@@ -28,6 +30,75 @@ class Runtime:
     executor: Any
     client: Any
     simulator: Any | None
+    checkpointer: Any | None = None  # treasury.audit.anchoring.Checkpointer
+
+
+def checkpoint_dir(settings: Settings, engine: Engine) -> Path | None:
+    """Where the audit checkpoints live, or None when this database has no such place.
+
+    ``TREASURY_CHECKPOINT_DIR`` wins; otherwise a SQLite file database keeps them beside it
+    (``treasury.db.checkpoints/``); any other database has none outside production.
+
+    Raises:
+        ConfigError: in production without ``TREASURY_CHECKPOINT_DIR``.
+    """
+    if settings.checkpoint_dir is not None:
+        return settings.checkpoint_dir
+    if settings.env is Environment.PRODUCTION:
+        raise ConfigError("production needs a checkpoint directory that the database's owner cannot "
+                          "rewrite (audit anchoring)", source="environment", field="TREASURY_CHECKPOINT_DIR")
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}.checkpoints")
+
+
+def server_key_file(settings: Settings, folder: Path) -> Path:
+    """The server key: ``TREASURY_SERVER_KEY_FILE``, else ``<checkpoint dir>.key`` (beside the
+    directory, never in it: the directory is public).
+
+    Raises:
+        ConfigError: in production without ``TREASURY_SERVER_KEY_FILE``.
+    """
+    if settings.server_key_file is not None:
+        return settings.server_key_file
+    if settings.env is Environment.PRODUCTION:
+        raise ConfigError("production needs the server's Ed25519 key, which signs audit checkpoints",
+                          source="environment", field="TREASURY_SERVER_KEY_FILE")
+    return folder.with_name(folder.name + ".key")
+
+
+def attach_checkpointer(settings: Settings, engine: Engine, clock: Clock) -> Any | None:
+    """Install audit checkpointing on ``engine`` (once); returns the Checkpointer, or None.
+
+    Raises:
+        ConfigError: see ``checkpoint_dir`` and ``server_key_file``.
+    """
+    from treasury.audit.anchoring import Checkpointer, install, installed
+    from treasury.audit.checkpoints import CheckpointStore
+    from treasury.audit.server_key import ServerKey
+
+    existing = installed(engine)
+    if existing is not None:
+        return existing
+    folder = checkpoint_dir(settings, engine)
+    if folder is None:
+        return None
+    production = settings.env is Environment.PRODUCTION
+    key = ServerKey(server_key_file(settings, folder), create=not production, production=production)
+    checkpointer = Checkpointer(CheckpointStore(folder), key,
+                                clock=clock, every_events=settings.checkpoint_every_events,
+                                every_seconds=settings.checkpoint_every_seconds)
+    install(engine, checkpointer)
+    return checkpointer
+
+
+def open_engine(settings: Settings, clock: Clock) -> Engine:
+    """The database engine with the schema created and audit checkpointing installed."""
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    attach_checkpointer(settings, engine, clock)
+    return engine
 
 
 def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
@@ -74,8 +145,14 @@ def build_runtime(
     settings.check()
     clock = clock or SystemClock()
     if engine is None:
-        engine = make_engine(settings.database_url)
-        create_schema(engine)
+        engine = open_engine(settings, clock)
+    from treasury.audit.anchoring import installed
+
+    checkpointer = installed(engine)
+    if checkpointer is None and settings.env is Environment.PRODUCTION:
+        checkpointer = attach_checkpointer(settings, engine, clock)  # never without anchoring
+    if checkpointer is not None:
+        checkpointer.ready()  # a missing key or a directory of another key fails here, not mid-run
     keys, approvers, policy = load_config(settings)
     if simulator is None and settings.exchange_url() is None:
         from treasury.exchange.factory import build_simulator
@@ -120,4 +197,4 @@ def build_runtime(
                      dispatcher=dispatcher, clock=clock, policy_watch=watch)
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
-                   client=client, simulator=simulator)
+                   client=client, simulator=simulator, checkpointer=checkpointer)

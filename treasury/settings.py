@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # a step started this many times without reaching an end (its worker died, or it raised)
     # is parked for a person instead of being started again: no endless redelivery loop
     step_start_limit: int = Field(5, ge=1)
+    # audit checkpoints: the chain's (seq, hash), signed with the server key, kept outside the
+    # database (docs/architecture.md, "Audit checkpoints"). Unset dir: next to a SQLite file
+    # database; required in production. Unset key: generated next to the dir, outside production.
+    checkpoint_dir: Path | None = None
+    checkpoint_every_events: int = Field(100, ge=1)
+    checkpoint_every_seconds: float = Field(300.0, gt=0)
+    server_key_file: Path | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from treasury.audit.anchoring import OPTION as CHECKPOINTER
 from treasury.audit.bundle import export_run, verify_bundle
 from treasury.audit.canonical import canonical_json, format_at, to_jsonable, utc
 from treasury.audit.chain import GENESIS_HASH, AuditRecord, VerifyResult, body_digest, body_parts, link_hash
@@ -56,8 +57,10 @@ def append_event(
     The payload is redacted (secret-looking keys and inline ``name=value`` secrets become
     ``"[redacted]"``) and converted to plain JSON (Decimal → string, datetime → ISO, enum →
     value). Raises ParameterError for a naive ``at``, an empty or too long actor, type, run id
-    or step id, or a payload value with no JSON form. Database errors propagate and should roll back the
-    caller's transaction.
+    or step id, or a payload value with no JSON form. With a checkpointer installed on the
+    engine (``treasury.audit.anchoring``), raises ChainBroken when the chain no longer extends
+    the latest checkpoint, and CheckpointError when a due checkpoint cannot be written.
+    Database errors propagate and should roll back the caller's transaction.
     """
     if at.tzinfo is None:
         raise ParameterError("at", "must be a timezone-aware UTC datetime")
@@ -87,6 +90,9 @@ def append_event(
         seq, prev_hash, hash_ = _append_postgres(conn, values, before, after)
     else:
         seq, prev_hash, hash_ = _append_sqlite(conn, values, before, after)
+    checkpointer = conn.get_execution_options().get(CHECKPOINTER)
+    if checkpointer is not None:  # anchors the committed head, or refuses a chain that lost history
+        checkpointer.on_append(conn, seq, prev_hash)
     return AuditRecord(
         seq=seq,
         at=at,

@@ -8,8 +8,10 @@ What each kind of tampering looks like to the verifier:
   seq, which is hashed, changed);
 - a truncated tail: the head row still names a later seq than the last row;
 - a row added past the head: it is outside the chain the head vouches for;
-- a re-hashed suffix (rows edited, every later hash recomputed, head rewritten): invisible
-  from inside the database. Only an anchor kept elsewhere catches it, via ``expect_head``.
+- a re-hashed suffix (rows edited, every later hash recomputed, head rewritten), or every
+  row and the head deleted: invisible from inside the database. Only an anchor kept
+  elsewhere catches it: ``expect_head``, or the signed checkpoints that
+  ``checkpoint_verify.verify_with_checkpoints`` checks on top of this.
 """
 
 from __future__ import annotations
@@ -64,11 +66,10 @@ def verify_chain(engine: Engine, *, expect_head: str | None = None, batch: int =
             break
         last = rows[-1][0]
 
-    if head is None:
+    if head is None:  # no head row: only an empty log may lack one, and an anchor still applies
         if checker.count:
             checker.fail(checker.last_seq + 1, "the chain head row is missing; the tail may be truncated")
-        return checker.result()
-    if checker.last_seq < int(head.seq):
+    elif checker.last_seq < int(head.seq):
         checker.fail(
             checker.last_seq + 1,
             f"events after seq {checker.last_seq} are missing; the head says {head.seq} (tail truncated)",

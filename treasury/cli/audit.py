@@ -25,11 +25,10 @@ from treasury.audit import (
     export_run,
     query_events,
     verify_bundle,
-    verify_chain,
 )
 from treasury.audit.canonical import canonical_json
 from treasury.cli.context import AppContext, dumps, pass_app
-from treasury.errors import ParameterError
+from treasury.errors import ConfigError, ParameterError
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -115,9 +114,10 @@ def _write_csv(records: Iterable[AuditRecord], out: Any) -> int:
     return count
 
 
-def _print_verify(app: AppContext, result: VerifyResult, as_json: bool, what: str) -> None:
+def _print_verify(app: AppContext, result: VerifyResult, as_json: bool, what: str,
+                  extra: dict[str, Any] | None = None) -> None:
     if as_json:
-        app.print_json(result.to_dict())
+        app.print_json(result.to_dict() | (extra or {}))
     elif result.ok:
         click.echo(f"OK: {result.count} {what}, head seq {result.head_seq} hash {result.head_hash}")
         click.echo(f"anchor: {result.anchor}  (keep it outside the database; re-check with --expect-head)")
@@ -125,6 +125,8 @@ def _print_verify(app: AppContext, result: VerifyResult, as_json: bool, what: st
         where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
         click.echo(f"BROKEN{where}: {result.reason}")
         click.echo(f"verified before the break: {result.count} {what}, up to seq {result.head_seq}")
+    if extra and not as_json:
+        _print_checkpoints(extra["checkpoints"])
     if not result.ok:
         sys.exit(1)
 
@@ -186,15 +188,75 @@ def audit(
     metavar="HASH",
     help="An anchor saved earlier (HASH or SEQ:HASH, as printed by verify); fail if it is gone.",
 )
+@click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The signed checkpoints to check against (default: TREASURY_CHECKPOINT_DIR, or beside "
+                   "a SQLite file).")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The server's public key (PEM), pinned; default: the one stored beside the checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object.")
 @pass_app
-def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
-    """Recompute the hash chain; exit 1 and name the first bad seq if anything changed."""
+def verify_cmd(app: AppContext, expect_head: str | None, checkpoint_dir: Path | None, public_key: Path | None,
+               as_json: bool) -> None:
+    """Recompute the hash chain and check it against every signed checkpoint; exit 1 and say
+    what differs (the first bad seq, or the checkpoint the chain no longer matches)."""
+    result, report = _verify_checkpointed(app, expect_head, checkpoint_dir, public_key)
+    _print_verify(app, result, as_json, "events", {"checkpoints": report.to_dict()})
+
+
+def _verify_checkpointed(
+    app: AppContext, expect_head: str | None, checkpoint_dir: Path | None, public_key: Path | None
+) -> tuple[VerifyResult, Any]:
+    from treasury.audit.checkpoint_verify import verify_with_checkpoints
+    from treasury.audit.checkpoints import CheckpointStore
+    from treasury.audit.server_key import load_public_key
+    from treasury.runtime import checkpoint_dir as default_dir
+
+    engine = app.engine()
+    folder = checkpoint_dir if checkpoint_dir is not None else default_dir(app.settings, engine)
     try:
-        result = verify_chain(app.engine(), expect_head=expect_head)
+        pinned = load_public_key(public_key) if public_key is not None else None
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    try:
+        return verify_with_checkpoints(engine, None if folder is None else CheckpointStore(folder),
+                                       expect_head=expect_head, public_key=pinned)
     except ParameterError as exc:
         raise click.BadParameter(exc.reason, param_hint="--expect-head") from None
-    _print_verify(app, result, as_json, "events")
+
+
+def _print_checkpoints(report: dict[str, Any]) -> None:
+    if report["latest_seq"] is not None:
+        click.echo(f"checkpoints: {report['count']} in {report['dir']}, latest seq {report['latest_seq']} "
+                   f"({report['latest_at']}), signed by {report['key_id']}")
+    for note in report["notes"]:
+        click.echo(f"checkpoints: {note}")
+
+
+@audit.command("checkpoint")
+@click.option("--json", "as_json", is_flag=True, help="Print the checkpoint as a JSON object.")
+@pass_app
+def checkpoint_cmd(app: AppContext, as_json: bool) -> None:
+    """Sign and store a checkpoint of the chain head now (if it moved since the latest one).
+
+    Workers do this by themselves; run it from cron where events are written by short CLI
+    commands only, so a quiet log is anchored too.
+    """
+    from treasury.audit.anchoring import installed
+
+    checkpointer = installed(app.engine())
+    if checkpointer is None:
+        app.fail("no checkpoint directory is configured for this database (set TREASURY_CHECKPOINT_DIR)")
+        return
+    written = checkpointer.tick(app.engine(), force=True)
+    latest = written or checkpointer.store.latest()
+    data = {"written": written is not None, "dir": str(checkpointer.store.path),
+            "seq": latest.seq if latest else 0, "hash": latest.hash if latest else None}
+    if as_json:
+        app.print_json(data)
+    elif written is not None:
+        click.echo(f"wrote {checkpointer.store.path / written.name}: seq {written.seq} hash {written.hash}")
+    else:
+        click.echo(f"nothing new to checkpoint: the latest checkpoint is seq {data['seq']}")
 
 
 @audit.command("export")

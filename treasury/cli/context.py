@@ -70,21 +70,20 @@ class AppContext:
                 "TREASURY_WORKFLOWS_DIR) at your config and workflows", field="TREASURY_CONFIG_DIR")
 
     def engine(self) -> Engine:
-        """The database engine, with the schema created on first use.
+        """The database engine, with the schema created and audit checkpointing installed on first use.
 
         Raises:
             ConfigError: a SQLite file that does not exist yet, outside a config folder (it
-                would only leave an empty database behind; see ``require_config``).
+                would only leave an empty database behind; see ``require_config``); a database
+                behind this release (see ``treasury.store.migrate.create_schema``).
         """
         if self._engine is None:
-            from treasury.store.db import make_engine
-            from treasury.store.migrate import create_schema
+            from treasury.runtime import open_engine
 
             if _new_sqlite_file(self.settings) and not self.settings.config_dir.is_dir():
                 self.require_config()
 
-            self._engine = make_engine(self.settings.database_url)
-            create_schema(self._engine)
+            self._engine = open_engine(self.settings, self.clock)
         return self._engine
 
     def runtime(self) -> Any:

@@ -59,7 +59,9 @@ DB_NAME = "treasury.db"
 DEFAULT_DIR = Path("treasury-demo")
 # what a demo run leaves beside its config and workflows: the database (with SQLite's journal
 # files) and the in-process simulator's world with its lock file
-STATE_SUFFIXES = ("", "-wal", "-shm", ".simulator.json", ".simulator.json.lock")
+# the database, the simulator's state, and the audit checkpoints (a directory) with the key that
+# signed them: a fresh database starts a new audit chain, which old checkpoints would refuse
+STATE_SUFFIXES = ("", "-wal", "-shm", ".simulator.json", ".simulator.json.lock", ".checkpoints", ".checkpoints.key")
 
 
 def kept_state(target: Path) -> list[Path]:
@@ -85,6 +87,10 @@ def _describe(path: Path) -> str:
         return f"{path} (the database: {n_runs} runs, {n_events} audit events)"
     if path.name.endswith(".simulator.json"):
         return f"{path} (the simulator's balances, orders, transfers and withdrawals)"
+    if path.name.endswith(".checkpoints"):
+        return f"{path}/ (the audit chain's signed checkpoints)"
+    if path.name.endswith(".checkpoints.key"):
+        return f"{path} (the key that signed the checkpoints)"
     return str(path)
 
 
@@ -119,7 +125,10 @@ def reset_state(target: Path, *, echo: Any = click.echo) -> list[Path]:
     for path in existing:
         echo(f"  {_describe(path)}", err=True)
     for path in existing:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     return existing
 
 
