@@ -30,18 +30,40 @@ class Runtime:
 
 
 def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
-    """Key profiles, approvers and policy from the config folder (absent files mean none)."""
+    """Key profiles, the people registry and policy from the config folder (absent files mean none).
+
+    Raises:
+        ConfigError: a file is invalid; an old approvers.yaml without people.yaml; in
+            production, a person without a credential.
+    """
     from treasury.keys import load_key_specs
-    from treasury.workflow.approvers import Approvers, load_approvers
+    from treasury.people.registry import People, check_production, load_people
+    from treasury.settings import Environment
 
     keys = load_key_specs(settings.keys_file) if settings.keys_file.exists() else {}
-    approvers = load_approvers(settings.approvers_file) if settings.approvers_file.exists() else Approvers({})
+    if settings.people_file.exists() or settings.people_file.with_name("approvers.yaml").exists():
+        approvers = load_people(settings.people_file)
+    else:
+        approvers = People(users={}, source=str(settings.people_file))
+    if settings.env == Environment.PRODUCTION:
+        check_production(approvers)
     policy = None
     if settings.policy_file.exists():
         from treasury.policy import load_policy
 
         policy = load_policy(settings.policy_file)
     return keys, approvers, policy
+
+
+def demo_keyring(settings: Settings) -> Any | None:
+    """The demo keys that sign for people: only in the simulator environment, else None."""
+    from treasury.settings import Environment
+
+    if settings.env != Environment.SIMULATOR:
+        return None
+    from treasury.people.keyring import load_keyring
+
+    return load_keyring(settings.config_dir)
 
 
 def build_runtime(
@@ -98,7 +120,9 @@ def build_runtime(
 
     ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,
                      step_start_limit=settings.step_start_limit,
-                     dispatcher=dispatcher, clock=clock, policy_watch=PolicyWatch(settings.policy_file, policy))
+                     dispatcher=dispatcher, clock=clock, policy_watch=PolicyWatch(settings.policy_file, policy),
+                     keyring=demo_keyring(settings), decision_max_age=settings.decision_max_age,
+                     workflows_dir=settings.workflows_dir)
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
                    client=client, simulator=simulator)

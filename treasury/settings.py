@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # a step started this many times without reaching an end (its worker died, or it raised)
     # is parked for a person instead of being started again: no endless redelivery loop
     step_start_limit: int = Field(5, ge=1)
+    # how old a signed decision may be when it reaches the runner (seconds; design.md section 9)
+    decision_max_age: float = Field(600.0, gt=0)
+    # the key that signs this person's decisions: a key file or ``agent:COMMENT``
+    identity: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -102,8 +106,8 @@ class Settings(BaseSettings):
         return self.config_dir / "keys.yaml"
 
     @property
-    def approvers_file(self) -> Path:
-        return self.config_dir / "approvers.yaml"
+    def people_file(self) -> Path:
+        return self.config_dir / "people.yaml"
 
     @property
     def policy_file(self) -> Path:

@@ -1,0 +1,55 @@
+"""Who is deciding on the command line: ``--identity`` / ``TREASURY_IDENTITY``, with ``--as`` as a cross-check.
+
+The identity (a key file or ``agent:COMMENT``) signs the decision; the person is whoever
+registered that key in people.yaml. ``--as NAME`` must then name the same person. Without
+an identity, only the simulator environment signs, with NAME's demo key (``treasury demo``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from treasury.cli.context import AppContext
+from treasury.errors import DecisionRefused
+from treasury.settings import Environment
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def identity_option(fn: F) -> F:
+    """Adds ``--identity KEY`` (a private key file or ``agent:COMMENT``; default TREASURY_IDENTITY)."""
+    return click.option(
+        "--identity", default=None, metavar="KEY",
+        help="your key: an OpenSSH private key file or agent:COMMENT (default: TREASURY_IDENTITY)",
+    )(fn)
+
+
+def who_signs(app: AppContext, people: Any, user: str | None, identity: str | None) -> tuple[str, Any | None]:
+    """(person, signer). A signer of None means: the simulator's demo key for ``person``.
+
+    Raises:
+        DecisionRefused: an unregistered key, ``--as`` naming someone else, or no identity
+            outside the simulator.
+        click.UsageError: neither ``--as`` nor an identity.
+    """
+    spec = identity or app.settings.identity
+    if spec:
+        from treasury.people.identity import load_identity
+
+        signer = load_identity(spec)
+        owner = people.owner_of(signer.public)
+        if owner is None:
+            raise DecisionRefused(f"the identity key {signer.public.fingerprint} is not registered to anyone in "
+                                  "people.yaml (`treasury people add-key NAME PUBKEY_FILE`)")
+        if user is not None and user != owner:
+            raise DecisionRefused(f"--as {user} does not match the identity key, which is {owner!r}'s")
+        return owner, signer
+    if user is None:
+        raise click.UsageError("say who decides: --identity KEY (or TREASURY_IDENTITY), or --as NAME in the simulator")
+    if app.settings.env != Environment.SIMULATOR:
+        raise DecisionRefused(f"no identity to sign as {user!r}: outside the simulator every decision is signed "
+                              "with the person's own key; set TREASURY_IDENTITY or pass --identity")
+    return user, None
