@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "treasury.cli.simulator",
     "treasury.cli.demo",
     "treasury.cli.policy",
+    "treasury.cli.people",
 )
 
 
