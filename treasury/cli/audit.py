@@ -189,12 +189,33 @@ def audit(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object.")
 @pass_app
 def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
-    """Recompute the hash chain; exit 1 and name the first bad seq if anything changed."""
+    """Recompute the hash chain and re-verify every signed decision; exit 1 naming what is wrong."""
     try:
         result = verify_chain(app.engine(), expect_head=expect_head)
     except ParameterError as exc:
         raise click.BadParameter(exc.reason, param_hint="--expect-head") from None
+    decisions = _verify_decisions(app, result, as_json)
     _print_verify(app, result, as_json, "events")
+    if not decisions:
+        sys.exit(1)
+
+
+def _verify_decisions(app: AppContext, result: VerifyResult, as_json: bool) -> bool:
+    """Re-verify signed decisions and approval rows (``treasury.people.reverify``); prints them."""
+    from treasury.people.reverify import verify_decisions
+
+    report = verify_decisions(app.engine())
+    if as_json:
+        app.print_json({**result.to_dict(), "decisions": report.to_dict(), "ok": result.ok and report.ok})
+        if not (result.ok and report.ok):
+            sys.exit(1)
+        sys.exit(0)
+    for problem in report.problems:
+        click.echo(f"BROKEN: {problem}")
+    if report.ok:
+        click.echo(f"decisions: {report.decisions} signatures verify; {report.approval_rows} approval rows are "
+                   "backed by them")
+    return report.ok
 
 
 @audit.command("export")
@@ -205,6 +226,7 @@ def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
 def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) -> None:
     """Write the evidence bundle of RUN (JSON, to stdout unless --out)."""
     bundle = export_run(app.engine(), run_id, clock=app.clock)
+    _add_decisions(app, bundle, run_id)
     text = dumps(bundle) + "\n"
     if out is None:
         click.echo(text, nl=False)
@@ -225,6 +247,15 @@ def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) ->
             f"wrote {out}: run {run_id}, {summary['events']} events, "
             f"chain seq {summary['from_seq']}..{summary['to_seq']}"
         )
+
+
+def _add_decisions(app: AppContext, bundle: dict[str, Any], run_id: str) -> None:
+    """The run's signed documents, signatures and public keys, for offline ``ssh-keygen -Y verify``."""
+    from treasury.audit.bundle import _bundle_digest
+    from treasury.people.reverify import decisions_evidence
+
+    bundle["decisions"] = decisions_evidence(app.engine(), run_id)
+    bundle["bundle_digest"] = _bundle_digest(bundle)
 
 
 @audit.command("verify-bundle")
