@@ -53,3 +53,15 @@ def who_signs(app: AppContext, people: Any, user: str | None, identity: str | No
         raise DecisionRefused(f"no identity to sign as {user!r}: outside the simulator every decision is signed "
                               "with the person's own key; set TREASURY_IDENTITY or pass --identity")
     return user, None
+
+
+def decision_service(app: AppContext) -> Any:
+    """A run service for decisions that need no exchange (schedules, halts): registry, keyring, clock."""
+    from treasury.runtime import demo_keyring, load_config
+    from treasury.workflow.service import InlineDispatcher, RunContext, RunService
+
+    keys, people, policy = load_config(app.settings)
+    ctx = RunContext(keys=keys, approvers=people, policy=policy, executor=None, dispatcher=InlineDispatcher(),
+                     clock=app.clock, keyring=demo_keyring(app.settings),
+                     decision_max_age=app.settings.decision_max_age, workflows_dir=app.settings.workflows_dir)
+    return RunService(app.engine(), ctx)

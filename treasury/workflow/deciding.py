@@ -144,3 +144,25 @@ def requester_of(conn: Connection, svc: RunService, run: Any) -> str:
         if v.doc.get("run") == run.id:
             return v.person
     return str(run.requested_by)
+
+
+def standalone(svc: RunService, kind: str, person: str, signer: Any | None, **fields: Any) -> Verified:
+    """Sign (as ``person``) and accept a decision about no run: a schedule, an exchange halt.
+
+    ``fields`` (e.g. ``schedule=NAME``) are written into the document and must be in it.
+    The decision is recorded (nonce spent) and audited as ``decision.accepted``.
+
+    Raises:
+        DecisionRefused: as at the door (audited ``decision.refused``).
+    """
+    doc = dec.new_document(kind, person, at=svc.now(), **fields)
+    try:
+        signed = sign(svc, person, doc, signer)
+        with svc.engine.begin() as conn:
+            verified = accept(svc, conn, signed, kind=kind, expect=fields)
+            svc.audit(conn, "decision.accepted", verified.person, payload={"kind": kind, **fields,
+                                                                           **dec.audit_payload(verified)})
+    except (DecisionRefused, ApprovalRefused) as exc:
+        refuse(svc, None, str(exc), kind=kind, person=person)
+        raise
+    return verified
