@@ -40,6 +40,10 @@ class Desk:
     def keygen(self, person: str) -> Path:
         assert SSH_KEYGEN is not None
         path = self.tmp / f"{person}_ed25519"
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.tmp / f"{person}_{n}_ed25519"
         subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", f"{person}@laptop", "-f", str(path)],
                        check=True)
         code, out = self.cli("people", "add-key", person, f"{path}.pub")

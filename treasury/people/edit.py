@@ -50,8 +50,8 @@ def add_key(path: Path, person: str, key_line: str) -> str:
         # an empty list (``ssh_keys: []``): replace it with a block list
         kline, kcol = doc.where(("people", person, "ssh_keys"), key=True)
         original = lines[kline - 1]
-        head, sep, _ = original.partition("ssh_keys:")
-        if not sep or "[]" not in original:
+        head, sep, rest = original.partition("ssh_keys:")
+        if not sep or rest.split("#")[0].strip() not in ("[]", ""):
             raise ConfigError(f"add `{key.openssh()}` to {person}'s ssh_keys by hand", source=str(path))
         lines[kline - 1] = f"{head}ssh_keys:\n{' ' * (kcol + 1)}{item}\n"
     elif isinstance(entry, dict):

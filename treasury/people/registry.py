@@ -116,6 +116,11 @@ class _PersonModel(BaseModel):
             raise ValueError("must not contain control characters")
         return v
 
+    @field_validator("ssh_keys", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v  # ``ssh_keys:`` with nothing after it
+
     @field_validator("ssh_keys")
     @classmethod
     def _keys(cls, v: list[str]) -> list[str]:
