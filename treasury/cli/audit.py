@@ -194,28 +194,28 @@ def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
         result = verify_chain(app.engine(), expect_head=expect_head)
     except ParameterError as exc:
         raise click.BadParameter(exc.reason, param_hint="--expect-head") from None
-    decisions = _verify_decisions(app, result, as_json)
-    _print_verify(app, result, as_json, "events")
-    if not decisions:
-        sys.exit(1)
+    _verify_decisions(app, result, as_json)
 
 
-def _verify_decisions(app: AppContext, result: VerifyResult, as_json: bool) -> bool:
-    """Re-verify signed decisions and approval rows (``treasury.people.reverify``); prints them."""
+def _verify_decisions(app: AppContext, result: VerifyResult, as_json: bool) -> None:
+    """Print the chain's result and re-verify signed decisions and approval rows
+    (``treasury.people.reverify``); exit 1 if either is broken."""
     from treasury.people.reverify import verify_decisions
 
     report = verify_decisions(app.engine())
     if as_json:
         app.print_json({**result.to_dict(), "decisions": report.to_dict(), "ok": result.ok and report.ok})
-        if not (result.ok and report.ok):
-            sys.exit(1)
-        sys.exit(0)
-    for problem in report.problems:
-        click.echo(f"BROKEN: {problem}")
-    if report.ok:
-        click.echo(f"decisions: {report.decisions} signatures verify; {report.approval_rows} approval rows are "
-                   "backed by them")
-    return report.ok
+        sys.exit(0 if result.ok and report.ok else 1)
+    try:
+        _print_verify(app, result, as_json, "events")
+    finally:
+        for problem in report.problems:
+            click.echo(f"BROKEN: {problem}")
+        if report.ok:
+            click.echo(f"decisions: {report.decisions} signatures verify; {report.approval_rows} approval rows "
+                       "are backed by them")
+    if not report.ok:
+        sys.exit(1)
 
 
 @audit.command("export")
