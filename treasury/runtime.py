@@ -66,6 +66,15 @@ def demo_keyring(settings: Settings) -> Any | None:
     return load_keyring(settings.config_dir)
 
 
+def people_watch(settings: Settings, people: Any) -> Any | None:
+    """A watch on people.yaml, when there is one (long-running processes reload it)."""
+    if not settings.people_file.exists():
+        return None
+    from treasury.people.watch import PeopleWatch
+
+    return PeopleWatch(settings.people_file, people)
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -122,7 +131,7 @@ def build_runtime(
                      step_start_limit=settings.step_start_limit,
                      dispatcher=dispatcher, clock=clock, policy_watch=PolicyWatch(settings.policy_file, policy),
                      keyring=demo_keyring(settings), decision_max_age=settings.decision_max_age,
-                     workflows_dir=settings.workflows_dir)
+                     workflows_dir=settings.workflows_dir, people_watch=people_watch(settings, approvers))
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
                    client=client, simulator=simulator)

@@ -254,3 +254,19 @@ def test_editing_keys_yaml_after_approval_sends_nothing(make_runtime: Any, tmp_p
     shown = rt2.service.show(run_id)
     assert shown["state"] == "FAILED" and "differ from what was approved" in shown["error"]
     assert _withdrawals(wire) == []
+
+
+def test_a_key_registered_while_the_process_runs_counts_without_a_restart(make_runtime: Any, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from treasury.people.edit import add_key
+    from treasury.people.identity import load_key_file, write_key_file
+
+    config = signed_config_copy(tmp_path / "config")
+    rt, wire = make_runtime(config_dir=config)  # a long-running process: built once
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    public = write_key_file(tmp_path / "bob_new", Ed25519PrivateKey.generate(), "bob@new-laptop")
+    add_key(config / "people.yaml", "bob", public.openssh())
+    assert rt.service.approve(run_id, "bob", signer=load_key_file(tmp_path / "bob_new")) == "SUCCEEDED"
+    assert len(_withdrawals(wire)) == 1

@@ -110,6 +110,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
     from treasury.people.decisions import audit_payload, check_signature
     from treasury.workflow import deciding
 
+    svc.refresh_people()
     expire_due(svc)
     dispatch: list[tuple[str, str]] = []
     step_id: str | None = None

@@ -38,6 +38,7 @@ def sign(svc: RunService, person: str, doc: Mapping[str, Any], signer: Any | Non
     Raises:
         DecisionRefused: no identity to sign with, or an identity that is someone else's key.
     """
+    svc.refresh_people()
     if person not in people(svc).persons:
         raise ApprovalRefused(f"{person!r} is not a known approver (config/people.yaml)"
                               if doc.get("kind") in ("approve", "reject")

@@ -91,6 +91,8 @@ class RunContext:
     decision_max_age: float = 600.0  # Settings.decision_max_age (seconds)
     # where scheduled runs' workflow files live (a scheduled run is backed by its file, not a person)
     workflows_dir: Any | None = None
+    # treasury.people.watch.PeopleWatch: keeps ``approvers`` equal to people.yaml (None: fixed)
+    people_watch: Any | None = None
 
 
 @lru_cache(maxsize=256)
@@ -528,12 +530,22 @@ class RunService:
                 self.audit(own, "policy.changed", self.ctx.worker_actor, payload=payload)
         return True
 
+    def refresh_people(self) -> None:
+        """Judge signatures by people.yaml as it is now (keys registered or revoked since start).
+
+        Raises:
+            ConfigError: the file is now invalid or gone (nothing may be sent until it is mended).
+        """
+        if self.ctx.people_watch is not None:
+            self.ctx.approvers = self.ctx.people_watch.current()
+
     def execute_step(self, run_id: str, step_id: str) -> None:
         """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
         from treasury.execution import StepRequest
 
         actor = self.ctx.worker_actor
         try:
+            self.refresh_people()
             self.refresh_policy()
         except ConfigError as exc:
             # fail closed: nothing of this step is sent under a policy nobody can read; the step
