@@ -153,6 +153,12 @@ def test_an_inserted_approval_row_makes_audit_verify_fail_naming_it(tmp_path: Pa
     assert code == 1 and f"approvals row {row} (run {run_id}, step approve, approve by bob)" in out, out
     code, data = desk.cli("audit", "verify", "--json")
     assert code == 1 and data["decisions"]["ok"] is False and not data["ok"]
+    with eng.begin() as conn:  # a stored document edited after it was signed
+        nonce = conn.execute(text("SELECT nonce FROM decisions WHERE kind = 'approve'")).scalar_one()
+        conn.execute(text("UPDATE decisions SET document = replace(document, :a, :b) WHERE nonce = :n"),
+                     {"a": '"kind":"approve"', "b": '"comment":"edited","kind":"approve"', "n": nonce})
+    code, out = desk.cli("audit", "verify")
+    assert code == 1 and f"decision {nonce} (approve by alice, run {run_id})" in out, out
 
 
 def test_production_refuses_people_without_keys_and_unsigned_decisions(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.errors import ApprovalRefused, DecisionRefused
 from treasury.people.decisions import sign_document
+from treasury.people.reverify import verify_decisions
 from treasury.store.tables import approvals, runs, steps
 from treasury.workflow import approving, deciding
 from treasury.workflow.approvals import GuardedStep, approval_digest, sha256_hex
@@ -172,6 +173,8 @@ def test_attack_snapshot_without_its_approval_step_then_recover(make_runtime: An
     rt.clock.advance(120)
     rt.service.recover(older_than=timedelta(seconds=60))
     _parked(rt, run_id, wire, "not the workflow the requester signed")
+    assert f"run {run_id}: its stored workflow snapshot or inputs are not what its requester signed" in \
+        verify_decisions(rt.engine).problems
 
 
 def _rewrite_amount(engine: Engine, run_id: str, amount: str) -> None:
@@ -201,6 +204,9 @@ def test_attack_consistent_rewrite_of_the_amount(make_runtime: Any) -> None:
     _rewrite_amount(rt.engine, run_id, "49000")
     dispatcher.release(rt.service)
     _parked(rt, run_id, wire, "not the inputs the requester signed")
+    problems = verify_decisions(rt.engine).problems
+    assert f"run {run_id}: its stored workflow snapshot or inputs are not what its requester signed" in problems
+    assert sum("no verified signed decision backs it" in p for p in problems) == 2
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
@@ -222,6 +228,8 @@ def test_attack_an_approval_row_inserted_by_sql_is_never_counted(make_runtime: A
     rt.service.execute_step(run_id, "pay")
     _parked(rt, run_id, wire, "needs 2 verified signatures")
     assert "has 1 (alice)" in rt.service.show(run_id)["steps"][1]["error"]
+    (problem,) = verify_decisions(rt.engine).problems
+    assert problem.endswith(f"(run {run_id}, step approve, approve by bob): no verified signed decision backs it")
     # resolving the parked step is four-eyes: not by the run's requester
     with pytest.raises(DecisionRefused, match=r"requested run .* cannot resolve"):
         rt.service.resolve(run_id, "pay", user="erin", outcome="failed", note="forged approval row")

@@ -213,7 +213,9 @@ def _verify_decisions(app: AppContext, result: VerifyResult, as_json: bool) -> N
             click.echo(f"BROKEN: {problem}")
         if report.ok:
             click.echo(f"decisions: {report.decisions} signatures verify; {report.approval_rows} approval rows "
-                       "are backed by them")
+                       f"are backed by them; {report.runs} runs match their signed requests")
+        if report.legacy_runs:
+            click.echo(f"note: {report.legacy_runs} runs predate signed decisions and are not checked")
     if not report.ok:
         sys.exit(1)
 
