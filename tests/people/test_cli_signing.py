@@ -93,6 +93,8 @@ def test_keys_from_ssh_keygen_sign_on_the_command_line_and_offline(tmp_path: Pat
     # --as is a cross-check only: it must name the key's owner
     code, out = desk.cli("approve", run_id, "--as", "bob", "--identity", str(alice))
     assert code == 2 and "does not match the identity key, which is 'alice'" in out
+    code, refused = desk.cli("audit", "--type", "decision.refused", "--json")
+    assert code == 0 and "does not match the identity key" in refused[-1]["payload"]["reason"]
     code, out = desk.cli("approve", run_id, "--identity", str(alice))
     assert code == 0 and "AWAITING_APPROVAL" in out
     # bob signs on another machine: export, ssh-keygen -Y sign, submit

@@ -32,9 +32,21 @@ def who_signs(app: AppContext, people: Any, user: str | None, identity: str | No
 
     Raises:
         DecisionRefused: an unregistered key, ``--as`` naming someone else, or no identity
-            outside the simulator.
+            outside the simulator (audited as ``decision.refused``).
         click.UsageError: neither ``--as`` nor an identity.
     """
+    try:
+        return _who_signs(app, people, user, identity)
+    except DecisionRefused as exc:
+        from treasury.audit import append_event
+
+        with app.engine().begin() as conn:
+            append_event(conn, type="decision.refused", actor=user or "unknown", at=app.clock.now(),
+                         payload={"kind": "identity", "reason": str(exc)})
+        raise
+
+
+def _who_signs(app: AppContext, people: Any, user: str | None, identity: str | None) -> tuple[str, Any | None]:
     spec = identity or app.settings.identity
     if spec:
         from treasury.people.identity import load_identity
