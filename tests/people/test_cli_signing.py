@@ -172,3 +172,5 @@ def test_production_refuses_people_without_keys_and_unsigned_decisions(tmp_path:
         desk.keygen(person)
     code, out = desk.cli("approve", "rxxxxxxxxxxx", "--as", "bob")
     assert code == 2 and "outside the simulator every decision is signed" in out
+    code, out = desk.cli("people", "demo-keys")
+    assert code == 2 and "simulator only" in out and not (desk.config / "demo-keys").exists()

@@ -52,6 +52,21 @@ def people_add_key(app: AppContext, name: str, pubkey_file: Path) -> None:
     click.echo(f"{name}: key {fingerprint} added to {app.settings.people_file}")
 
 
+@people_group.command("demo-keys")
+@pass_app
+def people_demo_keys(app: AppContext) -> None:
+    """Simulator only: make a demo key (config/demo-keys/NAME, 0600) for every person without one."""
+    from treasury.errors import ConfigError
+    from treasury.people.keyring import make_demo_identities
+    from treasury.settings import Environment
+
+    if app.settings.env != Environment.SIMULATOR:
+        raise ConfigError("demo keys are for the simulator only; register each person's own key with "
+                          "`treasury people add-key NAME PUBKEY_FILE`", source="TREASURY_ENV")
+    made = make_demo_identities(app.settings.config_dir)
+    click.echo(f"demo identities (simulator only) for: {', '.join(made) or 'nobody (everyone has a key)'}")
+
+
 @click.group("decide")
 def decide_group() -> None:
     """Sign a decision on another machine: export the document, sign it there, submit it here."""
