@@ -236,12 +236,15 @@ def sim_config(**settings: Any) -> Any:
 
 
 def copy_config(target: Path, *, policy: bool = False) -> Path:
-    """A copy of the shipped config folder (keys, approvers, simulator state, secrets)."""
+    """A copy of the shipped config folder (keys, people with demo keys, simulator state, secrets)."""
+    from treasury.people.keyring import make_demo_identities
+
     target.mkdir(parents=True, exist_ok=True)
-    names = ["keys.yaml", "approvers.yaml", "simulator.yaml"] + (["policy.yaml"] if policy else [])
+    names = ["keys.yaml", "people.yaml", "simulator.yaml"] + (["policy.yaml"] if policy else [])
     for name in names:
         shutil.copy(ROOT / "config" / name, target / name)
     shutil.copytree(ROOT / "config" / "secrets", target / "secrets", dirs_exist_ok=True)
+    make_demo_identities(target)  # every decision is signed; demo keys sign for the bench people
     return target
 
 

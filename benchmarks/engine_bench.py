@@ -177,7 +177,7 @@ def run_inline(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
             start_waiting(service, args.waiting)
             out["waiting_created_seconds"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
-        run_ids = [service.start(loaded, {}, requested_by="bench") for _ in range(args.runs)]
+        run_ids = [service.start(loaded, {}, requested_by="erin") for _ in range(args.runs)]
         elapsed = time.monotonic() - t0
         done, ok = count_done(rt.engine, run_ids)
         times, over = step_overheads(rt.engine, run_ids, timer)
@@ -185,7 +185,7 @@ def run_inline(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
         print(f"  inline/{phase}: {out[phase]['steps_per_second']} steps/s, overhead median "
               f"{out[phase]['overhead_ms']['median']} ms", flush=True)
     _, out["profile"] = common.profile_summary(
-        lambda: [service.start(loaded, {}, requested_by="bench") for _ in range(max(5, args.runs // 10))], top=25)
+        lambda: [service.start(loaded, {}, requested_by="erin") for _ in range(max(5, args.runs // 10))], top=25)
     rt.engine.dispose()
     return out
 
@@ -234,7 +234,7 @@ def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
         t0 = time.monotonic()
         n_prof = max(4, args.latency_runs // 4)
         _, out["profile_postgresql_inline"] = common.profile_summary(
-            lambda: [inline_rt.service.start(loaded, {}, requested_by="bench") for _ in range(n_prof)], top=25)
+            lambda: [inline_rt.service.start(loaded, {}, requested_by="erin") for _ in range(n_prof)], top=25)
         out["postgresql_inline_ms_per_step_profiled"] = round(
             (time.monotonic() - t0) * 1000 / (n_prof * args.steps), 2)
         try:
@@ -250,7 +250,7 @@ def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
                 # throughput: queue the runs' first steps with no worker running, then start them
                 cluster.stop_all()
                 cluster.workers.clear()
-                run_ids = [service.start(loaded, {}, requested_by="bench") for _ in range(args.runs)]
+                run_ids = [service.start(loaded, {}, requested_by="erin") for _ in range(args.runs)]
                 cluster.start_ready(*(f"w{i}" for i in range(args.workers)), timeout=90)
                 t0 = time.monotonic()
                 deadline = t0 + args.timeout
@@ -285,7 +285,7 @@ def latency_runs(args: argparse.Namespace, service: Any, loaded: Any, engine: An
     """``--latency-runs`` runs one at a time; (step times, overheads) of their steps."""
     ids = []
     for _ in range(args.latency_runs):
-        rid = service.start(loaded, {}, requested_by="bench")
+        rid = service.start(loaded, {}, requested_by="erin")
         ids.append(rid)
         common.wait_for(partial(run_finished, engine, rid), 60, f"run {rid}", interval=0.005)
     return step_overheads(engine, ids, timer)

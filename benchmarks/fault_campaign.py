@@ -480,7 +480,7 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     for _ in range(max(0, min(room, args.ops - i, 50))):
                         op = ops[i % 3]
                         try:
-                            rid = service.start(loaded[op], {}, requested_by="campaign")
+                            rid = service.start(loaded[op], {}, requested_by="erin")
                         except Exception as exc:  # the database or broker hiccuped: try again
                             events.append(f"{time.monotonic() - started:.1f}s start failed: {type(exc).__name__}")
                             time.sleep(0.5)

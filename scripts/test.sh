@@ -2,6 +2,11 @@
 # Install the test dependencies and run lint, types and the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The signed-decision tests check interop with the real OpenSSH binaries (ssh-keygen, ssh-agent).
+if ! command -v ssh-keygen >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  { apt-get install -y -qq openssh-client || { apt-get update -qq && apt-get install -y -qq openssh-client; }; } \
+    >/dev/null 2>&1 || echo "warning: could not install openssh-client (ssh-keygen)" >&2
+fi
 python3 -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e '.[test]'
 python3 -m ruff check treasury tests benchmarks
 python3 -m mypy treasury

@@ -29,12 +29,17 @@ def test_demo_runs_every_case_as_expected_and_the_chain_verifies(tmp_path: Path)
     assert any("four eyes" in r for r in payout["refusals"])
     # the demo leaves its files for people to inspect and edit
     assert (tmp_path / "config" / "keys.yaml").is_file() and (tmp_path / "workflows" / "vendor-payout.yaml").is_file()
+    # every demo decision was signed with a demo key the demo made for its people (0600)
+    keys = sorted(p for p in (tmp_path / "config" / "demo-keys").iterdir() if p.suffix != ".pub")
+    assert [k.name for k in keys] == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
 
     env = {"TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'treasury.db'}",
            "TREASURY_CONFIG_DIR": str(tmp_path / "config")}
     verify = _invoke(["audit", "verify", "--json"], env)
     assert verify.exit_code == 0, verify.output  # type: ignore[attr-defined]
     head = json.loads(verify.output)  # type: ignore[attr-defined]
+    assert head["decisions"]["ok"] and head["decisions"]["approval_rows"] >= 4
 
     bundle_file = tmp_path / "bundle.json"
     exp = _invoke(["audit", "export", payout["run_id"], "--out", str(bundle_file)], env)

@@ -31,10 +31,10 @@ def test_every_example_workflow_has_cases() -> None:
 
 
 @pytest.mark.parametrize(("path", "idx"), CASES)
-def test_case(path: Path, idx: int, tmp_path: Path) -> None:
+def test_case(path: Path, idx: int, tmp_path: Path, signed_config: Path) -> None:
     cf = load_case_file(path)
     case = cf.cases[idx]
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 't.db'}",
+    settings = Settings(config_dir=signed_config, database_url=f"sqlite:///{tmp_path / 't.db'}",
                         workflows_dir=WORKFLOWS, settle_seconds=2, reconcile_deadline_seconds=30,
                         **SHORT_FLIGHT)
     rt = build_runtime(settings, clock=ManualClock(start=1_780_279_200.0))  # Monday 2026-06-01 10:00 HKT

@@ -10,7 +10,8 @@
     ├── WorkflowError
     │   ├── WorkflowInvalid         a workflow file has problems (all of them, located)
     │   ├── RunStateError           the run is not in a state that allows the action
-    │   └── ApprovalRefused         an approval/rejection that the rules refuse
+    │   ├── ApprovalRefused         an approval/rejection that the rules refuse
+    │   └── DecisionRefused         a signed decision refused at the door (signature, role, digest, age, nonce)
     ├── PolicyDenied                a policy rule refuses the operation (rule and numbers)
     ├── ExecutionError
     │   ├── DigestMismatch          what is about to be sent differs from what was approved
@@ -136,6 +137,14 @@ class RunStateError(WorkflowError):
 
 class ApprovalRefused(WorkflowError):
     exit_code = 1
+
+
+class DecisionRefused(WorkflowError):
+    """A human decision that is not authenticated: bad or missing signature, a key that is not
+    the person's, a missing role, digests that are not the current ones, too old, or a reused
+    nonce. Nothing is recorded as a decision (exit 2)."""
+
+    exit_code = 2
 
 
 class PolicyDenied(TreasuryError):

@@ -102,26 +102,53 @@ def open_engine(settings: Settings, clock: Clock) -> Engine:
 
 
 def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
-    """Key profiles, approvers and policy from the config folder.
+    """Key profiles, the people registry and policy from the config folder.
 
-    An absent keys or approvers file means none. An absent policy file gives ``None``: reads
+    An absent keys or people file means none. An absent policy file gives ``None``: reads
     still work, but the run service refuses every money-moving step until there is one
     (``PolicyWatch``); ``policy: none`` is the explicit opt-out, in the simulator only.
 
     Raises:
-        ConfigError: a file is invalid, or says ``policy: none`` outside the simulator.
+        ConfigError: a file is invalid, or says ``policy: none`` outside the simulator; an old
+            approvers.yaml without people.yaml; in production, a person without a credential.
     """
     from treasury.keys import load_key_specs
-    from treasury.workflow.approvers import Approvers, load_approvers
+    from treasury.people.registry import People, check_production, load_people
+    from treasury.settings import Environment
 
     keys = load_key_specs(settings.keys_file) if settings.keys_file.exists() else {}
-    approvers = load_approvers(settings.approvers_file) if settings.approvers_file.exists() else Approvers({})
+    if settings.people_file.exists() or settings.people_file.with_name("approvers.yaml").exists():
+        approvers = load_people(settings.people_file)
+    else:
+        approvers = People(users={}, source=str(settings.people_file))
+    if settings.env == Environment.PRODUCTION:
+        check_production(approvers)
     policy = None
     if settings.policy_file.exists():
         from treasury.policy.model import check_environment, load_policy
 
         policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     return keys, approvers, policy
+
+
+def demo_keyring(settings: Settings) -> Any | None:
+    """The demo keys that sign for people: only in the simulator environment, else None."""
+    from treasury.settings import Environment
+
+    if settings.env != Environment.SIMULATOR:
+        return None
+    from treasury.people.keyring import load_keyring
+
+    return load_keyring(settings.config_dir)
+
+
+def people_watch(settings: Settings, people: Any) -> Any | None:
+    """A watch on people.yaml, when there is one (long-running processes reload it)."""
+    if not settings.people_file.exists():
+        return None
+    from treasury.people.watch import PeopleWatch
+
+    return PeopleWatch(settings.people_file, people)
 
 
 def build_runtime(
@@ -194,7 +221,9 @@ def build_runtime(
     watch = PolicyWatch(settings.policy_file, policy, env=settings.env.value)
     ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,
                      step_start_limit=settings.step_start_limit,
-                     dispatcher=dispatcher, clock=clock, policy_watch=watch)
+                     dispatcher=dispatcher, clock=clock, policy_watch=watch,
+                     keyring=demo_keyring(settings), decision_max_age=settings.decision_max_age,
+                     workflows_dir=settings.workflows_dir, people_watch=people_watch(settings, approvers))
     service = RunService(engine, ctx)
     return Runtime(settings=settings, engine=engine, clock=clock, service=service, executor=executor,
                    client=client, simulator=simulator, checkpointer=checkpointer)

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     checkpoint_every_events: int = Field(100, ge=1)
     checkpoint_every_seconds: float = Field(300.0, gt=0)
     server_key_file: Path | None = None
+    # how old a signed decision may be when it reaches the runner (seconds; design.md section 9)
+    decision_max_age: float = Field(600.0, gt=0)
+    # the key that signs this person's decisions: a key file or ``agent:COMMENT``
+    identity: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -139,8 +143,8 @@ class Settings(BaseSettings):
         return self.config_dir / "keys.yaml"
 
     @property
-    def approvers_file(self) -> Path:
-        return self.config_dir / "approvers.yaml"
+    def people_file(self) -> Path:
+        return self.config_dir / "people.yaml"
 
     @property
     def policy_file(self) -> Path:

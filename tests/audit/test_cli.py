@@ -84,7 +84,7 @@ def test_bad_time_is_a_usage_error_naming_the_option(seeded: Engine, invoke) -> 
 
 def test_verify_ok_then_broken(seeded: Engine, invoke) -> None:
     ok = invoke("verify")
-    assert ok.exit_code == 0
+    assert ok.exit_code == 0, ok.output
     head = verify_chain(seeded)
     assert ok.output.splitlines()[0] == f"OK: 6 events, head seq 6 hash {head.head_hash}"
     as_json = json.loads(invoke("verify", "--json").output)

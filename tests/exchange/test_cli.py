@@ -27,6 +27,7 @@ from treasury.clock import SystemClock
 from treasury.exchange.halts import HaltGuard, active_halts
 from treasury.exchange.ratelimit import LocalRateLimiter, RedisRateLimiter
 from treasury.operations.registry import REGISTRY
+from treasury.people.keyring import make_demo_identities
 from treasury.settings import RateLimits, Settings
 from treasury.simulator import Simulator, serve
 from treasury.simulator.state import load_state
@@ -72,6 +73,9 @@ def config_dir(tmp_path: Path) -> Path:
     shutil.copy(CONFIG_DIR / "keys.yaml", target / "keys.yaml")
     shutil.copy(CONFIG_DIR / "simulator.yaml", target / "simulator.yaml")
     shutil.copytree(CONFIG_DIR / "secrets", target / "secrets")
+    # resume-exchange is a signed decision by an operator: the people, with demo keys
+    shutil.copy(CONFIG_DIR / "people.yaml", target / "people.yaml")
+    make_demo_identities(target)
     return target
 
 

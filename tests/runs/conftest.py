@@ -48,12 +48,12 @@ class HeldDispatcher(InlineDispatcher):
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path) -> Callable[..., tuple[Runtime, Wire]]:
+def make_runtime(tmp_path: Path, signed_config: Path) -> Callable[..., tuple[Runtime, Wire]]:
     clock = ManualClock(start=MONDAY_10_HKT)
     sim = Simulator(load_state(ROOT / "config" / "simulator.yaml"), clock=clock)
 
     def make(engine: Engine | None = None, dispatcher: Any = None, db: str = "t.db",
-             config_dir: Path = ROOT / "config") -> tuple[Runtime, Wire]:
+             config_dir: Path = signed_config) -> tuple[Runtime, Wire]:
         wire = Wire(sim)
         http = httpx.Client(transport=httpx.MockTransport(wire.handle), base_url="http://simulator.local")
         settings = Settings(config_dir=config_dir, database_url=f"sqlite:///{tmp_path / db}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, select
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.clock import ManualClock
 from treasury.runtime import build_runtime
@@ -26,7 +26,7 @@ def test_no_secret_in_any_table_after_payouts_with_faults_retries_and_reconcilia
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
+    signed_config_copy(config)
     (config / "secrets" / "withdrawals.secret").write_text(CANARY + "\n")
     keys = (config / "keys.yaml").read_text()
     old = "secret_file: secrets/withdrawals.secret,  permissions: [read, withdraw]}"

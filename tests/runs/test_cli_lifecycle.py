@@ -18,8 +18,8 @@ from .conftest import MONDAY_10_HKT, PAYOUT, ROOT
 PAYOUT_FILE = str(ROOT / "workflows" / "vendor-payout.yaml")
 
 
-def _app(tmp_path: Path) -> AppContext:
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+def _app(tmp_path: Path, config: Path) -> AppContext:
+    settings = Settings(config_dir=config, database_url=f"sqlite:///{tmp_path / 'cli.db'}",
                         workflows_dir=ROOT / "workflows")
     return AppContext(settings=settings, clock=ManualClock(MONDAY_10_HKT))
 
@@ -40,8 +40,8 @@ def _start(app: AppContext) -> str:
     return str(data["id"])
 
 
-def test_approve_with_comments_then_show_and_list(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+def test_approve_with_comments_then_show_and_list(tmp_path: Path, signed_config: Path) -> None:
+    app = _app(tmp_path, signed_config)
     run_id = _start(app)
     code, data = _cli(app, "approve", run_id, "--as", "alice", "--comment", "invoice 4711 checked", "--json")
     assert code == 0 and data["state"] == "AWAITING_APPROVAL"
@@ -70,8 +70,8 @@ def test_approve_with_comments_then_show_and_list(tmp_path: Path) -> None:
     assert code == 0 and [(r["id"], r["state"]) for r in runs] == [(run_id, "SUCCEEDED")]
 
 
-def test_reject_needs_a_reason_and_ends_the_run(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+def test_reject_needs_a_reason_and_ends_the_run(tmp_path: Path, signed_config: Path) -> None:
+    app = _app(tmp_path, signed_config)
     run_id = _start(app)
     result = CliRunner().invoke(cli, ["reject", run_id, "--as", "alice"], obj=app)
     assert result.exit_code == 2 and "--reason" in result.output
@@ -83,8 +83,8 @@ def test_reject_needs_a_reason_and_ends_the_run(tmp_path: Path) -> None:
     assert not shown["steps"][1].get("executions") and shown["steps"][1]["state"] != "SUCCEEDED"  # nothing sent
 
 
-def test_the_requester_cancels_a_waiting_run(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+def test_the_requester_cancels_a_waiting_run(tmp_path: Path, signed_config: Path) -> None:
+    app = _app(tmp_path, signed_config)
     run_id = _start(app)
     code, data = _cli(app, "cancel", run_id, "--as", "erin", "--json")
     assert code == 0 and data["state"] == "CANCELLED"

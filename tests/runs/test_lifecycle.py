@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events, verify_chain
 from treasury.cli.main import cli
 
@@ -76,9 +77,9 @@ def _cli(args: list[str], env: dict[str, str]) -> Any:
     return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
 
 
-def test_operator_cli_flow_payout(tmp_path: Path) -> None:
+def test_operator_cli_flow_payout(tmp_path: Path, signed_config: Path) -> None:
     """issue 5 'done when': run -> AWAITING_APPROVAL; requester refused; two approvers -> SUCCEEDED."""
-    env = {"TREASURY_CONFIG_DIR": str(ROOT / "config"),
+    env = {"TREASURY_CONFIG_DIR": str(signed_config),
            "TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     wf = str(ROOT / "workflows" / "vendor-payout.yaml")
     res = _cli(["run", wf, "-i", f"address={PAYOUT['address']}", "-i", "amount=1200", "--as", "erin", "--json"],
@@ -104,8 +105,8 @@ def test_operator_cli_flow_payout(tmp_path: Path) -> None:
     assert listed[0]["id"] == run["id"] and set(listed[0]) >= {"id", "workflow", "state", "requested_by", "created_at"}
 
 
-def test_dry_run_sends_nothing_and_shows_policy_verdicts(tmp_path: Path) -> None:
-    env = {"TREASURY_CONFIG_DIR": str(ROOT / "config"),
+def test_dry_run_sends_nothing_and_shows_policy_verdicts(tmp_path: Path, signed_config: Path) -> None:
+    env = {"TREASURY_CONFIG_DIR": str(signed_config),
            "TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     wf = str(ROOT / "workflows" / "vendor-payout.yaml")
     res = _cli(["run", wf, "-i", f"address={PAYOUT['address']}", "-i", "amount=60000", "--dry-run", "--json"], env)
@@ -117,8 +118,8 @@ def test_dry_run_sends_nothing_and_shows_policy_verdicts(tmp_path: Path) -> None
     assert json.loads(_cli(["runs", "--json"], env).output) == []
 
 
-def test_bad_input_is_a_usage_error_naming_the_input(tmp_path: Path) -> None:
-    env = {"TREASURY_CONFIG_DIR": str(ROOT / "config"),
+def test_bad_input_is_a_usage_error_naming_the_input(tmp_path: Path, signed_config: Path) -> None:
+    env = {"TREASURY_CONFIG_DIR": str(signed_config),
            "TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     wf = str(ROOT / "workflows" / "vendor-payout.yaml")
     res = _cli(["run", wf, "-i", f"address={PAYOUT['address']}", "-i", "amount=1e3"], env)
@@ -167,7 +168,7 @@ def test_policy_verdicts_show_per_step_and_a_policy_change_is_audited(make_runti
 
     # a changed policy file: the next run records its new digest and the change is audited
     config = tmp_path / "config2"
-    shutil.copytree(ROOT / "config", config)
+    signed_config_copy(config)
     policy = config / "policy.yaml"
     policy.write_text(policy.read_text().replace('max_per_tx: "50000"', 'max_per_tx: "40000"'))
     from treasury.runtime import build_runtime

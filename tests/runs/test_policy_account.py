@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.errors import ConfigError
 from treasury.keys import load_key_specs
 
-from .conftest import PAYOUT, ROOT, load
+from .conftest import PAYOUT, load
 
 RULE = 'limits:\n  - {op: withdraw, coin: USDT, account: "1001", max_per_tx: "1000"}\n'
 
 
 def _config(tmp_path: Path, account_line: str) -> Path:
     config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
+    signed_config_copy(config)
     keys = (config / "keys.yaml").read_text()
     old = "permissions: [read, withdraw]}"
     assert old in keys

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.errors import ConfigError
 from treasury.policy import load_policy
 from treasury.policy.watch import PolicyWatch
 
-from .conftest import PAYOUT, ROOT, load
+from .conftest import PAYOUT, load
 
 WITHDRAW = "/api/v1/account/withdraw"
 
 
 def _config(tmp_path: Path) -> Path:
     config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
+    signed_config_copy(config)
     return config
 
 

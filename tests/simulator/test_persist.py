@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from tests.identities import signed_config_copy
 from tests.simulator.conftest import HK, STATE_FILE, WHITE_USDT, balance, effects
 from treasury.clock import ManualClock
 from treasury.errors import ConfigError
@@ -374,7 +374,7 @@ def test_concurrent_processes_lose_no_effect(opened: Any, path: Path) -> None:
 def test_cli_processes_share_one_exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from treasury.cli.main import cli
 
-    shutil.copytree(ROOT / "config", tmp_path / "config")
+    signed_config_copy(tmp_path / "config")
     db = tmp_path / "t.db"
     env = {"TREASURY_CONFIG_DIR": str(tmp_path / "config"), "TREASURY_DATABASE_URL": f"sqlite:///{db}"}
     for name, value in env.items():

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
+from treasury.people.keyring import make_demo_identities
 from treasury.settings import Settings
 from treasury.simulator import Simulator, SimulatorServer, load_state, serve
 from treasury.store.db import make_engine
@@ -62,13 +63,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of the shipped config folder (keys, approvers, simulator state and secrets), no policy."""
+    """A copy of the shipped config folder (keys, people with demo keys, simulator state and secrets)."""
     target = tmp_path / "config"
     target.mkdir()
-    for name in ("keys.yaml", "approvers.yaml", "simulator.yaml"):
+    for name in ("keys.yaml", "people.yaml", "simulator.yaml"):
         shutil.copy(REPO / "config" / name, target / name)
     shutil.copytree(REPO / "config" / "secrets", target / "secrets")
     (target / "policy.yaml").write_text("policy: none\n")  # no guardrails here, on purpose (simulator)
+    make_demo_identities(target)
     return target
 
 

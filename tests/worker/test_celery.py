@@ -48,7 +48,8 @@ def _start(wrt: WorkerRuntime, workflows_dir: Path, *, kick: bool = True) -> str
     if kick:
         return str(service.start(loaded, {}, requested_by="alice"))
     with wrt.runtime.engine.begin() as conn:  # committed, but its kick is "lost"
-        return str(service.create_run(conn, loaded, {}, requested_by="alice"))
+        return str(service.create_run(conn, loaded, {}, requested_by="alice",
+                                      request=service.sign_request(loaded, {}, "alice")))
 
 
 def _finished(cluster: Cluster, run_id: str, timeout: float) -> str:

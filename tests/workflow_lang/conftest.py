@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from treasury.keys import KeySpec, load_key_specs
-from treasury.workflow.approvers import Approvers, load_approvers
+from treasury.people.registry import load_people
+from treasury.workflow.approvers import Approvers
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
@@ -39,7 +40,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, KeySpec]:
 
 @pytest.fixture(scope="session")
 def approvers() -> Approvers:
-    return load_approvers(CONFIG / "approvers.yaml")
+    return load_people(CONFIG / "people.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,10 @@ steps:
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A config folder with the repository's approvers (and keys, or the stand-in)."""
+    """A config folder with the repository's people (and keys, or the stand-in)."""
     out = tmp_path / "config"
     out.mkdir()
-    shutil.copy(CONFIG / "approvers.yaml", out / "approvers.yaml")
+    shutil.copy(CONFIG / "people.yaml", out / "people.yaml")
     if (CONFIG / "keys.yaml").exists():
         shutil.copy(CONFIG / "keys.yaml", out / "keys.yaml")
     else:
@@ -101,14 +101,14 @@ def test_missing_config_files_are_notes(tmp_path: Path) -> None:
     code, out, err = _run(empty, "validate", str(WORKFLOWS / "vendor-payout.yaml"))
     assert code == 0 and out.strip().endswith("vendor-payout.yaml: ok")
     assert "keys.yaml not found: key profiles and permissions not checked" in err
-    assert "approvers.yaml not found" in err and "policy.yaml not found" in err
+    assert "people.yaml not found" in err and "policy.yaml not found" in err
 
 
 def test_an_invalid_config_file_is_a_config_error(config_dir: Path) -> None:
-    (config_dir / "approvers.yaml").write_text("approvers: [alice]\n")
+    (config_dir / "people.yaml").write_text("people: [alice]\n")
     code, out, err = _run(config_dir, "validate", str(WORKFLOWS / "vendor-payout.yaml"))
     assert code == 2 and out == ""
-    assert err.startswith(f"error: {config_dir / 'approvers.yaml'}: approvers:")
+    assert err.startswith(f"error: {config_dir / 'people.yaml'}:1:9:")
 
 
 def test_missing_file_argument_is_a_problem(config_dir: Path, tmp_path: Path) -> None:

@@ -235,9 +235,9 @@ steps:
 def test_unknown_approvers_and_groups(check: Any) -> None:
     found = check(APPROVAL % ('[alice, mallory, "group:audit"]', 1))
     assert [(line, col) for line, col, _ in found] == [(5, 26), (5, 35)]
-    assert found[0][2].startswith("unknown approver 'mallory'; approvers in approvers.yaml: alice, bob, carol")
+    assert found[0][2].startswith("unknown approver 'mallory'; people in people.yaml: alice, bob, carol")
     assert found[1][2] == (
-        "unknown approver group 'audit'; groups in approvers.yaml: operations, risk, treasury-managers"
+        "unknown approver group 'audit'; groups in people.yaml: operations, risk, treasury-managers"
     )
 
 

@@ -1,7 +1,7 @@
 """Audit event types and actor names: the shared vocabulary of the audit log.
 
 Event types are dotted strings, ``<area>.<what happened>``. Actors are a user name (from
-approvers.yaml or ``--as``), ``scheduler``, ``worker:<host>`` or ``system``.
+people.yaml, by signature), ``scheduler``, ``worker:<host>`` or ``system``.
 """
 
 from __future__ import annotations

@@ -197,10 +197,30 @@ def audit(
 @pass_app
 def verify_cmd(app: AppContext, expect_head: str | None, checkpoint_dir: Path | None, public_key: Path | None,
                as_json: bool) -> None:
-    """Recompute the hash chain and check it against every signed checkpoint; exit 1 and say
-    what differs (the first bad seq, or the checkpoint the chain no longer matches)."""
+    """Recompute the hash chain, check it against every signed checkpoint and re-verify every
+    signed decision; exit 1 and say what differs (the first bad seq, the checkpoint the chain no
+    longer matches, or the decision, approval row or run that its signatures do not back)."""
+    from treasury.people.reverify import verify_decisions
+
     result, report = _verify_checkpointed(app, expect_head, checkpoint_dir, public_key)
-    _print_verify(app, result, as_json, "events", {"checkpoints": report.to_dict()})
+    decisions = verify_decisions(app.engine())
+    if as_json:
+        ok = result.ok and decisions.ok
+        app.print_json(result.to_dict() | {"checkpoints": report.to_dict(), "decisions": decisions.to_dict(),
+                                           "ok": ok})
+        sys.exit(0 if ok else 1)
+    try:
+        _print_verify(app, result, as_json, "events", {"checkpoints": report.to_dict()})
+    finally:
+        for problem in decisions.problems:
+            click.echo(f"BROKEN: {problem}")
+        if decisions.ok:
+            click.echo(f"decisions: {decisions.decisions} signatures verify; {decisions.approval_rows} approval "
+                       f"rows are backed by them; {decisions.runs} runs match their signed requests")
+        if decisions.legacy_runs:
+            click.echo(f"note: {decisions.legacy_runs} runs predate signed decisions and are not checked")
+    if not decisions.ok:
+        sys.exit(1)
 
 
 def _verify_checkpointed(
@@ -267,6 +287,7 @@ def checkpoint_cmd(app: AppContext, as_json: bool) -> None:
 def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) -> None:
     """Write the evidence bundle of RUN (JSON, to stdout unless --out)."""
     bundle = export_run(app.engine(), run_id, clock=app.clock)
+    _add_decisions(app, bundle, run_id)
     text = dumps(bundle) + "\n"
     if out is None:
         click.echo(text, nl=False)
@@ -287,6 +308,15 @@ def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) ->
             f"wrote {out}: run {run_id}, {summary['events']} events, "
             f"chain seq {summary['from_seq']}..{summary['to_seq']}"
         )
+
+
+def _add_decisions(app: AppContext, bundle: dict[str, Any], run_id: str) -> None:
+    """The run's signed documents, signatures and public keys, for offline ``ssh-keygen -Y verify``."""
+    from treasury.audit.bundle import _bundle_digest
+    from treasury.people.reverify import decisions_evidence
+
+    bundle["decisions"] = decisions_evidence(app.engine(), run_id)
+    bundle["bundle_digest"] = _bundle_digest(bundle)
 
 
 @audit.command("verify-bundle")

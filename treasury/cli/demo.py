@@ -52,6 +52,11 @@ def prepare(target: Path) -> tuple[Path, Path]:
                     "  # config/policy.yaml allows fiat payouts only in Hong Kong business hours"))
     if not workflows.exists():
         shutil.copytree(workflows_src, workflows)
+    # demo identities: a key (0600) for each demo person, registered in the copy's people.yaml;
+    # the simulator signs every demo decision with them
+    from treasury.people.keyring import make_demo_identities
+
+    make_demo_identities(config)
     return config, workflows
 
 
@@ -209,7 +214,9 @@ def demo_cmd(app: AppContext, target: Path | None, reset: bool, as_json: bool) -
 
 def _print(app: AppContext, summary: dict[str, Any], events: list[Any]) -> None:
     click.echo("treasury demo: in-process HashKey PRO simulator, SQLite, inline execution")
-    click.echo(f"files: {summary['dir']}\n")
+    click.echo(f"files: {summary['dir']}")
+    click.echo(f"every decision is signed; the people are DEMO identities with keys made for this demo "
+               f"in {summary['dir']}/config/demo-keys (simulator only, never for real money)\n")
     for c in summary["cases"]:
         mark = "ok " if c["as_expected"] else "UNEXPECTED"
         click.echo(f"[{mark}] {c['workflow']}: {c['case']}")

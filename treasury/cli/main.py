@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "treasury.cli.demo",
     "treasury.cli.policy",
     "treasury.cli.db",
+    "treasury.cli.people",
 )
 
 

@@ -16,6 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from treasury.cli.context import AppContext, pass_app, to_jsonable
+from treasury.cli.identity import identity_option
 from treasury.errors import (
     AuthenticationFailed,
     Banned,
@@ -286,14 +287,21 @@ def keys_check_command(app: AppContext, as_json: bool) -> None:
 
 
 @click.command("resume-exchange")
-@click.option("--as", "user", required=True, help="the person resuming traffic (audited)")
+@click.option("--as", "user", default=None, help="the operator resuming traffic (checked against --identity)")
+@identity_option
 @click.option("--json", "as_json", is_flag=True, help="print a JSON object")
 @pass_app
-def resume_exchange_command(app: AppContext, user: str, as_json: bool) -> None:
-    """Lift the host-wide exchange ban (after a 418) in the database and in Redis, audited."""
+def resume_exchange_command(app: AppContext, user: str | None, identity: str | None, as_json: bool) -> None:
+    """Lift the host-wide exchange ban (after a 418) in the database and in Redis: a signed decision."""
     try:
-        if not user.strip():
+        if user is not None and not user.strip():
             raise ParameterError("--as", "must name a person")
+        from treasury.cli.identity import decision_service, who_signs
+        from treasury.workflow.deciding import standalone
+
+        service = decision_service(app)
+        person, signer = who_signs(app, service.ctx.approvers, user, identity)
+        user = standalone(service, "exchange.resume", person, signer, halt="banned").person
         engine = app.engine()
         with engine.connect() as conn:
             before = [h for h in active_halts(conn, app.clock.now()) if h["kind"] == "banned"]

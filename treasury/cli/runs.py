@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.cli.identity import identity_option, who_signs
 from treasury.cli.liveness import worker_status
 from treasury.errors import ParameterError
 from treasury.models import RunState
@@ -65,16 +66,21 @@ def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
 @click.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE", help="workflow input")
-@click.option("--as", "user", default=None, help="who requests the run")
+@click.option("--as", "user", default=None, help="who requests the run (checked against --identity)")
+@identity_option
 @click.option("--dry-run", is_flag=True, help="print the plan with policy verdicts; send nothing")
 @click.option("--wait", is_flag=True, help="wait until the run finishes or waits for a person")
 @click.option("--timeout", default=300.0, show_default=True, help="seconds to wait with --wait")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | None, dry_run: bool,
-            wait: bool, timeout: float, as_json: bool) -> None:
-    """Start a run of the workflow FILE and print its id and state."""
+def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | None, identity: str | None,
+            dry_run: bool, wait: bool, timeout: float, as_json: bool) -> None:
+    """Start a run of the workflow FILE (a signed request) and print its id and state."""
     rt = _runtime(app)
+    signer = None
+    if not dry_run:
+        user, signer = who_signs(app, rt.service.ctx.approvers, user or (
+            None if identity or app.settings.identity else _default_user()), identity)
     user = user or _default_user()
     raw = parse_inputs(inputs)
     try:
@@ -100,7 +106,7 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
         if not plan["allowed"]:
             raise SystemExit(1)
         return
-    run_id = rt.service.start(loaded, raw, requested_by=user)
+    run_id = rt.service.start(loaded, raw, requested_by=user, signer=signer)
     state = rt.service.state_of(run_id)
     if wait:
         _wait_for(app, rt, run_id, state, timeout)
@@ -220,22 +226,25 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
 def _decision(name: str, help_text: str) -> Any:
     @click.command(name, help=help_text)
     @click.argument("run_id")
-    @click.option("--as", "user", required=True, help="who decides")
+    @click.option("--as", "user", default=None, help="who decides (checked against --identity)")
+    @identity_option
     @click.option("--comment", default=None, help="a comment recorded with the approval")
     @click.option("--reason", default=None, help="why (required to reject)")
     @click.option("--json", "as_json", is_flag=True)
     @pass_app
-    def cmd(app: AppContext, run_id: str, user: str, comment: str | None, reason: str | None,
-            as_json: bool) -> None:
+    def cmd(app: AppContext, run_id: str, user: str | None, identity: str | None, comment: str | None,
+            reason: str | None, as_json: bool) -> None:
         rt = _runtime(app)
+        if name == "reject" and not reason:
+            raise click.UsageError("reject needs --reason")
+        user, signer = who_signs(app, rt.service.ctx.approvers, user, identity)
         if name == "approve":
-            state = rt.service.approve(run_id, user, comment)
+            state = rt.service.approve(run_id, user, comment, signer=signer)
         elif name == "reject":
-            if not reason:
-                raise click.UsageError("reject needs --reason")
-            state = rt.service.reject(run_id, user, reason)
+            assert reason is not None
+            state = rt.service.reject(run_id, user, reason, signer=signer)
         else:
-            state = rt.service.cancel(run_id, user)
+            state = rt.service.cancel(run_id, user, signer=signer)
         data = rt.service.show(run_id, with_audit=False)
         if as_json:
             app.print_json(data)
@@ -250,16 +259,18 @@ def _decision(name: str, help_text: str) -> Any:
 @click.command("resolve")
 @click.argument("run_id")
 @click.argument("step_id")
-@click.option("--as", "user", required=True)
+@click.option("--as", "user", default=None, help="who decides (checked against --identity)")
+@identity_option
 @click.option("--outcome", type=click.Choice(["succeeded", "failed"]), required=True)
 @click.option("--note", required=True, help="what the person checked and decided")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str, outcome: str, note: str,
-                as_json: bool) -> None:
-    """A person settles a NEEDS_ATTENTION step."""
+def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str | None, identity: str | None, outcome: str,
+                note: str, as_json: bool) -> None:
+    """An operator who did not request the run settles its NEEDS_ATTENTION step (signed)."""
     rt = _runtime(app)
-    state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note)
+    user, signer = who_signs(app, rt.service.ctx.approvers, user, identity)
+    state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note, signer=signer)
     if as_json:
         app.print_json(rt.service.show(run_id, with_audit=False))
     else:

@@ -1,4 +1,4 @@
-"""``treasury schedules`` and ``treasury schedule pause|resume NAME --as USER``."""
+"""``treasury schedules`` and ``treasury schedule pause|resume NAME`` (a signed decision by an operator)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.cli.identity import identity_option
 from treasury.errors import ApprovalRefused
 
 
@@ -16,16 +17,12 @@ class _Schedules:
     """The schedules in the workflow files and the scheduler that knows their state."""
 
     def __init__(self, app: AppContext) -> None:
-        from treasury.runtime import load_config
+        from treasury.cli.identity import decision_service
         from treasury.worker.schedules import Beat
-        from treasury.workflow.service import InlineDispatcher, RunContext, RunService
 
         # Listing, pausing and resuming validate workflow files and read the database; they never
         # execute a step, so no exchange client is built (and none is needed to be reachable).
-        keys, approvers, policy = load_config(app.settings)
-        ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=None,
-                         dispatcher=InlineDispatcher(), clock=app.clock)
-        self.service = RunService(app.engine(), ctx)
+        self.service = decision_service(app)
         self.beat = Beat(app.engine(), self.service, app.settings.workflows_dir, clock=app.clock)
         self.specs, self.invalid = self.beat.loader.load()
 
@@ -35,11 +32,18 @@ class _Schedules:
             more = f" (and {len(lines) - 1} more problems; `treasury validate {file}`)" if len(lines) > 1 else ""
             click.echo(f"warning: {file} is skipped by the scheduler: {lines[0]}{more}", err=True)
 
-    def check_person(self, user: str) -> None:
-        """Pausing stops money from moving and resuming starts it again: people in approvers.yaml only."""
-        users = self.service.ctx.approvers.users
-        if users and user not in users:
-            raise ApprovalRefused(f"{user!r} is not a known person in config/approvers.yaml")
+    def decide(self, app: AppContext, action: str, name: str, user: str | None, identity: str | None) -> str:
+        """Pausing stops money from moving and resuming starts it again: a signed decision by an operator.
+
+        Returns the person who signed.
+        """
+        from treasury.cli.identity import who_signs
+        from treasury.workflow.deciding import standalone
+
+        person, signer = who_signs(app, self.service.ctx.approvers, user, identity)
+        if person not in self.service.ctx.approvers.users:
+            raise ApprovalRefused(f"{person!r} is not a known person in config/people.yaml")
+        return standalone(self.service, f"schedule.{action}", person, signer, schedule=name).person
 
 
 def _status_rows(s: _Schedules) -> list[dict[str, Any]]:
@@ -126,12 +130,13 @@ def schedule_group() -> None:
 def _decide(action: str) -> Any:
     @click.command(action, help=f"{action.capitalize()} the schedule NAME (audited).")
     @click.argument("name")
-    @click.option("--as", "user", required=True, help="who decides (a person in approvers.yaml)")
+    @click.option("--as", "user", default=None, help="who decides (checked against --identity)")
+    @identity_option
     @click.option("--json", "as_json", is_flag=True)
     @pass_app
-    def cmd(app: AppContext, name: str, user: str, as_json: bool) -> None:
+    def cmd(app: AppContext, name: str, user: str | None, identity: str | None, as_json: bool) -> None:
         s = _Schedules(app)
-        s.check_person(user)
+        user = s.decide(app, action, name, user, identity)
         if action == "pause":
             s.beat.scheduler.pause(name, by=user, specs=s.specs)
         else:

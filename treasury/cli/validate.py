@@ -13,8 +13,9 @@ from treasury.cli.context import AppContext, pass_app
 from treasury.errors import ConfigError
 from treasury.keys import KeySpec, load_key_specs
 from treasury.operations.registry import REGISTRY
+from treasury.people.registry import load_people
 from treasury.policy.model import check_environment, load_policy
-from treasury.workflow.approvers import Approvers, load_approvers
+from treasury.workflow.approvers import Approvers
 from treasury.workflow.spec import WorkflowSpec
 from treasury.workflow.validate import check_files
 
@@ -110,10 +111,10 @@ def _config(app: AppContext) -> tuple[Mapping[str, KeySpec] | None, Approvers | 
         keys = load_key_specs(settings.keys_file)
     else:
         notes.append(f"{settings.keys_file} not found: key profiles and permissions not checked")
-    if settings.approvers_file.exists():
-        approvers = load_approvers(settings.approvers_file)
+    if settings.people_file.exists() or settings.people_file.with_name("approvers.yaml").exists():
+        approvers = load_people(settings.people_file)
     else:
-        notes.append(f"{settings.approvers_file} not found: approver names and groups not checked")
+        notes.append(f"{settings.people_file} not found: approver names and groups not checked")
     if settings.policy_file.exists():
         policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     else:

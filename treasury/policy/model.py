@@ -469,7 +469,7 @@ class ApprovalGuard:
     """An approval step that precedes an operation step, as the validator sees it.
 
     ``approvers`` are user names, ``groups`` the groups listed as ``group:NAME``;
-    ``members`` maps a user to their groups (from approvers.yaml) so that a step listing
+    ``members`` maps a user to their groups (from people.yaml) so that a step listing
     users by name can still satisfy a group tier.
     """
 

@@ -62,6 +62,7 @@ def import_tables() -> None:
     """Import every module that defines tables, so ``metadata`` knows them all."""
     # The table modules import ``metadata`` from here, so they are imported when asked for.
     import treasury.audit.tables
+    import treasury.people.tables
     import treasury.policy.tables
     import treasury.store.tables
     import treasury.workflow.schedule_tables  # noqa: F401

@@ -50,9 +50,15 @@ class GuardedStep:
     operation: str
     key_profile: str
     params: Mapping[str, Any]  # resolved values, or template text where not yet resolvable
+    # which account pays: the profile's API key (by fingerprint) and account id, so that editing
+    # keys.yaml after approval cannot change it (None: not bound, an older approval)
+    account: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"op": self.operation, "key": self.key_profile, "params": dict(self.params)}
+        out = {"op": self.operation, "key": self.key_profile, "params": dict(self.params)}
+        if self.account is not None:
+            out["account"] = dict(self.account)
+        return out
 
 
 def approval_digest(
@@ -120,7 +126,7 @@ def check_vote(
             or a second vote by the same person.
     """
     if user not in known_users:
-        raise ApprovalRefused(f"{user!r} is not a known approver (config/approvers.yaml)")
+        raise ApprovalRefused(f"{user!r} is not a known approver (config/people.yaml)")
     if user == requester:
         raise ApprovalRefused(f"{user!r} requested this run and cannot approve or reject it (four eyes)")
     if user not in eligible:

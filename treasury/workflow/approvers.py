@@ -1,26 +1,14 @@
-"""Who may approve: ``config/approvers.yaml`` (docs/reference.md section 3).
+"""Approver references: people and their groups (read from ``config/people.yaml``).
 
-::
-
-    approvers:
-      alice: {groups: [treasury-managers]}
-      carol: {groups: [risk]}
-
-A workflow names approvers as user names or ``group:NAME``; ``Approvers.expand`` turns
-those references into people.
+A workflow names approvers as people or ``group:NAME``; ``Approvers.expand`` turns those
+references into people. ``treasury.people.registry.People`` is the registry that fills it
+(and adds roles and keys).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from treasury.errors import ConfigError
-from treasury.yamlfile import config_error_from, load_yaml
 
 NAME = r"^[a-z0-9][a-z0-9._-]*$"
 GROUP_PREFIX = "group:"
@@ -52,11 +40,11 @@ class Approvers:
             members = self.groups.get(group)
             if not members:
                 known = ", ".join(sorted(self.groups)) or "(none)"
-                raise ValueError(f"unknown approver group {group!r}; groups in approvers.yaml: {known}")
+                raise ValueError(f"unknown approver group {group!r}; groups in people.yaml: {known}")
             return set(members)
         if ref not in self.users:
             known = ", ".join(sorted(self.users)) or "(none)"
-            raise ValueError(f"unknown approver {ref!r}; approvers in approvers.yaml: {known}")
+            raise ValueError(f"unknown approver {ref!r}; people in people.yaml: {known}")
         return {ref}
 
     def expand(self, refs: Sequence[str]) -> set[str]:
@@ -86,32 +74,3 @@ class Approvers:
         return any(
             ref == user or (ref.startswith(GROUP_PREFIX) and ref[len(GROUP_PREFIX):] in groups) for ref in refs
         )
-
-
-class _Approver(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    groups: list[Annotated[str, Field(pattern=NAME, max_length=64)]] = []
-
-
-class _ApproversFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # ``erin:`` with nothing after it is a person in no group.
-    approvers: dict[Annotated[str, Field(pattern=NAME, max_length=64)], _Approver | None]
-
-
-def load_approvers(path: Path) -> Approvers:
-    """Read approvers.yaml.
-
-    Raises:
-        ConfigError: missing, unparsable or invalid file, naming the file and the field.
-    """
-    raw = load_yaml(path)
-    try:
-        parsed = _ApproversFile.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        raise config_error_from(exc, str(path)) from exc
-    if not parsed.approvers:
-        raise ConfigError("lists no approvers", source=str(path), field="approvers")
-    return Approvers(
-        users={name: frozenset(a.groups if a else ()) for name, a in parsed.approvers.items()}
-    )

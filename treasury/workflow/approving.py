@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from treasury.errors import ApprovalRefused, DigestMismatch
+from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
 from treasury.models import StepState
 from treasury.workflow import engine as eng
 from treasury.workflow import runstore as store
@@ -38,7 +38,8 @@ def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) 
     step = spec.step(step_id)
     results = svc.step_results(conn, run.id)
     guarded = [
-        GuardedStep(s.id, s.op, s.key, svc.bind_params(run, s, results)) for s in guarded_by(svc, spec, step_id)
+        GuardedStep(s.id, s.op, s.key, svc.bind_params(run, s, results), svc.key_binding(s.key))
+        for s in guarded_by(svc, spec, step_id)
     ]
     digest = approval_digest(
         approval_step=step_id, workflow_digest=sha256_hex(run.workflow_snapshot),
@@ -74,7 +75,8 @@ def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) 
 
 def current_digest(svc: RunService, run: Any, step_row: Any) -> str:
     material = step_row.params or {}
-    guarded = [GuardedStep(k, v["op"], v["key"], v["params"]) for k, v in material.get("guarded", {}).items()]
+    guarded = [GuardedStep(k, v["op"], v["key"], v["params"], v.get("account"))
+               for k, v in material.get("guarded", {}).items()]
     return approval_digest(approval_step=step_row.step_id,
                            workflow_digest=sha256_hex(run.workflow_snapshot),
                            inputs=run.inputs, guarded=guarded)
@@ -93,38 +95,78 @@ def refuse(svc: RunService, run_id: str, step_id: str | None, user: str, action:
                    payload={"action": action, "reason": reason})
 
 
-def vote(svc: RunService, run_id: str, user: str, decision: str, comment: str | None) -> str:
+def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
+    """Record a signed ``approve`` or ``reject`` after verifying it at the door.
+
+    The person is whoever signed: the signature must verify against their registered key,
+    they must hold the approver role, the document must name this run, the step waiting now
+    and its current digests, be fresh, and carry an unused nonce. Expiry is checked again
+    inside the locked transaction.
+
+    Raises:
+        DecisionRefused: the door refuses the document (audited ``decision.refused``).
+        ApprovalRefused: the rules refuse the vote (four eyes, eligibility, one vote each; audited).
+    """
+    from treasury.people.decisions import audit_payload, check_signature
+    from treasury.workflow import deciding
+
+    svc.refresh_people()
     expire_due(svc)
     dispatch: list[tuple[str, str]] = []
     step_id: str | None = None
+    user = "unknown"
+    expired = False
     try:
+        user = str(signed.parsed().get("person"))
         with svc.engine.begin() as conn:
             run = store.lock_run(conn, run_id)
             step = waiting_step(svc, conn, run)
             step_id = step.step_id
+            if step.expires_at is not None and _aware(step.expires_at) <= svc.now():
+                expired = True  # expired between expire_due and the lock: it fails closed here
+                svc.audit(conn, "approval.expired", "system", run_id=run_id, step_id=step_id,
+                          payload={"expires_at": step.expires_at})
+                svc.apply_event(conn, run, eng.ApprovalDecided(step_id, "expired"), actor="system",
+                                error=f"approval {step_id!r} expired")
+        if expired:
+            raise ApprovalRefused(f"approval {step_id!r} of run {run_id} expired before this vote arrived")
+        with svc.engine.begin() as conn:
+            run = store.lock_run(conn, run_id)
+            step = waiting_step(svc, conn, run)
+            step_id = step.step_id
+            if step.expires_at is not None and _aware(step.expires_at) <= svc.now():
+                raise ApprovalRefused(f"approval {step_id!r} of run {run_id} expired before this vote arrived")
             spec = svc.spec_of(run)
             approval = spec.step(step.step_id).approval
-            eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
-            votes = store.votes_for(conn, run_id, step.step_id)
-            check_vote(user=user, requester=run.requested_by, eligible=eligible,
-                       known_users=set(svc.ctx.approvers.users), votes=votes)
             digest = current_digest(svc, run, step)
             if digest != step.digest:
                 raise ApprovalRefused(
                     f"the parameters waiting for approval changed after approval was requested "
                     f"(digest {step.digest[:16]}… is now {digest[:16]}…); cancel the run and start again"
                 )
+            # who signed (authentication) first, then the rules of the vote, then the rest of the door
+            user = check_signature(signed, svc.ctx.approvers, kind=decision, check_role=False).person
+            requester = deciding.requester_of(conn, svc, run)
+            eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
+            votes = store.votes_for(conn, run_id, step.step_id)
+            check_vote(user=user, requester=requester, eligible=eligible,
+                       known_users=set(svc.ctx.approvers.users), votes=votes)
+            verified = deciding.accept(svc, conn, signed, kind=decision, expect=deciding.vote_expect(run, step))
+            comment = verified.doc.get("comment" if decision == "approve" else "reason")
             store.insert_vote(conn, run_id=run_id, step_id=step.step_id, approver=user, decision=decision,
                               comment=comment, digest=digest, at=svc.now())
             kind = "approval.granted" if decision == "approve" else "approval.rejected"
             svc.audit(conn, kind, user, run_id=run_id, step_id=step.step_id,
-                       payload={"digest": digest, "comment": comment})
+                       payload={"digest": digest, "comment": comment, **audit_payload(verified)})
             votes = store.votes_for(conn, run_id, step.step_id)
             if decision == "reject":
                 dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "rejected"), actor=user,
                                        error=f"rejected by {user}: {comment}")
-            elif quorum_reached(votes, quorum=approval.quorum, digest=digest, requester=run.requested_by):
+            elif quorum_reached(votes, quorum=approval.quorum, digest=digest, requester=requester):
                 dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "granted"), actor=user)
+    except DecisionRefused as exc:
+        deciding.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
+        raise
     except ApprovalRefused as exc:
         refuse(svc, run_id, step_id, user, decision, str(exc))
         raise
@@ -135,12 +177,16 @@ def vote(svc: RunService, run_id: str, user: str, decision: str, comment: str | 
 
 def check_approvals(
     svc: RunService, conn: Connection, run: Any, spec: Any, step: Any, params: Mapping[str, Any]
-) -> None:
+) -> dict[str, str]:
     """Recompute every guarding approval's digest from what is about to be sent.
+
+    Returns each guarding approval step's recomputed digest (the signatures are checked
+    against these by ``treasury.people.evidence``).
 
     Raises:
         DigestMismatch: anything differs from what the approvers approved.
     """
+    out: dict[str, str] = {}
     for approval_id in spec.guards().get(step.id, []):
         arow = store.get_step(conn, run.id, approval_id)
         material = arow.params or {}
@@ -148,11 +194,13 @@ def check_approvals(
         approved = {v.digest for v in store.votes_for(conn, run.id, approval_id) if v.decision == "approve"}
         if arow.state != StepState.SUCCEEDED.value or bound is None or len(approved) != 1:
             raise DigestMismatch(step.id, arow.digest or "", "no valid approval on record")
-        sent = {"op": step.op, "key": step.key, "params": mask_unresolved(params, bound["params"])}
+        sent: dict[str, Any] = {"op": step.op, "key": step.key, "params": mask_unresolved(params, bound["params"])}
+        if "account" in bound:
+            sent["account"] = svc.key_binding(step.key)  # the key that will actually sign the request
         guarded = []
         for sid, entry in material["guarded"].items():
             e = sent if sid == step.id else entry
-            guarded.append(GuardedStep(sid, e["op"], e["key"], e["params"]))
+            guarded.append(GuardedStep(sid, e["op"], e["key"], e["params"], e.get("account")))
         actual = approval_digest(approval_step=approval_id, workflow_digest=sha256_hex(run.workflow_snapshot),
                                  inputs=run.inputs, guarded=guarded)
         (approved_digest,) = approved
@@ -161,6 +209,14 @@ def check_approvals(
             votes, quorum=spec.step(approval_id).approval.quorum, digest=actual, requester=run.requested_by
         ):
             raise DigestMismatch(step.id, approved_digest, actual)
+        out[approval_id] = actual
+    return out
+
+
+def _aware(at: Any) -> Any:
+    from datetime import UTC
+
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def expire_due(svc: RunService) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from treasury.clock import Clock
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
+    DecisionRefused,
     DigestMismatch,
     ParameterError,
     RunStateError,
@@ -31,7 +32,8 @@ from treasury.errors import (
 )
 from treasury.execution.ids import new_run_id
 from treasury.models import ExecState, RunState, StepState
-from treasury.workflow import approving, views
+from treasury.people import decisions, evidence
+from treasury.workflow import approving, deciding, views
 from treasury.workflow import engine as eng
 from treasury.workflow import runstore as store
 
@@ -84,6 +86,13 @@ class RunContext:
     worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
     # treasury.policy.watch.PolicyWatch: keeps ``policy`` equal to its file (None: fixed policy)
     policy_watch: Any | None = None
+    # treasury.people.keyring.Keyring: demo keys that sign for people (simulator only; else None)
+    keyring: Any | None = None
+    decision_max_age: float = 600.0  # Settings.decision_max_age (seconds)
+    # where scheduled runs' workflow files live (a scheduled run is backed by its file, not a person)
+    workflows_dir: Any | None = None
+    # treasury.people.watch.PeopleWatch: keeps ``approvers`` equal to people.yaml (None: fixed)
+    people_watch: Any | None = None
 
 
 def needs_policy(op: str | None) -> bool:
@@ -131,6 +140,29 @@ class RunService:
         spec = self.ctx.keys.get(key_profile) if key_profile else None
         return getattr(spec, "account_id", None)
 
+    def key_binding(self, key_profile: str | None) -> dict[str, Any]:
+        """Which account a key profile pays from: its API key (by fingerprint) and account id.
+
+        Taken from the profile the executor signs with (keys.yaml as this process loaded it),
+        so an approval binds the account, not only the profile's name.
+        """
+        from treasury.errors import TreasuryError
+        from treasury.workflow.approvals import sha256_hex
+
+        profile: Any = None
+        clients = getattr(self.ctx.executor, "clients", None)
+        if key_profile and clients is not None:
+            try:
+                profile = clients(key_profile)[1]
+            except TreasuryError:
+                profile = None
+        if profile is None and key_profile:
+            profile = self.ctx.keys.get(key_profile)
+        if profile is None:
+            return {"key_fingerprint": None, "account": None}
+        return {"key_fingerprint": sha256_hex(str(profile.api_key))[:32],
+                "account": getattr(profile, "account_id", None)}
+
     def spec_of(self, run: Any) -> Any:
         return _load_snapshot(run.workflow_snapshot, run.workflow_file).spec
 
@@ -175,26 +207,33 @@ class RunService:
 
     def create_run(
         self, conn: Connection, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str,
-        schedule: str | None = None, due_at: datetime | None = None,
+        schedule: str | None = None, due_at: datetime | None = None, request: Any | None = None,
+        policy_reloaded: bool = False,
     ) -> str:
         """Insert a PENDING run with its steps inside ``conn``'s transaction; returns the run id.
 
+        ``request`` is the requester's signed ``request`` document (a ``SignedDecision``); only
+        the scheduler starts runs without one.
+
         Raises:
             ParameterError: an input is missing or invalid (names the input).
+            DecisionRefused: the signed request does not verify or does not match.
         """
         from treasury.workflow.inputs import coerce_inputs
 
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
-        try:
-            reloaded = self.refresh_policy(conn)  # the run records the policy in force now
-        except ConfigError:
-            # no money moves without a policy; a run of reads only needs none
-            if any(needs_policy(step.op) for step in loaded.spec.steps):
-                raise
-            reloaded = False
+        # the run records the policy in force now
+        reloaded = self.refresh_policy_for(loaded.spec, conn) or policy_reloaded
         stored_inputs = jsonable(inputs)
         run_id = new_run_id()
+        verified = None
+        if request is not None:
+            run_id = str(request.parsed().get("run") or "")
+            verified = deciding.accept(self, conn, request, kind="request",
+                                       expect=deciding.request_expect(self, loaded, stored_inputs, run_id))
+            if verified.person != requested_by:
+                raise DecisionRefused(f"the request is signed by {verified.person!r}, not {requested_by!r}")
         at = self.now()
         policy_digest = getattr(self.ctx.policy, "digest", None)
         store.insert_run(conn, {
@@ -223,6 +262,7 @@ class RunService:
             "workflow": loaded.spec.name, "file": loaded.source, "workflow_digest": loaded.digest,
             "inputs": stored_inputs, "requested_by": requested_by, "schedule": schedule,
             "due_at": due_at, "policy_digest": policy_digest,
+            **(decisions.audit_payload(verified) if verified is not None else {}),
         })
         return run_id
 
@@ -254,14 +294,51 @@ class RunService:
 
     def start(
         self, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str,
-        schedule: str | None = None, due_at: datetime | None = None,
+        schedule: str | None = None, due_at: datetime | None = None, signer: Any | None = None,
+        signed: Any | None = None,
     ) -> str:
-        """Create a run and start it (policy check, then approvals or dispatch)."""
-        with self.engine.begin() as conn:
-            run_id = self.create_run(conn, loaded, raw_inputs, requested_by=requested_by,
-                                     schedule=schedule, due_at=due_at)
+        """Create a run requested (and signed) by ``requested_by``, and start it.
+
+        The ``request`` document is signed with ``signer`` (or, in the simulator, the person's
+        demo key) unless ``signed`` is given. Raises DecisionRefused (audited) when it does not
+        verify at the door.
+        """
+        reloaded = False
+        if signed is None:
+            self.check_quorums(loaded.spec, requested_by)
+            reloaded = self.refresh_policy_for(loaded.spec)  # the request names the policy in force now
+            signed = self.sign_request(loaded, raw_inputs, requested_by, signer)
+        try:
+            with self.engine.begin() as conn:
+                run_id = self.create_run(conn, loaded, raw_inputs, requested_by=requested_by,
+                                         schedule=schedule, due_at=due_at, request=signed,
+                                         policy_reloaded=reloaded)
+        except DecisionRefused as exc:
+            deciding.refuse(self, signed, str(exc), kind="request", person=requested_by)
+            raise
         self.kick(run_id)
         return run_id
+
+    def sign_request(self, loaded: Any, raw_inputs: Mapping[str, Any], person: str,
+                     signer: Any | None = None) -> Any:
+        """A signed ``request`` for a new run of ``loaded`` (for ``create_run``'s ``request``).
+
+        Raises:
+            DecisionRefused: no identity to sign with (audited).
+        """
+        doc = deciding.request_document(self, loaded, raw_inputs, person, new_run_id())
+        return self._signed(person, doc, signer, kind="request")
+
+    def _signed(self, person: str, doc: Mapping[str, Any], signer: Any | None, *, kind: str,
+                run_id: str | None = None, step_id: str | None = None) -> Any:
+        try:
+            return deciding.sign(self, person, doc, signer)
+        except DecisionRefused as exc:
+            deciding.refuse(self, None, str(exc), kind=kind, run_id=run_id, step_id=step_id, person=person)
+            raise
+        except ApprovalRefused as exc:
+            approving.refuse(self, run_id or "", step_id, person, kind, str(exc))
+            raise
 
     def kick(self, run_id: str) -> None:
         """Start a PENDING run: evaluate policy for what is known, then advance. Idempotent."""
@@ -372,32 +449,65 @@ class RunService:
 
     # ------------------------------------------------------------------ approvals
 
-    def approve(self, run_id: str, user: str, comment: str | None = None) -> str:
-        """Record an approval; when the quorum is reached the guarded steps run.
+    def approve(self, run_id: str, user: str, comment: str | None = None, *, signer: Any | None = None,
+                signed: Any | None = None) -> str:
+        """Record ``user``'s signed approval; when the quorum is reached the guarded steps run.
 
-        Returns the run state. Raises ApprovalRefused (audited) when the rules refuse the vote.
+        The ``approve`` document is signed with ``signer`` (or, in the simulator, the person's
+        demo key) unless ``signed`` is given. Returns the run state. Raises ApprovalRefused or
+        DecisionRefused (audited) when the rules or the door refuse the vote.
         """
-        return approving.vote(self, run_id, user, "approve", comment)
+        return self._vote(run_id, user, "approve", comment, signer, signed)
 
-    def reject(self, run_id: str, user: str, reason: str) -> str:
-        """One rejection ends the run as REJECTED. Raises ApprovalRefused (audited)."""
+    def reject(self, run_id: str, user: str, reason: str, *, signer: Any | None = None,
+               signed: Any | None = None) -> str:
+        """One signed rejection ends the run as REJECTED. Raises ApprovalRefused/DecisionRefused (audited)."""
         if not reason.strip():
             raise ParameterError("reason", "must say why the run is rejected")
-        return approving.vote(self, run_id, user, "reject", reason)
+        return self._vote(run_id, user, "reject", reason, signer, signed)
+
+    def _vote(self, run_id: str, user: str, kind: str, text: str | None, signer: Any | None,
+              signed: Any | None) -> str:
+        if signed is None:
+            try:
+                doc = deciding.vote_document(self, run_id, user, kind, text)
+            except ApprovalRefused as exc:
+                approving.refuse(self, run_id, None, user, kind, str(exc))
+                raise
+            signed = self._signed(user, doc, signer, kind=kind, run_id=run_id)
+        return approving.vote(self, run_id, signed, kind)
 
     def expire_due(self) -> list[tuple[str, str]]:
         """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
         return approving.expire_due(self)
 
-    def cancel(self, run_id: str, user: str) -> str:
-        """Cancel a run that has not finished. Steps already sending finish and are recorded."""
-        with self.engine.begin() as conn:
-            run = store.lock_run(conn, run_id)
-            if RunState(run.state).terminal:
-                raise RunStateError(f"run {run_id} is already {run.state}")
-            if user != run.requested_by and user not in self.ctx.approvers.users:
-                raise ApprovalRefused(f"{user!r} may not cancel run {run_id}: not its requester or an approver")
-            self.apply_event(conn, run, eng.Cancel(), actor=user, error=f"cancelled by {user}")
+    def cancel(self, run_id: str, user: str, *, signer: Any | None = None, signed: Any | None = None) -> str:
+        """Cancel a run that has not finished (a signed ``cancel`` by its requester or an operator).
+
+        Steps already sending finish and are recorded.
+        """
+        if signed is None:
+            signed = self._signed(user, deciding.run_document(self, "cancel", run_id, user), signer,
+                                  kind="cancel", run_id=run_id)
+        try:
+            with self.engine.begin() as conn:
+                run = store.lock_run(conn, run_id)
+                if RunState(run.state).terminal:
+                    raise RunStateError(f"run {run_id} is already {run.state}")
+                person = str(signed.parsed().get("person"))
+                requester = deciding.requester_of(conn, self, run)
+                operator = self.ctx.approvers.has_role(person, "operator")
+                if person != requester and not operator:
+                    raise ApprovalRefused(f"{person!r} may not cancel run {run_id}: not its requester or an operator")
+                verified = deciding.accept(self, conn, signed, kind="cancel", expect={
+                    "run": run_id, "workflow_digest": decisions.digest_of(run.workflow_snapshot)},
+                    role="operator" if operator else "requester")
+                self.audit(conn, "run.cancel_requested", person, run_id=run_id,
+                           payload=decisions.audit_payload(verified))
+                self.apply_event(conn, run, eng.Cancel(), actor=person, error=f"cancelled by {person}")
+        except DecisionRefused as exc:
+            deciding.refuse(self, signed, str(exc), kind="cancel", run_id=run_id)
+            raise
         return self.state_of(run_id)
 
     # ------------------------------------------------------------------ executing steps
@@ -432,12 +542,36 @@ class RunService:
                 self.audit(own, "policy.changed", self.ctx.worker_actor, payload=payload)
         return True
 
+    def refresh_policy_for(self, spec: Any, conn: Connection | None = None) -> bool:
+        """``refresh_policy`` before starting a run of ``spec``: no money moves without a policy,
+        but a run of reads only needs none.
+
+        Raises:
+            ConfigError: the policy file is invalid or gone and ``spec`` has a step that needs it.
+        """
+        try:
+            return self.refresh_policy(conn)
+        except ConfigError:
+            if any(needs_policy(step.op) for step in spec.steps):
+                raise
+            return False
+
+    def refresh_people(self) -> None:
+        """Judge signatures by people.yaml as it is now (keys registered or revoked since start).
+
+        Raises:
+            ConfigError: the file is now invalid or gone (nothing may be sent until it is mended).
+        """
+        if self.ctx.people_watch is not None:
+            self.ctx.approvers = self.ctx.people_watch.current()
+
     def execute_step(self, run_id: str, step_id: str) -> None:
         """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
         from treasury.execution import StepRequest
 
         actor = self.ctx.worker_actor
         try:
+            self.refresh_people()
             self.refresh_policy()
         except ConfigError as exc:
             # fail closed: nothing of this step is sent under a policy nobody can read (or none at
@@ -488,11 +622,19 @@ class RunService:
                                    payload={"op": step.op, "key": step.key, "params": params})
             if refused is None and params is not None:
                 try:
-                    approving.check_approvals(self, conn, run, spec, step, params)
+                    digests = approving.check_approvals(self, conn, run, spec, step, params)
+                    evidence.check_before_send(conn, self.ctx.approvers, run, spec, step_id, digests,
+                                               workflows_dir=self.ctx.workflows_dir)
                 except DigestMismatch as exc:
                     self.audit(conn, "approval.digest_mismatch", actor, run_id=run_id, step_id=step_id,
                                payload={"approved": exc.approved, "actual": exc.actual})
                     refused = self._step_done(conn, run, step_id, StepState.FAILED, error=str(exc), actor=actor)
+                except evidence.EvidenceMissing as exc:
+                    # the database says go, the signatures do not: park it for people to look at
+                    self.audit(conn, "decision.unverified", actor, run_id=run_id, step_id=step_id,
+                               payload={"reason": str(exc)})
+                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
+                                              error=f"not sent: {exc}")
         if refused is not None:
             self.carry_out(refused)
             return
@@ -536,20 +678,44 @@ class RunService:
             run_error = f"step {step_id!r} needs attention: {error}"
         return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error)
 
-    def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str) -> str:
-        """A person settles a NEEDS_ATTENTION step as succeeded or failed (audited)."""
+    def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str,
+                signer: Any | None = None, signed: Any | None = None) -> str:
+        """A person settles a NEEDS_ATTENTION step as succeeded or failed (signed, audited).
+
+        Four eyes: an operator who is not the run's requester (resolving releases policy
+        reservations). Raises DecisionRefused (audited) when the door refuses it.
+        """
         if outcome not in ("succeeded", "failed"):
             raise ParameterError("outcome", "must be 'succeeded' or 'failed'")
         if not note.strip():
             raise ParameterError("note", "must explain the decision")
         if user not in self.ctx.approvers.users:
-            raise ApprovalRefused(f"{user!r} is not a known person in config/approvers.yaml")
+            raise ApprovalRefused(f"{user!r} is not a known person in config/people.yaml")
         with self.engine.connect() as conn:
             row = store.get_step(conn, run_id, step_id)
             records = [r for r in store.records_for(conn, run_id) if r.step_id == step_id]
         if row.state != StepState.NEEDS_ATTENTION.value:
             raise RunStateError(f"step {step_id!r} of run {run_id} is {row.state}, not NEEDS_ATTENTION")
         _check_against_records(run_id, step_id, outcome, records)
+        if signed is None:
+            doc = deciding.run_document(self, "resolve", run_id, user, step_id, outcome=outcome, note=note)
+            signed = self._signed(user, doc, signer, kind="resolve", run_id=run_id, step_id=step_id)
+        try:
+            with self.engine.begin() as conn:
+                run = store.lock_run(conn, run_id)
+                verified = deciding.accept(self, conn, signed, kind="resolve", expect={
+                    "run": run_id, "step": step_id, "outcome": outcome, "note": note,
+                    "workflow_digest": decisions.digest_of(run.workflow_snapshot)})
+                if verified.person == deciding.requester_of(conn, self, run):
+                    raise DecisionRefused(
+                        f"{verified.person!r} requested run {run_id} and cannot resolve its step (four eyes: "
+                        "resolving releases policy reservations); ask another operator")
+                user = verified.person
+                self.audit(conn, "step.resolve_signed", user, run_id=run_id, step_id=step_id,
+                           payload={"outcome": outcome, **decisions.audit_payload(verified)})
+        except DecisionRefused as exc:
+            deciding.refuse(self, signed, str(exc), kind="resolve", run_id=run_id, step_id=step_id)
+            raise
         settled_by_executor = False
         if records:
             try:

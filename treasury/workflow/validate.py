@@ -256,7 +256,7 @@ class _Checker:
         unknown = False
         if self.approvers is None:
             if approval.groups:
-                return  # group sizes are unknown without approvers.yaml
+                return  # group sizes are unknown without people.yaml
             eligible = approval.users
         else:
             for j, ref in enumerate(approval.approvers):

@@ -1,0 +1,55 @@
+"""Scheduled runs act as the schedule, not as a person: their authority is the workflow file on
+disk; an approval step in a scheduled workflow still needs signed human approvals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, text, update
+
+from tests.worker.test_beat import clock, scheduled, wf  # noqa: F401 - fixtures
+from treasury.audit import query_events
+from treasury.clock import ManualClock
+from treasury.runtime import build_runtime
+from treasury.settings import Settings
+from treasury.store.tables import runs, steps
+from treasury.worker.schedules import Beat
+
+
+def _fire(sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock) -> tuple[object, str]:  # noqa: F811
+    (wf / "payout.yaml").write_text(scheduled("payout", "* * * * *", approval=True))
+    # the simulator persists next to the database file: keep both in this test's folder
+    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
+    rt = build_runtime(settings, clock=clock, engine=sqlite_engine)
+    beat = Beat(sqlite_engine, rt.service, wf, clock=clock)
+    beat.tick()
+    clock.advance(60)
+    (fired,) = beat.tick().fired
+    rt.service.kick(fired.run_id)
+    return rt, fired.run_id
+
+
+def test_a_scheduled_run_moves_money_after_a_signed_human_approval(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
+) -> None:
+    rt, run_id = _fire(sqlite_engine, config_dir, wf, clock)
+    assert rt.service.state_of(run_id) == "AWAITING_APPROVAL"  # type: ignore[attr-defined]
+    assert rt.service.approve(run_id, "alice") == "SUCCEEDED"  # type: ignore[attr-defined]
+    assert len(rt.simulator.state()["transfers"]) == 1  # type: ignore[attr-defined]
+
+
+def test_a_scheduled_runs_snapshot_edited_in_the_database_is_not_sent(
+    sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
+) -> None:
+    rt, run_id = _fire(sqlite_engine, config_dir, wf, clock)
+    with sqlite_engine.begin() as conn:
+        snapshot = conn.execute(text("SELECT workflow_snapshot FROM runs WHERE id = :r"), {"r": run_id}).scalar_one()
+        cut = snapshot[:snapshot.index("  - id: approve")] + snapshot[snapshot.index("  - id: move"):]
+        conn.execute(update(runs).where(runs.c.id == run_id).values(workflow_snapshot=cut, state="RUNNING"))
+        conn.execute(text("DELETE FROM steps WHERE run_id = :r AND step_id = 'approve'"), {"r": run_id})
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "move").values(state="RUNNING"))
+    rt.service.execute_step(run_id, "move")  # type: ignore[attr-defined]
+    shown = rt.service.show(run_id)  # type: ignore[attr-defined]
+    assert shown["steps"][0]["state"] == "NEEDS_ATTENTION" and "no signed request" in shown["steps"][0]["error"]
+    assert rt.simulator.state()["transfers"] == []  # type: ignore[attr-defined]
+    assert any(e.type == "decision.unverified" for e in query_events(sqlite_engine, run_id=run_id))

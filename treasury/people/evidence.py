@@ -1,0 +1,115 @@
+"""Before every send: what is about to be sent must be what signed documents say.
+
+The database alone is not trusted. Just before a step is sent:
+
+- the run's workflow snapshot and inputs must hash to the digests in the ``request`` its
+  requester signed (a scheduled run has no human request: its snapshot must be, byte for
+  byte, a workflow file in the workflows folder that declares that schedule);
+- every approval step guarding the step must have its quorum of distinct, eligible people,
+  never the requester, whose ``approve`` signatures verify over this step's digest.
+
+Signatures are re-verified from the stored documents, never taken from rows' booleans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from treasury.errors import DecisionRefused, TreasuryError
+from treasury.people.decisions import check_signature, digest_of, stored
+from treasury.people.registry import People
+
+
+class EvidenceMissing(TreasuryError):
+    """What is about to be sent is not backed by verified signed decisions (nothing is sent)."""
+
+
+def signed_requester(conn: Connection, people: People, run: Any, workflows_dir: Path | None = None) -> str:
+    """The person whose verified ``request`` matches this run's snapshot and inputs.
+
+    Raises:
+        EvidenceMissing: no such request (and, for a scheduled run, no matching workflow file).
+    """
+    workflow_digest = digest_of(run.workflow_snapshot)
+    inputs_digest = digest_of(run.inputs)
+    problems = []
+    for signed in stored(conn, run.id, kind="request"):
+        try:
+            v = check_signature(signed, people, kind="request")
+        except DecisionRefused as exc:
+            problems.append(str(exc))
+            continue
+        if v.doc.get("run") != run.id:
+            problems.append("the signed request names another run")
+        elif v.doc.get("workflow_digest") != workflow_digest:
+            problems.append("the stored workflow snapshot is not the workflow the requester signed")
+        elif v.doc.get("params_digest") != inputs_digest:
+            problems.append("the stored inputs are not the inputs the requester signed")
+        else:
+            return v.person
+    if not problems and run.schedule and workflows_dir is not None and _declared(workflows_dir, run):
+        return f"schedule:{run.schedule}"
+    why = "; ".join(problems) or "no signed request is on record for it"
+    raise EvidenceMissing(f"run {run.id} is not backed by its signed request ({why})")
+
+
+def _declared(workflows_dir: Path, run: Any) -> bool:
+    """A workflow file whose bytes are the snapshot and which declares the run's schedule."""
+    from treasury.workflow.loader import load_workflow_text
+
+    want = digest_of(run.workflow_snapshot)
+    for path in sorted(workflows_dir.glob("*.y*ml")):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if digest_of(text) != want:
+            continue
+        try:
+            spec = load_workflow_text(text, source=str(path)).spec
+        except TreasuryError:
+            continue
+        if spec.schedule is not None and spec.name == run.schedule:
+            return True
+    return False
+
+
+def check_before_send(
+    conn: Connection, people: People, run: Any, spec: Any, step_id: str, digests: Mapping[str, str],
+    *, workflows_dir: Path | None = None,
+) -> str:
+    """Verify the request and every guarding approval's signatures; returns the requester.
+
+    ``digests`` maps each approval step guarding ``step_id`` to the digest recomputed from
+    what is about to be sent.
+
+    Raises:
+        EvidenceMissing: in plain words, naming the approval step and the count.
+    """
+    requester = signed_requester(conn, people, run, workflows_dir)
+    workflow_digest = digest_of(run.workflow_snapshot)
+    for approval_id in spec.guards().get(step_id, []):
+        approval = spec.step(approval_id).approval
+        digest = digests.get(approval_id)
+        eligible = people.eligible(approval.approvers, exclude=requester)
+        verified: set[str] = set()
+        for signed in stored(conn, run.id, kind="approve", step_id=approval_id):
+            try:
+                v = check_signature(signed, people, kind="approve")
+            except DecisionRefused:
+                continue
+            d = v.doc
+            if (d.get("run") == run.id and d.get("step") == approval_id and digest is not None
+                    and d.get("params_digest") == f"sha256:{digest}" and d.get("workflow_digest") == workflow_digest
+                    and v.person in eligible):
+                verified.add(v.person)
+        if len(verified) < approval.quorum:
+            who = ", ".join(sorted(verified)) or "nobody"
+            raise EvidenceMissing(
+                f"approval {approval_id!r} needs {approval.quorum} verified signatures over what is about to "
+                f"be sent, and has {len(verified)} ({who}); nothing was sent")
+    return requester

@@ -1,0 +1,167 @@
+"""Re-verify every stored decision, later, against the registry in force when it was made.
+
+``treasury audit verify`` calls ``verify_decisions``: each row of ``decisions`` must verify
+against the registry its digest names (as recorded in a ``people.changed`` audit event), and
+each approval row must be backed by a verified signed decision of the same person, kind, run,
+step and digest. An approval row inserted or edited in the database is named.
+``decisions_evidence`` is what an evidence bundle carries so that an auditor can check the
+signatures offline with ``ssh-keygen -Y verify``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from treasury.errors import DecisionRefused
+from treasury.people.decisions import (
+    PEOPLE_CHANGED,
+    SignedDecision,
+    check_signature,
+    digest_of,
+    registries_in_history,
+)
+from treasury.people.registry import People
+
+
+@dataclass
+class DecisionsReport:
+    """How many decisions and approval rows verified, and every problem, naming its row."""
+
+    decisions: int = 0
+    approval_rows: int = 0
+    runs: int = 0
+    legacy_runs: int = 0  # made before the first people.changed: before signed decisions existed
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "decisions": self.decisions, "approval_rows": self.approval_rows,
+                "runs": self.runs, "legacy_runs": self.legacy_runs, "problems": list(self.problems)}
+
+
+def _registries(engine: Engine) -> dict[str, People]:
+    from treasury.audit import query_events
+
+    return registries_in_history(query_events(engine, type=PEOPLE_CHANGED))
+
+
+def _signing_began(engine: Engine) -> Any:
+    """When the first registry was recorded (signed decisions began), or None."""
+    from sqlalchemy import func
+
+    from treasury.audit.tables import audit_events
+
+    with engine.connect() as conn:
+        return conn.execute(select(func.min(audit_events.c.at)).where(audit_events.c.type == PEOPLE_CHANGED)).scalar()
+
+
+def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsReport:
+    """Re-verify stored decisions and approval rows (of one run, or all)."""
+    from treasury.people.tables import decisions
+    from treasury.store.tables import approvals, runs
+
+    registries = _registries(engine)
+    began = _signing_began(engine)
+    report = DecisionsReport()
+    verified: dict[tuple[str, str, str, str], set[str]] = {}  # (run, step, person, kind) -> digests
+    requests: dict[str, list[dict[str, Any]]] = {}
+    legacy: set[str] = set()
+    with engine.connect() as conn:
+        q = select(decisions).order_by(decisions.c.created_at, decisions.c.nonce)
+        if run_id is not None:
+            q = q.where(decisions.c.run_id == run_id)
+        for row in conn.execute(q):
+            where = f"decision {row.nonce} ({row.kind} by {row.person}, run {row.run_id})"
+            people = registries.get(row.registry_digest)
+            if people is None:
+                report.problems.append(f"{where}: registry {row.registry_digest} is not in the audit history")
+                continue
+            try:
+                v = check_signature(SignedDecision(row.document, row.signature), people)
+            except DecisionRefused as exc:
+                report.problems.append(f"{where}: {exc}")
+                continue
+            d = v.doc
+            if (d["kind"], v.person, d.get("run"), d.get("step"), d["nonce"]) != (
+                    row.kind, row.person, row.run_id, row.step_id, row.nonce):
+                report.problems.append(f"{where}: the row does not match its signed document")
+                continue
+            report.decisions += 1
+            key = (str(row.run_id), str(row.step_id), v.person, str(row.kind))
+            verified.setdefault(key, set()).add(str(d.get("params_digest")))
+            if row.kind == "request":
+                requests.setdefault(str(row.run_id), []).append(d)
+        q3 = select(runs.c.id, runs.c.workflow_snapshot, runs.c.inputs, runs.c.schedule, runs.c.created_at)
+        if run_id is not None:
+            q3 = q3.where(runs.c.id == run_id)
+        for run in conn.execute(q3.order_by(runs.c.created_at, runs.c.id)):
+            if began is None or _aware(run.created_at) < _aware(began):
+                legacy.add(run.id)
+                report.legacy_runs += 1
+                continue
+            report.runs += 1
+            signed = requests.get(run.id, [])
+            if not signed:
+                if run.schedule is None:
+                    report.problems.append(f"run {run.id}: no signed request is on record for it")
+                continue
+            if not any(d.get("workflow_digest") == digest_of(run.workflow_snapshot)
+                       and d.get("params_digest") == digest_of(run.inputs) for d in signed):
+                report.problems.append(f"run {run.id}: its stored workflow snapshot or inputs are not what its "
+                                       "requester signed")
+        q2 = select(approvals).order_by(approvals.c.id)
+        if run_id is not None:
+            q2 = q2.where(approvals.c.run_id == run_id)
+        for row in conn.execute(q2):
+            if row.run_id in legacy:
+                continue
+            digests = verified.get((row.run_id, row.step_id, row.approver, row.decision), set())
+            if f"sha256:{row.digest}" not in digests:
+                report.problems.append(
+                    f"approvals row {row.id} (run {row.run_id}, step {row.step_id}, {row.decision} by "
+                    f"{row.approver}): no verified signed decision backs it")
+            else:
+                report.approval_rows += 1
+    return report
+
+
+def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
+    """The run's signed decisions with the public keys that verify them (for an evidence bundle)."""
+    from treasury.people.tables import decisions
+
+    registries = _registries(engine)
+    documents = []
+    signers: dict[str, str] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(decisions).where(decisions.c.run_id == run_id)
+                                .order_by(decisions.c.created_at, decisions.c.nonce)):
+            people = registries.get(row.registry_digest)
+            person = people.persons.get(row.person) if people else None
+            key = next((k for k in (person.keys if person else ()) if k.fingerprint == row.key_fp), None)
+            if key is not None:
+                signers[f"{row.person} {key.type} {key.openssh().split()[1]}"] = row.person
+            documents.append({"kind": row.kind, "person": row.person, "step": row.step_id,
+                              "document": row.document, "sshsig": row.signature, "key": row.key_fp,
+                              "public_key": key.openssh() if key else None,
+                              "registry_digest": row.registry_digest})
+    return {
+        "namespace": "treasury",
+        "allowed_signers": "".join(f"{line}\n" for line in sorted(signers)),
+        "documents": documents,
+        "how_to_verify": (
+            "for each document: write 'document' byte for byte (no newline) to d.json and 'sshsig' to "
+            "d.json.sig, write 'allowed_signers' to allowed_signers, then run: ssh-keygen -Y verify "
+            "-f allowed_signers -I PERSON -n treasury -s d.json.sig < d.json"),
+    }
+
+
+def _aware(at: Any) -> Any:
+    from datetime import UTC
+
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
