@@ -24,6 +24,7 @@ def signed_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped config with demo keys for every person (shared, read-only)."""
     return signed_config_copy(tmp_path_factory.mktemp("signed") / "config")
 
+
 PG_BASE = os.environ.get("TREASURY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("TREASURY_TEST_REDIS", "redis://127.0.0.1:6379")
 # One Redis database per xdist worker, so flushing it never touches another worker's keys.

@@ -54,7 +54,17 @@ class Desk:
 
     def cli(self, *args: str, raw: bool = False) -> tuple[int, Any]:
         """Run one command in a fresh process context; JSON output is parsed unless ``raw``."""
-        remote = {"base_url": "http://127.0.0.1:9"} if self.env != Environment.SIMULATOR else {}
+        remote: dict[str, object] = {}
+        if self.env != Environment.SIMULATOR:
+            remote["base_url"] = "http://127.0.0.1:9"
+        if self.env == Environment.PRODUCTION:  # production needs its audit anchoring set up
+            key = self.tmp / "server.key"
+            if not key.exists():
+                from treasury.audit.server_key import ServerKey
+
+                ServerKey(key, create=True, production=False).load()
+            remote["checkpoint_dir"] = self.tmp / "checkpoints"
+            remote["server_key_file"] = key
         settings = Settings(config_dir=self.config, database_url=f"sqlite:///{self.tmp / 'cli.db'}",
                             workflows_dir=ROOT / "workflows", env=self.env, **remote)  # type: ignore[arg-type]
         app = AppContext(settings=settings, clock=self.clock, _engine=self.engine)

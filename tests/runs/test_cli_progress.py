@@ -19,14 +19,16 @@ from .conftest import MONDAY_10_HKT, PAYOUT, ROOT
 PAYOUT_FILE = str(ROOT / "workflows" / "vendor-payout.yaml")
 
 
-def _app(tmp_path: Path) -> AppContext:
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'cli.db'}",
-                        workflows_dir=ROOT / "workflows", settle_seconds=15)
+def _app(tmp_path: Path, config: Path) -> AppContext:
+    settings = Settings(config_dir=config, database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+                        workflows_dir=ROOT / "workflows", settle_seconds=16)
     return AppContext(settings=settings, clock=ManualClock(MONDAY_10_HKT))
 
 
-def test_an_inline_approve_shows_each_wait_on_stderr_and_keeps_json_on_stdout(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+def test_an_inline_approve_shows_each_wait_on_stderr_and_keeps_json_on_stdout(
+    tmp_path: Path, signed_config: Path
+) -> None:
+    app = _app(tmp_path, signed_config)
     runner = CliRunner()
     started = runner.invoke(cli, ["run", PAYOUT_FILE, "-i", f"address={PAYOUT['address']}", "-i",
                                   f"amount={PAYOUT['amount']}", "--as", "erin", "--json"], obj=app,
@@ -48,7 +50,7 @@ def test_an_inline_approve_shows_each_wait_on_stderr_and_keeps_json_on_stdout(tm
     text = "\n".join(lines)
     assert "sending the withdrawal T" in text and "attempt 1 of" in text
     assert "reconciling the withdrawal T" in text
-    assert "lookup round 1, lookup 1 of 2 (withdraw_orders), settle window 15 s" in text
+    assert "lookup round 1, lookup 1 of 2 (withdraw_orders), settle window 16 s" in text
     assert "lookup 2 of 2 (balance_flow)" in text
     assert "retrying withdraw_orders, attempt 1 failed" in text
     assert "next lookup round in" in text
