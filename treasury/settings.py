@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     checkpoint_every_events: int = Field(100, ge=1)
     checkpoint_every_seconds: float = Field(300.0, gt=0)
     server_key_file: Path | None = None
-    # how old a signed decision may be when it reaches the runner (seconds; design.md section 9)
+    # how old a signed decision may be when it reaches the runner (seconds)
     decision_max_age: float = Field(600.0, gt=0)
     # the key that signs this person's decisions: a key file or ``agent:COMMENT``
     identity: str | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.cli.context import AppContext
 from treasury.cli.main import cli
@@ -31,8 +31,7 @@ steps:
 
 
 def _config(tmp_path: Path, policy: str | None) -> Path:
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
+    config = signed_config_copy(tmp_path / "config")
     if policy is None:
         (config / "policy.yaml").unlink()
     else:

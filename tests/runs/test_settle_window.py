@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+from tests.identities import signed_config_copy
 from treasury.audit import query_events
 from treasury.cli.main import cli
 from treasury.execution.ids import client_id_for
@@ -85,7 +86,8 @@ def _sweep_held_by_the_exchange(sim: SimulatorServer, settings: Settings) -> tup
 
 def _settings(sim: SimulatorServer, tmp_path: Path) -> Settings:
     # the timeout (0.5 s) ends while the exchange still holds the request (3 s, inside recvWindow 5 s)
-    return Settings(base_url=sim.url, config_dir=ROOT / "config", workflows_dir=ROOT / "workflows",
+    return Settings(base_url=sim.url, config_dir=signed_config_copy(tmp_path / "config"),
+                    workflows_dir=ROOT / "workflows",
                     database_url=f"sqlite:///{tmp_path / 't.db'}", http_timeout_seconds=0.5,
                     settle_margin_seconds=0.5)
 

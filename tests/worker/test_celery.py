@@ -204,7 +204,9 @@ def test_a_killed_workers_step_is_recovered_within_a_minute(
     # the step, and the run moves on, within a minute of the kill. One effect per step.
     sim.simulator.set_faults([{"method": "POST", "path": TRANSFER, "mode": "latency", "seconds": 4, "count": 1}])
     in_flight = arrival(sim, TRANSFER)
-    shipped = {"TREASURY_VISIBILITY_TIMEOUT": "3600", "TREASURY_SETTLE_SECONDS": "15"}
+    # the exchange's own timing too: a request held 4 s is still inside its 5 s recvWindow
+    shipped = {"TREASURY_VISIBILITY_TIMEOUT": "3600", "TREASURY_SETTLE_SECONDS": "16",
+               "TREASURY_HTTP_TIMEOUT_SECONDS": "10", "TREASURY_RECV_WINDOW_MS": "5000"}
     workers = cluster.start_ready("w1", "w2", **shipped)
     cluster.start_beat(**shipped)
     wrt = _runtime(cluster)

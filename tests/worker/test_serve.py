@@ -96,7 +96,8 @@ def test_the_sweeper_starts_a_run_whose_start_was_lost(
     rt = _runtime(engine, config_dir, wf, clock, _sim(config_dir, clock))
     loaded = rt.service.load_and_check((wf / "once.yaml").read_text(), source=str(wf / "once.yaml"))
     with engine.begin() as conn:  # created, but its kick never happened (a crash in between)
-        run_id = rt.service.create_run(conn, loaded, {"amount": "7"}, requested_by="erin")
+        run_id = rt.service.create_run(conn, loaded, {"amount": "7"}, requested_by="erin",
+                                       request=rt.service.sign_request(loaded, {"amount": "7"}, "erin"))
     server = build_server(rt, OPTIONS)
     stop = threading.Event()
     server.run(stop, wait=_until(clock, stop, START + timedelta(minutes=4)), threaded=False)

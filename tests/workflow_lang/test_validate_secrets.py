@@ -44,7 +44,7 @@ steps:
 def config_dir(tmp_path: Path) -> Path:
     out = tmp_path / "config"
     out.mkdir()
-    shutil.copy(CONFIG / "approvers.yaml", out / "approvers.yaml")
+    shutil.copy(CONFIG / "people.yaml", out / "people.yaml")
     shutil.copytree(CONFIG / "secrets", out / "secrets")
     (out / "keys.yaml").write_text(KEYS)
     (out / "policy.yaml").write_text("policy: none\n")

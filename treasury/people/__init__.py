@@ -1,1 +1,1 @@
-"""People, their credentials and the signed decisions they make (design.md section 9)."""
+"""People, their credentials and the signed decisions they make."""

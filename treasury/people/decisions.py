@@ -1,4 +1,4 @@
-"""Signed decision documents (design.md section 9): build, verify at the door, record.
+"""Signed decision documents: build, verify at the door, record.
 
 A document is canonical JSON (sorted keys, no spaces, amounts as strings)::
 

@@ -1,4 +1,4 @@
-"""The people registry: ``config/people.yaml`` (design.md section 9).
+"""The people registry: ``config/people.yaml``.
 
 ::
 
@@ -138,7 +138,7 @@ class _PeopleFile(BaseModel):
 
 
 OLD_SHAPE_HINT = (
-    "the approvers.yaml shape is replaced by config/people.yaml (design.md section 9): write "
+    "the approvers.yaml shape is replaced by config/people.yaml: write "
     "`people:` and, for each person, `roles: [approver]` (requester, approver, operator, auditor), "
     "their `groups:` and `ssh_keys:` (their OpenSSH public keys; `treasury people add-key NAME FILE`)"
 )
