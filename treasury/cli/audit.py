@@ -29,6 +29,7 @@ from treasury.audit import (
 )
 from treasury.audit.canonical import canonical_json
 from treasury.cli.context import AppContext, dumps, pass_app
+from treasury.display import escape_lines, escape_text, json_safe
 from treasury.errors import ParameterError
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -58,7 +59,7 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
 
 
 def _short(value: str | None, width: int) -> str:
-    text = value or ""
+    text = escape_text(value or "")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -89,7 +90,7 @@ def _write_json_array(records: Iterable[AuditRecord], out: Any) -> int:
     out.write("[")
     count = 0
     for r in records:
-        out.write((",\n" if count else "\n") + json.dumps(r.to_dict(), ensure_ascii=False))
+        out.write((",\n" if count else "\n") + json_safe(json.dumps(r.to_dict(), ensure_ascii=False)))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
@@ -98,7 +99,7 @@ def _write_json_array(records: Iterable[AuditRecord], out: Any) -> int:
 def _write_jsonl(records: Iterable[AuditRecord], out: Any) -> int:
     count = 0
     for r in records:
-        out.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        out.write(json_safe(json.dumps(r.to_dict(), ensure_ascii=False)) + "\n")
         count += 1
     return count
 
@@ -123,7 +124,7 @@ def _print_verify(app: AppContext, result: VerifyResult, as_json: bool, what: st
         click.echo(f"anchor: {result.anchor}  (keep it outside the database; re-check with --expect-head)")
     else:
         where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
-        click.echo(f"BROKEN{where}: {result.reason}")
+        click.echo(f"BROKEN{where}: {escape_lines(str(result.reason))}")
         click.echo(f"verified before the break: {result.count} {what}, up to seq {result.head_seq}")
     if not result.ok:
         sys.exit(1)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
 from treasury.models import RunState
 
@@ -34,6 +35,7 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ParameterError(pair, "must be written name=value")
+        check_name(name, "-i")
         if name in out:
             raise ParameterError(name, "is given twice")
         out[name.strip()] = value
@@ -46,9 +48,9 @@ def _exit_for(state: str) -> None:
 
 
 def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
-    click.echo(f"run {data['id']}  workflow {data['workflow']}  state {data['state']}")
+    click.echo(escape_text(f"run {data['id']}  workflow {data['workflow']}  state {data['state']}"))
     if data.get("error"):
-        click.echo(f"  error: {data['error']}")
+        click.echo(f"  error: {escape_lines(str(data['error']))}")
     rows = []
     for s in data["steps"]:
         detail = s.get("error") or ""
@@ -73,9 +75,9 @@ def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
 def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | None, dry_run: bool,
             wait: bool, timeout: float, as_json: bool) -> None:
     """Start a run of the workflow FILE and print its id and state."""
-    rt = _runtime(app)
-    user = user or _default_user()
+    user = check_name(user or _default_user(), "--as")
     raw = parse_inputs(inputs)
+    rt = _runtime(app)
     try:
         text = file.read_text()
     except OSError as exc:
@@ -86,16 +88,16 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
         if as_json:
             app.print_json(plan)
         else:
-            click.echo(f"dry run of {plan['workflow']} ({file}) as {user}: nothing is sent")
+            click.echo(escape_text(f"dry run of {plan['workflow']} ({file}) as {user}: nothing is sent"))
             for s in plan["steps"]:
                 if s["kind"] == "approval":
-                    click.echo(f"  {s['id']}: approval, quorum {s['quorum']} of {s['eligible']}, "
-                               f"expires in {s['expires_in']}")
+                    click.echo(escape_text(f"  {s['id']}: approval, quorum {s['quorum']} of {s['eligible']}, "
+                                           f"expires in {s['expires_in']}"))
                 else:
-                    click.echo(f"  {s['id']}: {s['op']} with key {s['key']} {app_dumps(s['params'])}")
+                    click.echo(escape_text(f"  {s['id']}: {s['op']} with key {s['key']} {app_dumps(s['params'])}"))
                     for v in s.get("policy", []):
                         mark = "allow" if v["allowed"] else "DENY"
-                        click.echo(f"      policy {mark}: {v['message']}")
+                        click.echo(escape_text(f"      policy {mark}: {v['message']}"))
         if not plan["allowed"]:
             raise SystemExit(1)
         return
@@ -154,9 +156,9 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
     _print_run_summary(app, data)
     for s in data["steps"]:
         if s["kind"] == "approval" and s.get("waiting_for"):
-            click.echo(f"approval {s['id']}: digest {s['digest']}")
+            click.echo(escape_text(f"approval {s['id']}: digest {s['digest']}"))
             for step_id, g in s["waiting_for"].items():
-                click.echo(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}")
+                click.echo(escape_text(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}"))
     policy_rows = [(s["id"], d.get("stage", ""), "allow" if v.get("allowed") else "DENY", v.get("message", ""))
                    for s in data["steps"] if s["kind"] == "operation"
                    for d in s.get("policy") or [] for v in d.get("verdicts", [])]
