@@ -4,6 +4,7 @@
 
     TreasuryError
     ├── ConfigError                 a settings or config file is wrong (names file and field)
+    │   └── FileRefused             a file is missing, unreadable, too large or not UTF-8 text
     ├── ParameterError              an operation or CLI parameter is wrong (names the parameter)
     ├── OperationNotPermitted       the key profile lacks the operation's permission; nothing sent
     ├── UnknownOperation            no operation of that name in the registry
@@ -57,6 +58,27 @@ class ConfigError(TreasuryError):
         self.field = field
         where = ": ".join(p for p in (source, field) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class FileRefused(ConfigError):
+    """A file could not be read as asked (``treasury.files``): the message starts with the file.
+
+    ``missing`` is True when it does not exist, ``too_large`` when it is over the limit (its
+    ``size`` when known); ``line``/``col`` (1-based) locate bytes that are not UTF-8.
+    """
+
+    def __init__(self, path: str, reason: str, *, missing: bool = False, too_large: bool = False,
+                 line: int | None = None, col: int | None = None, size: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.missing = missing
+        self.too_large = too_large
+        self.line = line
+        self.col = col
+        self.size = size
+        where = f"{path}:{line}:{col}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+        self.source = path
 
 
 class ParameterError(TreasuryError):

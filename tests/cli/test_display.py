@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.runs.conftest import MONDAY_10_HKT, PAYOUT, ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
@@ -16,7 +17,6 @@ from treasury.display import check_name, escape_lines, escape_text, json_safe
 from treasury.errors import ConfigError, ParameterError
 from treasury.keys import load_key_specs
 from treasury.settings import Settings
-from tests.runs.conftest import MONDAY_10_HKT, PAYOUT, ROOT
 
 PAYOUT_FILE = str(ROOT / "workflows" / "vendor-payout.yaml")
 # clears the screen, then writes a fake verdict in green; and a right-to-left override

@@ -11,12 +11,12 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy.exc import OperationalError
 
+from tests.runs.conftest import MONDAY_10_HKT, ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.failures import redact_url
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.settings import Settings
-from tests.runs.conftest import MONDAY_10_HKT, ROOT
 
 DEAD_PG = "postgresql+psycopg://bob:s3cret@127.0.0.1:1/treasury"
 

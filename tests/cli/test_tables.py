@@ -8,11 +8,11 @@ from pathlib import Path
 from click.testing import CliRunner
 from rich.console import Console
 
+from tests.runs.conftest import ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.cli.tables import print_fitted
 from treasury.settings import Settings
-from tests.runs.conftest import ROOT
 
 # the shape of one withdraw_orders row: 22 fields, ~400 characters as a table
 ORDER = {

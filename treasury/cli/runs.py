@@ -13,6 +13,7 @@ from treasury.cli.context import AppContext, pass_app
 from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
 from treasury.models import RunState
+from treasury.workflow.loader import read_workflow_text
 
 BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
 
@@ -78,11 +79,8 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
     user = check_name(user or _default_user(), "--as")
     raw = parse_inputs(inputs)
     rt = _runtime(app)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
-    loaded = rt.service.load_and_check(text, source=str(file))
+    # bounded read and UTF-8 check: the same refusals, located, as `treasury validate`
+    loaded = rt.service.load_and_check(read_workflow_text(file), source=str(file))
     if dry_run:
         plan = rt.service.plan(loaded, raw, requested_by=user)
         if as_json:
