@@ -11,6 +11,8 @@
     ├── WorkflowError
     │   ├── WorkflowInvalid         a workflow file has problems (all of them, located)
     │   ├── RunStateError           the run is not in a state that allows the action
+    │   │   ├── UnknownRun          no run with that id (a usage error: exit 2)
+    │   │   └── UnknownStep         the run has no step with that id (exit 2)
     │   └── ApprovalRefused         an approval/rejection that the rules refuse
     ├── PolicyDenied                a policy rule refuses the operation (rule and numbers)
     ├── ExecutionError
@@ -154,6 +156,28 @@ class WorkflowInvalid(WorkflowError):
 
 class RunStateError(WorkflowError):
     exit_code = 1
+
+
+class UnknownRun(RunStateError):
+    """No run has this id."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, message: str | None = None) -> None:
+        self.run_id = run_id
+        super().__init__(message or f"no run {run_id!r}; `treasury runs` lists the runs")
+
+
+class UnknownStep(RunStateError):
+    """The run has no step with this id; ``known`` lists the ones it has."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, step_id: str, known: Sequence[str] = ()) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        hint = f"; its steps: {', '.join(known)}" if known else ""
+        super().__init__(f"run {run_id!r} has no step {step_id!r}{hint}")
 
 
 class ApprovalRefused(WorkflowError):

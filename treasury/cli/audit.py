@@ -28,6 +28,7 @@ from treasury.audit import (
     verify_chain,
 )
 from treasury.audit.canonical import canonical_json
+from treasury.cli import filters
 from treasury.cli.context import AppContext, dumps, pass_app
 from treasury.display import escape_lines, escape_text, json_safe
 from treasury.errors import ParameterError
@@ -159,8 +160,12 @@ def audit(
     app = ctx.find_object(AppContext)
     assert app is not None
     now = app.clock.now()
+    engine = app.engine()
+    run_id = filters.existing_run(engine, run_id)
+    workflow = filters.workflow_name(engine, workflow)
+    types = tuple(filters.event_types(engine, types))
     records = query_events(
-        app.engine(),
+        engine,
         run_id=run_id,
         workflow=workflow,
         actor=actor,
@@ -205,6 +210,7 @@ def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
 @pass_app
 def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) -> None:
     """Write the evidence bundle of RUN (JSON, to stdout unless --out)."""
+    filters.existing_run(app.engine(), run_id)  # an unknown run is a usage error (exit 2)
     bundle = export_run(app.engine(), run_id, clock=app.clock)
     text = dumps(bundle) + "\n"
     if out is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from treasury.cli import filters
 from treasury.cli.context import AppContext, pass_app
 from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
@@ -127,8 +128,10 @@ def app_dumps(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def runs_cmd(app: AppContext, state: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first. --state and --workflow match any case; an unknown one is exit 2."""
+    state = filters.run_state(state)
     rt = _runtime(app)
+    workflow = filters.workflow_name(rt.engine, workflow)
     rt.service.expire_due()
     items = rt.service.list(state=state, workflow=workflow, limit=limit)
     if as_json:

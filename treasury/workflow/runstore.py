@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
-from treasury.errors import RunStateError
+from treasury.errors import UnknownRun, UnknownStep
 from treasury.models import RunState, StepState
 from treasury.store.tables import approvals, execution_records, runs, steps
 from treasury.workflow.approvals import Vote
@@ -30,18 +30,19 @@ def lock_run(conn: Connection, run_id: str) -> Row[Any]:
     """Load a run row, locking it (PostgreSQL) for the rest of the transaction.
 
     Raises:
-        RunStateError: no such run.
+        UnknownRun (a RunStateError): no such run.
     """
     row = conn.execute(_LOCK_RUN, {"b_run_id": run_id}).first()
     if row is None:
-        raise RunStateError(f"no run {run_id!r}")
+        raise UnknownRun(run_id)
     return row
 
 
 def get_run(conn: Connection, run_id: str) -> Row[Any]:
+    """Raises UnknownRun (a RunStateError) when there is no such run."""
     row = conn.execute(_GET_RUN, {"b_run_id": run_id}).first()
     if row is None:
-        raise RunStateError(f"no run {run_id!r}")
+        raise UnknownRun(run_id)
     return row
 
 
@@ -50,9 +51,11 @@ def get_steps(conn: Connection, run_id: str) -> list[Row[Any]]:
 
 
 def get_step(conn: Connection, run_id: str, step_id: str) -> Row[Any]:
+    """Raises UnknownRun or UnknownStep (both RunStateErrors) when there is no such run or step."""
     row = conn.execute(_GET_STEP, {"b_run_id": run_id, "b_step_id": step_id}).first()
     if row is None:
-        raise RunStateError(f"run {run_id!r} has no step {step_id!r}")
+        get_run(conn, run_id)
+        raise UnknownStep(run_id, step_id, [s.step_id for s in get_steps(conn, run_id)])
     return row
 
 
