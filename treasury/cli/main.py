@@ -37,6 +37,8 @@ class TreasuryGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> object:
+        # the subcommand's arguments, not parsed yet: help must work without valid settings
+        ctx.meta["treasury.help"] = any(a in ("-h", "--help") for a in ctx.args)
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -65,6 +67,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
         try:
             settings = Settings()
         except ValidationError as exc:
+            if ctx.meta.get("treasury.help"):
+                return  # help needs no settings: show it even when the environment is wrong
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise click.UsageError(f"setting TREASURY_{loc.upper()}: {first['msg']}") from None
