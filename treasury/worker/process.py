@@ -123,7 +123,7 @@ def sweep_once(wrt: WorkerRuntime) -> dict[str, Any]:
     counts = rt.service.recover(older_than=timedelta(seconds=older_than))
     out = {"records": len(swept), "expired_approvals": len(expired), **counts}
     if any(out.values()):
-        log.info("sweep: %s", out)
+        log.info("internal sweeper: %s", out)
     return out
 
 
