@@ -68,10 +68,17 @@ def insert_steps(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(insert(steps), [dict(r) for r in rows])
 
 
+# A run's error says why it stopped; a run that goes on (a person settled the step it was
+# waiting on) or succeeds has none, or `show` would keep printing an error that is over.
+_NO_ERROR_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.AWAITING_APPROVAL, RunState.SUCCEEDED})
+
+
 def set_run_state(conn: Connection, run_id: str, state: RunState, at: datetime, error: str | None = None) -> None:
     values: dict[str, Any] = {"state": state.value, "updated_at": at, "b_run_id": run_id}
     if error is not None:
         values["error"] = error
+    elif state in _NO_ERROR_STATES:
+        values["error"] = None
     conn.execute(_SET_RUN_STATE, values)
 
 
