@@ -11,11 +11,10 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy.exc import OperationalError
 
-from tests.runs.conftest import MONDAY_10_HKT, ROOT
+from tests.runs.conftest import ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.failures import redact_url
 from treasury.cli.main import cli
-from treasury.clock import ManualClock
 from treasury.settings import Settings
 
 DEAD_PG = "postgresql+psycopg://bob:s3cret@127.0.0.1:1/treasury"
@@ -24,7 +23,9 @@ DEAD_PG = "postgresql+psycopg://bob:s3cret@127.0.0.1:1/treasury"
 def _invoke(tmp_path: Path, *args: str, **settings: Any) -> Any:
     values: dict[str, Any] = {"config_dir": ROOT / "config", "database_url": f"sqlite:///{tmp_path / 't.db'}",
                               "workflows_dir": ROOT / "workflows", **settings}
-    app = AppContext(settings=Settings(**values), clock=ManualClock(MONDAY_10_HKT))
+    # the wall clock: the host-wide rate limiter shares its state file (per exchange URL) with
+    # every process on this machine, in wall-clock time
+    app = AppContext(settings=Settings(**values))
     return CliRunner().invoke(cli, list(args), obj=app)
 
 
