@@ -4,12 +4,15 @@
 
     TreasuryError
     ├── ConfigError                 a settings or config file is wrong (names file and field)
+    │   └── FileRefused             a file is missing, unreadable, too large or not UTF-8 text
     ├── ParameterError              an operation or CLI parameter is wrong (names the parameter)
     ├── OperationNotPermitted       the key profile lacks the operation's permission; nothing sent
     ├── UnknownOperation            no operation of that name in the registry
     ├── WorkflowError
     │   ├── WorkflowInvalid         a workflow file has problems (all of them, located)
     │   ├── RunStateError           the run is not in a state that allows the action
+    │   │   ├── UnknownRun          no run with that id (a usage error: exit 2)
+    │   │   └── UnknownStep         the run has no step with that id (exit 2)
     │   ├── ApprovalRefused         an approval/rejection that the rules refuse
     │   └── DecisionRefused         a signed decision refused at the door (signature, role, digest, age, nonce)
     ├── PolicyDenied                a policy rule refuses the operation (rule and numbers)
@@ -58,6 +61,27 @@ class ConfigError(TreasuryError):
         self.field = field
         where = ": ".join(p for p in (source, field) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class FileRefused(ConfigError):
+    """A file could not be read as asked (``treasury.files``): the message starts with the file.
+
+    ``missing`` is True when it does not exist, ``too_large`` when it is over the limit (its
+    ``size`` when known); ``line``/``col`` (1-based) locate bytes that are not UTF-8.
+    """
+
+    def __init__(self, path: str, reason: str, *, missing: bool = False, too_large: bool = False,
+                 line: int | None = None, col: int | None = None, size: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.missing = missing
+        self.too_large = too_large
+        self.line = line
+        self.col = col
+        self.size = size
+        where = f"{path}:{line}:{col}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+        self.source = path
 
 
 class ParameterError(TreasuryError):
@@ -133,6 +157,28 @@ class WorkflowInvalid(WorkflowError):
 
 class RunStateError(WorkflowError):
     exit_code = 1
+
+
+class UnknownRun(RunStateError):
+    """No run has this id."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, message: str | None = None) -> None:
+        self.run_id = run_id
+        super().__init__(message or f"no run {run_id!r}; `treasury runs` lists the runs")
+
+
+class UnknownStep(RunStateError):
+    """The run has no step with this id; ``known`` lists the ones it has."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, step_id: str, known: Sequence[str] = ()) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        hint = f"; its steps: {', '.join(known)}" if known else ""
+        super().__init__(f"run {run_id!r} has no step {step_id!r}{hint}")
 
 
 class ApprovalRefused(WorkflowError):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from treasury.display import name_problem
 from treasury.errors import ConfigError
 from treasury.located import load_located, raise_problems
 from treasury.models import Permission
@@ -114,9 +116,16 @@ class KeyProfile(BaseModel):
     fund_statement: bool = True
 
 
+def _profile_name(name: str) -> str:
+    problem = name_problem(name, "key profile name")
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
 class _KeysFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    profiles: dict[str, KeySpec]
+    profiles: dict[Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_profile_name)], KeySpec]
 
 
 def load_key_specs(path: Path) -> dict[str, KeySpec]:

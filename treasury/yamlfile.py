@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from treasury.errors import ConfigError
+from treasury.files import read_bounded
 
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -17,16 +18,9 @@ def load_yaml(path: Path) -> Any:
     """Read one YAML document with the safe loader.
 
     Raises:
-        ConfigError: missing, oversized or unparsable file.
+        ConfigError: unparsable file; FileRefused (a ConfigError): missing, unreadable or oversized.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError("file not found", source=str(path)) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"file is larger than {MAX_CONFIG_BYTES} bytes", source=str(path))
+    data = read_bounded(path, MAX_CONFIG_BYTES)
     try:
         return yaml.safe_load(data)
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from treasury.audit import verify_chain
 from treasury.cli.audit import register
 from treasury.cli.context import AppContext
 from treasury.clock import ManualClock
+from treasury.errors import UnknownRun
 from treasury.settings import Settings
 
 
@@ -56,7 +57,9 @@ def test_json_jsonl_and_csv(seeded: Engine, invoke) -> None:
     array = json.loads(invoke("--json").output)
     assert [e["seq"] for e in array] == [1, 2, 3, 4, 5, 6]
     assert set(array[0]) == {"seq", "at", "actor", "run_id", "step_id", "type", "payload", "prev_hash", "hash"}
-    assert json.loads(invoke("--json", "--run", "none").output) == []
+    assert json.loads(invoke("--json", "--actor", "nobody").output) == []
+    with pytest.raises(UnknownRun):  # main() turns this into "error: no run 'none'…" and exit 2
+        invoke("--json", "--run", "none")
     lines = invoke("--jsonl", "--workflow", "payroll").output.splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [2, 4, 6]
     rows = list(csv.DictReader(io.StringIO(invoke("--csv", "--limit", "2").output)))
@@ -127,9 +130,7 @@ def test_export_and_verify_bundle(seeded: Engine, invoke, tmp_path: Path) -> Non
 
 
 def test_export_of_unknown_run_fails(seeded: Engine, invoke) -> None:
-    from treasury.errors import AuditError
-
-    with pytest.raises(AuditError):  # main() turns this into "error: …" and exit 1
+    with pytest.raises(UnknownRun):  # main() turns this into "error: …" and exit 2 (a usage error)
         invoke("export", "nope")
 
 

@@ -20,7 +20,16 @@ from treasury.errors import ConfigError
 from treasury.settings import Settings
 from treasury.store.db import make_engine
 from treasury.worker import CeleryDispatcher, WorkerOptions, create_app
-from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, SWEEP, celery_config, load_options
+from treasury.worker.factory import (
+    BEAT_TICK,
+    EXECUTE_STEP,
+    KICK_RUN,
+    SWEEP,
+    SWEEP_ENTRY,
+    TICK_ENTRY,
+    celery_config,
+    load_options,
+)
 from treasury.worker.process import _SCHEMA_LOCK
 
 SECRET_DB = "postgresql+psycopg://treasury:db-canary-7f3a@db.internal/treasury"
@@ -35,8 +44,8 @@ def test_delivery_settings_follow_the_reliability_baseline() -> None:
     assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
     assert conf["broker_connection_retry_on_startup"] is True
     assert conf["task_ignore_result"] is True and conf["result_backend"] is None
-    assert conf["beat_schedule"]["treasury-beat-tick"]["schedule"] == 15.0
-    assert conf["beat_schedule"]["treasury-sweep"]["schedule"] == 15.0  # a dead worker is noticed within 60 s
+    assert conf["beat_schedule"][TICK_ENTRY]["schedule"] == 15.0
+    assert conf["beat_schedule"][SWEEP_ENTRY]["schedule"] == 15.0  # a dead worker is noticed within 60 s
 
 
 def test_tasks_never_retry_on_their_own() -> None:
@@ -170,3 +179,16 @@ def test_worker_and_beat_commands_start_on_a_real_broker_and_stop_on_sigterm(
                 proc.kill()
                 proc.wait(timeout=10)
             reader.join(timeout=10)
+
+
+def test_beat_entries_are_named_as_internal_not_like_a_workflow() -> None:
+    """Beat logs "Sending due task <entry> (<task>)": an entry named like a workflow
+    (``treasury-sweep``, which is also a demo workflow) reads as that workflow firing."""
+    import re
+
+    from treasury.workflow.spec import NAME_PATTERN
+
+    entries = celery_config(Settings(broker_url="redis://127.0.0.1:6379/14"), WorkerOptions())["beat_schedule"]
+    assert set(entries) == {TICK_ENTRY, SWEEP_ENTRY}
+    for name in entries:
+        assert name.startswith("internal: ") and not re.fullmatch(NAME_PATTERN, name)

@@ -44,7 +44,8 @@ def test_show_says_when_a_worker_last_saw_the_step_and_that_nobody_consumes(
     monkeypatch.setenv("TREASURY_BROKER_KEY_PREFIX", f"{queue}:")
     workflow = tmp_path / "one-transfer.yaml"
     workflow.write_text(ONE_TRANSFER)
-    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"), database_url=f"sqlite:///{tmp_path / 'show.db'}",
+    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
+                        database_url=f"sqlite:///{tmp_path / 'show.db'}",
                         broker_url=redis_url, base_url="http://127.0.0.1:9")  # no worker: never called
     app = AppContext(settings=settings)
     runner = CliRunner()
@@ -93,7 +94,8 @@ def test_run_wait_on_a_broker_with_no_worker_says_what_it_waits_for(
     monkeypatch.setenv("TREASURY_BROKER_KEY_PREFIX", f"{queue}:")
     workflow = tmp_path / "one-transfer.yaml"
     workflow.write_text(ONE_TRANSFER)
-    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"), database_url=f"sqlite:///{tmp_path / 'wait.db'}",
+    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
+                        database_url=f"sqlite:///{tmp_path / 'wait.db'}",
                         broker_url=redis_url, base_url="http://127.0.0.1:9")
     result = CliRunner().invoke(cli, ["run", str(workflow), "--as", "erin", "--wait", "--timeout", "1", "--json"],
                                 obj=AppContext(settings=settings), catch_exceptions=False)

@@ -11,6 +11,7 @@ RUN_REQUESTED = "run.requested"
 RUN_STATE = "run.state"
 STEP_STATE = "step.state"
 STEP_DISPATCHED = "step.dispatched"
+STEP_PARAMS = "step.params"  # a step's parameters, resolved at its first start
 STEP_RESOLVED = "step.resolved"  # a person settled a NEEDS_ATTENTION step
 STEP_START_LIMIT = "step.start_limit"  # a step kept dying mid-way and was parked for a person
 

@@ -27,7 +27,9 @@ from treasury.audit import (
     verify_bundle,
 )
 from treasury.audit.canonical import canonical_json
+from treasury.cli import filters
 from treasury.cli.context import AppContext, dumps, pass_app
+from treasury.display import escape_lines, escape_text, json_safe
 from treasury.errors import ConfigError, ParameterError
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -57,7 +59,7 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
 
 
 def _short(value: str | None, width: int) -> str:
-    text = value or ""
+    text = escape_text(value or "")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -88,7 +90,7 @@ def _write_json_array(records: Iterable[AuditRecord], out: Any) -> int:
     out.write("[")
     count = 0
     for r in records:
-        out.write((",\n" if count else "\n") + json.dumps(r.to_dict(), ensure_ascii=False))
+        out.write((",\n" if count else "\n") + json_safe(json.dumps(r.to_dict(), ensure_ascii=False)))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
@@ -97,7 +99,7 @@ def _write_json_array(records: Iterable[AuditRecord], out: Any) -> int:
 def _write_jsonl(records: Iterable[AuditRecord], out: Any) -> int:
     count = 0
     for r in records:
-        out.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        out.write(json_safe(json.dumps(r.to_dict(), ensure_ascii=False)) + "\n")
         count += 1
     return count
 
@@ -123,7 +125,7 @@ def _print_verify(app: AppContext, result: VerifyResult, as_json: bool, what: st
         click.echo(f"anchor: {result.anchor}  (keep it outside the database; re-check with --expect-head)")
     else:
         where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
-        click.echo(f"BROKEN{where}: {result.reason}")
+        click.echo(f"BROKEN{where}: {escape_lines(str(result.reason))}")
         click.echo(f"verified before the break: {result.count} {what}, up to seq {result.head_seq}")
     if extra and not as_json:
         _print_checkpoints(extra["checkpoints"])
@@ -160,8 +162,12 @@ def audit(
     app = ctx.find_object(AppContext)
     assert app is not None
     now = app.clock.now()
+    engine = app.engine()
+    run_id = filters.existing_run(engine, run_id)
+    workflow = filters.workflow_name(engine, workflow)
+    types = tuple(filters.event_types(engine, types))
     records = query_events(
-        app.engine(),
+        engine,
         run_id=run_id,
         workflow=workflow,
         actor=actor,
@@ -286,6 +292,7 @@ def checkpoint_cmd(app: AppContext, as_json: bool) -> None:
 @pass_app
 def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) -> None:
     """Write the evidence bundle of RUN (JSON, to stdout unless --out)."""
+    filters.existing_run(app.engine(), run_id)  # an unknown run is a usage error (exit 2)
     bundle = export_run(app.engine(), run_id, clock=app.clock)
     _add_decisions(app, bundle, run_id)
     text = dumps(bundle) + "\n"

@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
+from treasury.display import escape_lines
 from treasury.errors import ConfigError
 from treasury.settings import Settings
 
@@ -110,15 +110,13 @@ class AppContext:
     def print_table(
         self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
     ) -> None:
-        table = Table(title=title, show_lines=False)
-        for col in columns:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
-        self.console.print(table)
+        """Print rows as a table that fits the terminal (see ``treasury.cli.tables``)."""
+        from treasury.cli.tables import print_fitted
+
+        print_fitted(self.console, columns, rows, title=title)
 
     def fail(self, message: str, code: int = 1) -> None:
-        click.echo(f"error: {message}", err=True)  # plain: messages may contain [brackets]
+        click.echo(f"error: {escape_lines(message)}", err=True)  # plain: messages may contain [brackets]
         sys.exit(code)
 
 

@@ -9,6 +9,8 @@ import click
 from pydantic import ValidationError
 
 from treasury.cli.context import AppContext
+from treasury.cli.failures import infrastructure_message
+from treasury.display import escape_lines
 from treasury.errors import TreasuryError
 from treasury.settings import Settings
 
@@ -30,25 +32,46 @@ COMMAND_MODULES = (
 
 
 class TreasuryGroup(click.Group):
-    """Maps treasury errors onto a one-line message and their exit code, for every command."""
+    """Maps errors onto a one-line message and an exit code, for every command.
+
+    A treasury error prints its message and exits with its code. A database, broker or
+    exchange that cannot be reached prints one line naming the setting to check (URLs
+    redacted) and exits 1; ``--debug`` shows the full traceback instead.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
+        # the subcommand's arguments, not parsed yet: help must work without valid settings
+        ctx.meta["treasury.help"] = any(a in ("-h", "--help") for a in ctx.args)
         try:
             return super().invoke(ctx)
-        except TreasuryError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            app = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            line = infrastructure_message(exc, app.settings if app else None)
+            if line is not None:
+                click.echo(f"error: {line}", err=True)
+                ctx.exit(1)
+            if isinstance(exc, TreasuryError):
+                click.echo(f"error: {escape_lines(str(exc))}", err=True)
+                ctx.exit(exc.exit_code)
+            raise
 
 
 @click.group(cls=TreasuryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="treasury")
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """Treasury workflows on HashKey PRO: approvals, exactly-once execution, audit."""
     if ctx.obj is None:
         try:
             settings = Settings()
         except ValidationError as exc:
+            if ctx.meta.get("treasury.help"):
+                return  # help needs no settings: show it even when the environment is wrong
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             message = str(first["msg"]).removeprefix("Value error, ")
@@ -86,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
     except TreasuryError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {escape_lines(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(0)
 

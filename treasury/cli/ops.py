@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
 
-from treasury.cli.context import AppContext, pass_app, to_jsonable
+from treasury.cli.context import AppContext, pass_app
+from treasury.cli.failures import infrastructure_message
 from treasury.cli.identity import identity_option
+from treasury.display import check_name, escape_lines
 from treasury.errors import (
     AuthenticationFailed,
     Banned,
@@ -57,24 +56,14 @@ def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
         app.print_json(detail)
     else:
         # Plain echo, not rich markup: messages contain brackets such as "[read]".
-        click.echo(f"error: {exc}", err=True)
+        line = infrastructure_message(exc, app.settings) if isinstance(exc, NotSent) else None
+        click.echo(f"error: {line or escape_lines(str(exc))}", err=True)
     raise SystemExit(exc.exit_code)
 
 
 def _print_table(app: AppContext, columns: Sequence[str], rows: Iterable[Sequence[Any]],
                  title: str | None = None) -> None:
-    """A table at its natural width: piped output is not a terminal, and rich would squeeze
-    every column into 80 characters."""
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
-    console = app.console
-    if not console.is_terminal:
-        width = Measurement.get(console, console.options.update_width(1000), table).maximum
-        console = Console(width=max(80, width), soft_wrap=True, highlight=False)
-    console.print(table)
+    app.print_table(columns, rows, title=title)
 
 
 def _client(app: AppContext) -> HashKeyClient:
@@ -296,6 +285,8 @@ def resume_exchange_command(app: AppContext, user: str | None, identity: str | N
     try:
         if user is not None and not user.strip():
             raise ParameterError("--as", "must name a person")
+        if user is not None:
+            check_name(user, "--as")
         from treasury.cli.identity import decision_service, who_signs
         from treasury.workflow.deciding import standalone
 

@@ -9,11 +9,14 @@ from typing import Any
 
 import click
 
+from treasury.cli import filters
 from treasury.cli.context import AppContext, pass_app
 from treasury.cli.identity import identity_option, who_signs
 from treasury.cli.liveness import worker_status
+from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
 from treasury.models import RunState
+from treasury.workflow.loader import read_workflow_text
 
 BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
 
@@ -36,6 +39,7 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ParameterError(pair, "must be written name=value")
+        check_name(name, "-i")
         if name in out:
             raise ParameterError(name, "is given twice")
         out[name.strip()] = value
@@ -48,9 +52,9 @@ def _exit_for(state: str) -> None:
 
 
 def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
-    click.echo(f"run {data['id']}  workflow {data['workflow']}  state {data['state']}")
+    click.echo(escape_text(f"run {data['id']}  workflow {data['workflow']}  state {data['state']}"))
     if data.get("error"):
-        click.echo(f"  error: {data['error']}")
+        click.echo(f"  error: {escape_lines(str(data['error']))}")
     rows = []
     for s in data["steps"]:
         detail = s.get("error") or ""
@@ -81,28 +85,26 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
     if not dry_run:
         user, signer = who_signs(app, rt.service.ctx.approvers, user or (
             None if identity or app.settings.identity else _default_user()), identity)
-    user = user or _default_user()
+    user = check_name(user or _default_user(), "--as")
     raw = parse_inputs(inputs)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
-    loaded = rt.service.load_and_check(text, source=str(file))
+    rt = _runtime(app)
+    # bounded read and UTF-8 check: the same refusals, located, as `treasury validate`
+    loaded = rt.service.load_and_check(read_workflow_text(file), source=str(file))
     if dry_run:
         plan = rt.service.plan(loaded, raw, requested_by=user)
         if as_json:
             app.print_json(plan)
         else:
-            click.echo(f"dry run of {plan['workflow']} ({file}) as {user}: nothing is sent")
+            click.echo(escape_text(f"dry run of {plan['workflow']} ({file}) as {user}: nothing is sent"))
             for s in plan["steps"]:
                 if s["kind"] == "approval":
-                    click.echo(f"  {s['id']}: approval, quorum {s['quorum']} of {s['eligible']}, "
-                               f"expires in {s['expires_in']}")
+                    click.echo(escape_text(f"  {s['id']}: approval, quorum {s['quorum']} of {s['eligible']}, "
+                                           f"expires in {s['expires_in']}"))
                 else:
-                    click.echo(f"  {s['id']}: {s['op']} with key {s['key']} {app_dumps(s['params'])}")
+                    click.echo(escape_text(f"  {s['id']}: {s['op']} with key {s['key']} {app_dumps(s['params'])}"))
                     for v in s.get("policy", []):
                         mark = "allow" if v["allowed"] else "DENY"
-                        click.echo(f"      policy {mark}: {v['message']}")
+                        click.echo(escape_text(f"      policy {mark}: {v['message']}"))
         if not plan["allowed"]:
             raise SystemExit(1)
         return
@@ -174,8 +176,10 @@ def app_dumps(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def runs_cmd(app: AppContext, state: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first. --state and --workflow match any case; an unknown one is exit 2."""
+    state = filters.run_state(state)
     rt = _runtime(app)
+    workflow = filters.workflow_name(rt.engine, workflow)
     rt.service.expire_due()
     items = rt.service.list(state=state, workflow=workflow, limit=limit)
     if as_json:
@@ -206,9 +210,9 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
         click.echo(f"  {message}")
     for s in data["steps"]:
         if s["kind"] == "approval" and s.get("waiting_for"):
-            click.echo(f"approval {s['id']}: digest {s['digest']}")
+            click.echo(escape_text(f"approval {s['id']}: digest {s['digest']}"))
             for step_id, g in s["waiting_for"].items():
-                click.echo(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}")
+                click.echo(escape_text(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}"))
     policy_rows = [(s["id"], d.get("stage", ""), "allow" if v.get("allowed") else "DENY", v.get("message", ""))
                    for s in data["steps"] if s["kind"] == "operation"
                    for d in s.get("policy") or [] for v in d.get("verdicts", [])]

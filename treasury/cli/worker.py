@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from treasury.cli.context import AppContext, pass_app
+from treasury.cli.context import AppContext
 from treasury.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,27 +39,57 @@ def _with_default_loglevel(args: tuple[str, ...]) -> list[str]:
     return list(args) if given else ["--loglevel=INFO", *args]
 
 
-def _run(settings: Settings, command: str, args: tuple[str, ...]) -> None:
-    app = _celery_app(settings)
-    code = app.start([command, *_with_default_loglevel(args)])
+def _run(ctx: click.Context, command: str, args: tuple[str, ...]) -> None:
+    if any(a in ("-h", "--help") for a in args):
+        # our own help, before anything needs a broker, a database or even valid settings
+        click.echo(ctx.get_help())
+        return
+    app = ctx.find_object(AppContext)
+    assert app is not None, "the treasury group builds the AppContext"
+    celery = _celery_app(app.settings)
+    code = celery.start([command, *_with_default_loglevel(args)])
     if code:
         raise SystemExit(code)
 
 
-@click.command("worker", context_settings=_PASS_THROUGH)
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@pass_app
-def worker_cmd(app: AppContext, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker that executes steps (arguments go to `celery worker`)."""
-    _run(app.settings, "worker", celery_args)
+_NEEDS = """
+    \b
+    Settings it needs (environment or .env):
+      TREASURY_BROKER_URL     redis://... (required)
+      TREASURY_BASE_URL       the exchange or `treasury simulator` (required)
+      TREASURY_DATABASE_URL   the database every worker and beat share
+      TREASURY_CONFIG_DIR     keys.yaml, policy.yaml, approvers
+"""
 
 
-@click.command("beat", context_settings=_PASS_THROUGH)
+@click.command("worker", context_settings=_PASS_THROUGH, options_metavar="")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@pass_app
-def beat_cmd(app: AppContext, celery_args: tuple[str, ...]) -> None:
-    """Run Celery beat: fires schedules from the workflow files and runs the sweeper."""
-    _run(app.settings, "beat", celery_args)
+@click.pass_context
+def worker_cmd(ctx: click.Context, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker that executes steps.
+
+    Every argument goes to `celery worker` unchanged, for example `-c 4` (processes),
+    `-Q treasury` (queue), `--loglevel DEBUG` (default INFO). `celery worker --help`
+    lists them all.
+    """
+    _run(ctx, "worker", celery_args)
+
+
+@click.command("beat", context_settings=_PASS_THROUGH, options_metavar="")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def beat_cmd(ctx: click.Context, celery_args: tuple[str, ...]) -> None:
+    """Run Celery beat: fires the schedules in the workflow files and runs the internal sweeper.
+
+    One beat per deployment is the usual shape; a second one is harmless (each schedule's due
+    time fires once). Every argument goes to `celery beat` unchanged,
+    for example `--loglevel DEBUG` (default INFO). `celery beat --help` lists them all.
+    """
+    _run(ctx, "beat", celery_args)
+
+
+worker_cmd.help = (worker_cmd.help or "") + _NEEDS
+beat_cmd.help = (beat_cmd.help or "") + _NEEDS
 
 
 def register(cli: click.Group) -> None:

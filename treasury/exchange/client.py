@@ -92,11 +92,25 @@ class _RedactSignature(logging.Filter):
         return True
 
 
+class _PerRequestIsDebug(logging.Filter):
+    """httpx logs one INFO line per request ("HTTP Request: GET ... 200 OK"): at a worker's
+    INFO level that drowns what matters. Such lines become DEBUG, shown only when the root
+    logger is at DEBUG (``--loglevel DEBUG``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def _install_log_redaction() -> None:
     for name in ("httpx", "httpcore"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactSignature) for f in logger.filters):
             logger.addFilter(_RedactSignature())
+        if not any(isinstance(f, _PerRequestIsDebug) for f in logger.filters):
+            logger.addFilter(_PerRequestIsDebug())
 
 
 _install_log_redaction()

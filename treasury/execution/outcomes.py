@@ -17,7 +17,17 @@ from treasury.execution.records import ExecRecord
 from treasury.models import ExecState, StepState
 from treasury.operations.registry import OperationSpec
 
-RESOLVE_HINT = "settle it with `treasury resolve {run} {step} --outcome succeeded|failed`"
+# Two complete commands a person can paste as printed (the shell fills in $USER); a person
+# in approvers.yaml settles the step, with a note saying what they checked.
+RESOLVE_HINT = ("settle it: if HashKey shows it done, run "
+                "`treasury resolve {run} {step} --as \"$USER\" --outcome succeeded --note \"seen on HashKey\"`; "
+                "if not, run "
+                "`treasury resolve {run} {step} --as \"$USER\" --outcome failed --note \"not on HashKey\"`")
+
+
+def resolve_hint(run_id: str, step_id: str) -> str:
+    """What a person runs to settle a NEEDS_ATTENTION step (see ``RESOLVE_HINT``)."""
+    return RESOLVE_HINT.format(run=run_id, step=step_id)
 HALT_HINT = "a person must run `treasury resume-exchange`"
 # operation -> (what a person calls the request, where on HashKey to look for it)
 WHAT = {
@@ -121,7 +131,7 @@ def reason_text(operation: str, run_id: str, step_id: str, rec: ExecRecord, why:
     what, where = WHAT.get(operation, (operation, "history"))
     story = story or f"got no definite answer ({rec.error or 'no answer'}) and {why}"
     return (f"The {what} request (client id {rec.client_id}) {story}. Check HashKey's {where} for "
-            f"client id {rec.client_id} and " + RESOLVE_HINT.format(run=run_id, step=step_id) + ".")
+            f"client id {rec.client_id}, then " + resolve_hint(run_id, step_id) + ".")
 
 
 # ---------------------------------------------------------------------- audit payloads

@@ -39,7 +39,8 @@ from pydantic import (
     model_validator,
 )
 
-from treasury.errors import ConfigError, ParameterError
+from treasury.errors import ConfigError, FileRefused, ParameterError
+from treasury.files import read_bounded
 from treasury.located import compose, raise_problems
 from treasury.models import format_amount, parse_amount
 from treasury.yamlfile import MAX_CONFIG_BYTES
@@ -370,15 +371,13 @@ def load_policy(path: Path, *, allow_missing: bool = False) -> Policy:
             and path.
     """
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        data = read_bounded(path, MAX_CONFIG_BYTES)
+    except FileRefused as exc:
+        if not exc.missing:
+            raise
         if allow_missing:
             return Policy(source=str(path), digest=hashlib.sha256(b"").hexdigest())
         raise ConfigError(MISSING_POLICY, source=str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy file: {exc.strerror}", source=str(path)) from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"file is larger than {MAX_CONFIG_BYTES} bytes", source=str(path))
     return parse_policy(data, str(path))
 
 

@@ -28,8 +28,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from treasury.errors import ConfigError
+from treasury.errors import ConfigError, FileRefused
+from treasury.files import load_text
 from treasury.simulator.state import validation_problems
+from treasury.yamlfile import MAX_CONFIG_BYTES
 
 Mode = Literal["error_before", "error_after", "timeout_after", "reset_after", "latency"]
 
@@ -118,9 +120,9 @@ def load_faults(path: str | Path) -> list[dict[str, Any]]:
     """
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read the faults file: {exc.strerror or exc}", source=source) from None
+        data = yaml.safe_load(load_text(path, MAX_CONFIG_BYTES))
+    except FileRefused as exc:
+        raise ConfigError(f"cannot read the faults file: {exc.reason}", source=source) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=source) from None
     return [r.model_dump(exclude_none=True) for r in validate_rules(data or [], source)]

@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from treasury.errors import ConfigError, ParameterError
+from treasury.errors import ConfigError, FileRefused, ParameterError
+from treasury.files import load_text
 from treasury.models import Permission, parse_amount
-from treasury.yamlfile import field_path
+from treasury.yamlfile import MAX_CONFIG_BYTES, field_path
 
 ACCOUNT_TYPE_CODES: dict[str, int] = {"trading": 1, "custody": 5, "fiat": 6, "opt": 7, "prefund": 9}
 DEFAULT_LABELS: dict[str, str] = {
@@ -384,9 +385,9 @@ def load_state(path: str | Path) -> SimulatorConfig:
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the state file: {exc.strerror or exc}", source=source) from None
+        text = load_text(path, MAX_CONFIG_BYTES)
+    except FileRefused as exc:
+        raise ConfigError(f"cannot read the state file: {exc.reason}", source=source) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

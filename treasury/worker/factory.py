@@ -32,6 +32,10 @@ EXECUTE_STEP = "treasury.execute_step"
 KICK_RUN = "treasury.kick_run"
 BEAT_TICK = "treasury.beat_tick"
 SWEEP = "treasury.sweep"
+# Beat's own entries. Beat logs "Sending due task <entry> (<task>)"; these names say the
+# entry is internal, so it is never read as a workflow (the demo has one named treasury-sweep).
+TICK_ENTRY = "internal: schedule tick"
+SWEEP_ENTRY = "internal: sweeper (reconcile, expire, re-drive)"
 
 
 class TreasuryCelery(Celery):
@@ -98,13 +102,13 @@ def celery_config(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
         "enable_utc": True,
         "beat_scheduler": "celery.beat:Scheduler",  # in memory: the database holds what matters
         "beat_schedule": {
-            "treasury-beat-tick": {
+            TICK_ENTRY: {
                 "task": BEAT_TICK,
                 "schedule": options.beat_interval,
                 # a tick nobody picked up in time is superseded by the next one
                 "options": {"queue": options.queue, "expires": options.beat_interval},
             },
-            "treasury-sweep": {
+            SWEEP_ENTRY: {
                 "task": SWEEP,
                 "schedule": options.sweep_interval,
                 "options": {"queue": options.queue, "expires": options.sweep_interval},

@@ -137,7 +137,7 @@ def sweep_pass(rt: Runtime, *, older_than: float) -> dict[str, Any]:
     if rt.checkpointer is not None and rt.checkpointer.tick(rt.engine) is not None:
         out["checkpoints"] = 1  # the log went quiet: its head is anchored on time
     if any(out.values()):
-        log.info("sweep: %s", out)
+        log.info("internal sweeper: %s", out)
     return out
 
 

@@ -25,7 +25,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from treasury.clock import Clock
-from treasury.errors import ConfigError, TreasuryError
+from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInvalid
+from treasury.files import decode_text
+from treasury.workflow.loader import read_workflow_bytes
 from treasury.workflow.schedule import CatchUp, ScheduleSpec
 from treasury.workflow.scheduler import AuditHook, Scheduler, TickReport
 
@@ -105,21 +107,20 @@ class ScheduleLoader:
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         if cached is not None and cached.stamp == stamp:
             return cached  # unchanged since the last tick: no read, no hash, no validation
-        path = Path(source)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            if not path.exists():
+            data = read_workflow_bytes(source)  # the size limit applies while reading
+        except WorkflowInvalid as exc:
+            if not Path(source).exists():
                 return None  # removed between listing and reading: it is simply gone
-            return _Entry("", error=f"{source}:1:1: cannot read the file: {exc.strerror or type(exc).__name__}")
+            return _Entry("", error=str(exc))
         digest = hashlib.sha256(data).hexdigest()
         if cached is not None and cached.digest == digest:
             cached.stamp = stamp
             return cached
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            entry = _Entry(digest, error=f"{source}:1:1: the file is not valid UTF-8 text")
+            text = decode_text(data, source)
+        except FileRefused as exc:
+            entry = _Entry(digest, error=str(exc))
         else:
             try:
                 loaded = self.service.load_and_check(text, source=source)

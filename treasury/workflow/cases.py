@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from treasury.errors import ApprovalRefused, TreasuryError
+from treasury.workflow.loader import read_workflow_text
 from treasury.yamlfile import config_error_from, load_yaml
 
 EFFECT_KINDS = ("transfers", "withdrawals", "fiat_withdrawals", "orders", "wallet_signings")
@@ -102,7 +103,7 @@ def run_case(runtime: Any, workflows_dir: Path, workflow_file: str, case: Case) 
     result = CaseResult(case=case.name, workflow=workflow_file, run_id=None, state=None)
     path = workflows_dir / workflow_file
     try:
-        loaded = service.load_and_check(path.read_text(), source=str(path))
+        loaded = service.load_and_check(read_workflow_text(path), source=str(path))
         run_id = service.start(loaded, case.inputs, requested_by=case.requested_by)
         result.run_id = run_id
         for action in case.actions:

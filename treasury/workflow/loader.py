@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from treasury.errors import Problem, WorkflowInvalid
+from treasury.errors import FileRefused, Problem, WorkflowInvalid
+from treasury.files import decode_text, read_bounded
 from treasury.workflow.durations import DURATION_PATTERN
 from treasury.workflow.positions import Path_, Position, PositionMap, field_path
 from treasury.workflow.spec import (
@@ -57,6 +58,8 @@ __all__ = [
     "load_workflow_bytes",
     "load_workflow_text",
     "parse_yaml",
+    "read_workflow_bytes",
+    "read_workflow_text",
     "schema_problems",
 ]
 
@@ -92,12 +95,35 @@ def load_workflow(path: Path) -> LoadedWorkflow:
             every problem located.
     """
     source = str(path)
+    return load_workflow_bytes(read_workflow_bytes(path), source=source)
+
+
+def read_workflow_bytes(path: Path | str) -> bytes:
+    """The bytes of a workflow file, read with the size limit applied while reading.
+
+    Raises:
+        WorkflowInvalid: missing, unreadable or over ``MAX_WORKFLOW_BYTES``, at ``FILE:1:1``.
+    """
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise WorkflowInvalid([Problem(source, 1, 1, "", f"cannot read the file: {reason}")]) from None
-    return load_workflow_bytes(data, source=source)
+        return read_bounded(path, MAX_WORKFLOW_BYTES)
+    except FileRefused as exc:
+        if exc.too_large:
+            raise WorkflowInvalid([too_large(str(path), exc.size)]) from None
+        reason = "cannot read the file: no such file" if exc.missing else exc.reason
+        raise WorkflowInvalid([Problem(str(path), 1, 1, "", reason)]) from None
+
+
+def read_workflow_text(path: Path | str) -> str:
+    """The text of a workflow file (for ``treasury run``, beat and cases).
+
+    Raises:
+        WorkflowInvalid: as ``read_workflow_bytes``, or not UTF-8 (located at the bad byte).
+    """
+    data = read_workflow_bytes(path)
+    try:
+        return decode_text(data, path)
+    except FileRefused as exc:
+        raise WorkflowInvalid([Problem(str(path), exc.line or 1, exc.col or 1, "", exc.reason)]) from None
 
 
 def load_workflow_bytes(data: bytes, *, source: str) -> LoadedWorkflow:

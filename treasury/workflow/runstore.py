@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
-from treasury.errors import RunStateError
+from treasury.errors import UnknownRun, UnknownStep
 from treasury.models import RunState, StepState
 from treasury.store.tables import approvals, execution_records, runs, steps
 from treasury.workflow.approvals import Vote
@@ -30,18 +30,19 @@ def lock_run(conn: Connection, run_id: str) -> Row[Any]:
     """Load a run row, locking it (PostgreSQL) for the rest of the transaction.
 
     Raises:
-        RunStateError: no such run.
+        UnknownRun (a RunStateError): no such run.
     """
     row = conn.execute(_LOCK_RUN, {"b_run_id": run_id}).first()
     if row is None:
-        raise RunStateError(f"no run {run_id!r}")
+        raise UnknownRun(run_id)
     return row
 
 
 def get_run(conn: Connection, run_id: str) -> Row[Any]:
+    """Raises UnknownRun (a RunStateError) when there is no such run."""
     row = conn.execute(_GET_RUN, {"b_run_id": run_id}).first()
     if row is None:
-        raise RunStateError(f"no run {run_id!r}")
+        raise UnknownRun(run_id)
     return row
 
 
@@ -50,9 +51,11 @@ def get_steps(conn: Connection, run_id: str) -> list[Row[Any]]:
 
 
 def get_step(conn: Connection, run_id: str, step_id: str) -> Row[Any]:
+    """Raises UnknownRun or UnknownStep (both RunStateErrors) when there is no such run or step."""
     row = conn.execute(_GET_STEP, {"b_run_id": run_id, "b_step_id": step_id}).first()
     if row is None:
-        raise RunStateError(f"run {run_id!r} has no step {step_id!r}")
+        get_run(conn, run_id)
+        raise UnknownStep(run_id, step_id, [s.step_id for s in get_steps(conn, run_id)])
     return row
 
 
@@ -65,10 +68,17 @@ def insert_steps(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(insert(steps), [dict(r) for r in rows])
 
 
+# A run's error says why it stopped; a run that goes on (a person settled the step it was
+# waiting on) or succeeds has none, or `show` would keep printing an error that is over.
+_NO_ERROR_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.AWAITING_APPROVAL, RunState.SUCCEEDED})
+
+
 def set_run_state(conn: Connection, run_id: str, state: RunState, at: datetime, error: str | None = None) -> None:
     values: dict[str, Any] = {"state": state.value, "updated_at": at, "b_run_id": run_id}
     if error is not None:
         values["error"] = error
+    elif state in _NO_ERROR_STATES:
+        values["error"] = None
     conn.execute(_SET_RUN_STATE, values)
 
 

@@ -31,6 +31,7 @@ from treasury.errors import (
     WorkflowInvalid,
 )
 from treasury.execution.ids import new_run_id
+from treasury.execution.outcomes import resolve_hint
 from treasury.models import ExecState, RunState, StepState
 from treasury.people import decisions, evidence
 from treasury.workflow import approving, deciding, views
@@ -598,8 +599,7 @@ class RunService:
             if starts > self.ctx.step_start_limit:
                 # every earlier start died or raised before recording an end: stop the loop
                 reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
-                          f"check its execution records and the exchange, then `treasury resolve {run_id} "
-                          f"{step_id}`")
+                          f"check its execution records and the exchange, then {resolve_hint(run_id, step_id)}")
                 self.audit(conn, STEP_START_LIMIT, actor, run_id=run_id, step_id=step_id,
                            payload={"starts": starts - 1, "limit": self.ctx.step_start_limit})
                 refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,

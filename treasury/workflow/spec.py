@@ -318,7 +318,7 @@ class WorkflowSpec(_Model):
         issues: list[Issue] = [
             ((name,), f"input name {name!r} must be an identifier (letters, digits, _)")
             for name in value
-            if not _INPUT_NAME.match(name) or len(name) > 64
+            if not _INPUT_NAME.fullmatch(name) or len(name) > 64
         ]
         if issues:
             raise workflow_error(issues)

@@ -233,9 +233,10 @@ def node_position(node: Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def too_large(source: str, size: int) -> Problem:
-    """The problem for a file of ``size`` bytes, over ``MAX_WORKFLOW_BYTES``."""
-    return Problem(source, 1, 1, "", f"the file is {size} bytes; workflow files are limited to "
+def too_large(source: str, size: int | None) -> Problem:
+    """The problem for a file of ``size`` bytes (None: unknown, a device), over ``MAX_WORKFLOW_BYTES``."""
+    told = f"{size} bytes" if size is not None else f"larger than {MAX_WORKFLOW_BYTES} bytes"
+    return Problem(source, 1, 1, "", f"the file is {told}; workflow files are limited to "
                                      f"{MAX_WORKFLOW_BYTES // 1024} KiB")
 
 
