@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.identities import signed_config_copy
 from tests.runs.conftest import MONDAY_10_HKT, PAYOUT, ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.main import cli
@@ -24,7 +25,8 @@ EVIL = "\x1b[2J\x1b[32mAPPROVED by risk\x1b[0m [bold]ok[/bold] \u202eevil\r"
 
 
 def _app(tmp_path: Path) -> AppContext:
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
+                        database_url=f"sqlite:///{tmp_path / 'cli.db'}",
                         workflows_dir=ROOT / "workflows")
     return AppContext(settings=settings, clock=ManualClock(MONDAY_10_HKT))
 

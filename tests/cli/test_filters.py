@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
+from tests.identities import signed_config_copy
 from tests.runs.conftest import MONDAY_10_HKT, PAYOUT, ROOT
 from treasury.cli.context import AppContext
 from treasury.cli.main import cli
@@ -21,7 +22,8 @@ PAYOUT_FILE = str(ROOT / "workflows" / "vendor-payout.yaml")
 
 @pytest.fixture
 def app(tmp_path: Path, engine: Engine) -> AppContext:
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
+                        database_url=f"sqlite:///{tmp_path / 'cli.db'}",
                         workflows_dir=ROOT / "workflows")
     return AppContext(settings=settings, clock=ManualClock(MONDAY_10_HKT), _engine=engine)
 
