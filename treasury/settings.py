@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treasury.errors import ConfigError
+from treasury.observe.logs import LogFormat
 
 
 class Environment(StrEnum):
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     # a step started this many times without reaching an end (its worker died, or it raised)
     # is parked for a person instead of being started again: no endless redelivery loop
     step_start_limit: int = Field(5, ge=1)
+    # log lines: "console" (plain text, the default) or "json" (one object per line, with the
+    # run, step, client id, operation and person; see treasury/observe/logs.py)
+    log_format: LogFormat = LogFormat.CONSOLE
 
     @field_validator("base_url")
     @classmethod

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from treasury.cli.context import AppContext
 from treasury.errors import TreasuryError
+from treasury.observe.logs import LogFormat, configure
 from treasury.settings import Settings
 
 # Each module defines ``register(group)``; a module that does not exist yet is skipped.
@@ -23,6 +24,8 @@ COMMAND_MODULES = (
     "treasury.cli.simulator",
     "treasury.cli.demo",
     "treasury.cli.policy",
+    "treasury.cli.health",
+    "treasury.cli.notify",
 )
 
 
@@ -39,17 +42,22 @@ class TreasuryGroup(click.Group):
 
 @click.group(cls=TreasuryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="treasury")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default=None,
+              help="log lines as plain text or JSON (default: TREASURY_LOG_FORMAT, else console)")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, log_format: str | None = None) -> None:
     """Treasury workflows on HashKey PRO: approvals, exactly-once execution, audit."""
     if ctx.obj is None:
         try:
             settings = Settings()
+            if log_format:
+                settings = settings.model_copy(update={"log_format": LogFormat(log_format)})
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise click.UsageError(f"setting TREASURY_{loc.upper()}: {first['msg']}") from None
         ctx.obj = AppContext(settings=settings)
+    configure(ctx.obj.settings.log_format)
 
 
 def _register_all() -> None:

@@ -12,6 +12,7 @@ import click
 from treasury.cli.context import AppContext, pass_app
 from treasury.errors import ParameterError
 from treasury.models import RunState
+from treasury.observe import context as log_context
 
 BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
 
@@ -213,6 +214,7 @@ def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str, outcome: 
                 as_json: bool) -> None:
     """A person settles a NEEDS_ATTENTION step."""
     rt = _runtime(app)
+    log_context.bind(person=user, run_id=run_id, step_id=step_id)
     state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note)
     if as_json:
         app.print_json(rt.service.show(run_id, with_audit=False))

@@ -32,6 +32,7 @@ outcomes, and the texts a person reads).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import uuid
@@ -64,6 +65,7 @@ from treasury.execution.retry import READ_POLICY, SEND_POLICY, poll
 from treasury.execution.sending import send
 from treasury.keys import KeyProfile
 from treasury.models import ExecState, RetryStrategy, StepState
+from treasury.observe import context as log_context
 from treasury.operations.registry import OperationSpec, get_operation, parse_params
 
 __all__ = [
@@ -132,6 +134,12 @@ class StepExecutor:
         Never raises for exchange, policy or parameter problems: they become the outcome.
         Raises only for database failures and programming errors.
         """
+        # the step's log lines carry its ids; what is bound inside dies with the copy
+        outcome = contextvars.copy_context().run(self._execute_bound, req)
+        return outcome
+
+    def _execute_bound(self, req: StepRequest) -> StepOutcome:
+        log_context.bind(run_id=req.run_id, step_id=req.step_id, operation=req.operation)
         try:
             spec = get_operation(req.operation)
         except TreasuryError as exc:
@@ -266,6 +274,7 @@ class StepExecutor:
         except (TreasuryError, ValueError) as exc:
             return StepOutcome(StepState.FAILED, error=f"nothing was sent: {exc}")
         cids = [leg.client_id for leg in legs]
+        log_context.bind(client_order_id=",".join(cids))
         svc = self._services()
         try:
             client, profile = self.clients(req.key_profile)

@@ -18,6 +18,8 @@ from typing import Any
 
 from celery import signals
 
+from treasury.observe import context as log_context
+from treasury.observe.logs import LogFormat, apply_format
 from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, SWEEP, TreasuryCelery
 
 log = logging.getLogger("treasury.worker")
@@ -39,7 +41,8 @@ def register_tasks(app: TreasuryCelery) -> None:
 
     @app.task(name=KICK_RUN, **common)
     def kick_run(run_id: str) -> None:
-        process.runtime_for(app).runtime.service.kick(run_id)
+        with log_context.bound(run_id=run_id):
+            process.runtime_for(app).runtime.service.kick(run_id)
 
     @app.task(name=BEAT_TICK, **common)
     def beat_tick() -> None:
@@ -60,3 +63,12 @@ def register_tasks(app: TreasuryCelery) -> None:
             log.warning("start-up sweep not queued: %s: %s", type(exc).__name__, exc)
 
     signals.worker_ready.connect(on_worker_ready, weak=False)
+    if app.treasury_settings.log_format is LogFormat.JSON:
+        # Celery sets up its own handlers (worker_hijack_root_logger); give them JSON lines
+        signals.after_setup_logger.connect(_json_logs, weak=False, dispatch_uid="treasury.json-logs")
+        signals.after_setup_task_logger.connect(_json_logs, weak=False, dispatch_uid="treasury.json-task-logs")
+
+
+def _json_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    if logger is not None:
+        apply_format(LogFormat.JSON, logger)

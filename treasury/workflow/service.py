@@ -8,6 +8,7 @@ sends twice.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 from collections import deque
@@ -31,6 +32,7 @@ from treasury.errors import (
 )
 from treasury.execution.ids import new_run_id
 from treasury.models import ExecState, RunState, StepState
+from treasury.observe import context as log_context
 from treasury.workflow import approving, views
 from treasury.workflow import engine as eng
 from treasury.workflow import runstore as store
@@ -417,6 +419,14 @@ class RunService:
 
     def execute_step(self, run_id: str, step_id: str) -> None:
         """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
+        # every log line of the step carries its ids; what the step binds dies with the copy
+        contextvars.copy_context().run(self._execute_step_bound, run_id, step_id)
+
+    def _execute_step_bound(self, run_id: str, step_id: str) -> None:
+        log_context.bind(run_id=run_id, step_id=step_id)
+        self._execute_step(run_id, step_id)
+
+    def _execute_step(self, run_id: str, step_id: str) -> None:
         from treasury.execution import StepRequest
 
         actor = self.ctx.worker_actor
