@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # log lines: "console" (plain text, the default) or "json" (one object per line, with the
     # run, step, client id, operation and person; see treasury/observe/logs.py)
     log_format: LogFormat = LogFormat.CONSOLE
+    # `treasury health` and /readyz fail when our clock is further than this from the exchange's
+    max_clock_offset_ms: float = Field(1000.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -17,6 +17,7 @@ from treasury.observe.logs import ConsoleFormatter, JsonFormatter, LogFormat, co
 from treasury.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from treasury.cli.main import main; main()"]
 
 
 def _record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
@@ -98,7 +99,7 @@ def test_configure_installs_one_json_handler_and_console_none() -> None:
 
 def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TREASURY_") or k.startswith("TREASURY_TEST")}
-    return subprocess.run([sys.executable, "-m", "treasury.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([*CLI, *args], capture_output=True, text=True,
                           env={**base, "PYTHONPATH": str(REPO), **env}, timeout=60, check=False)
 
 
