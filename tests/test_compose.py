@@ -94,3 +94,17 @@ def test_workers_get_time_to_finish_in_flight_steps(services: dict[str, Any]) ->
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"  # Celery's warm shutdown
     grace = worker["stop_grace_period"]
     assert grace.endswith("m") and int(grace[:-1]) >= 2
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_are_healthy_when_their_readyz_answers(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    port = service["environment"]["TREASURY_METRICS_PORT"]
+    probe = " ".join(service["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in probe
+    assert service["environment"]["TREASURY_METRICS_HOST"] == "0.0.0.0"  # Prometheus scrapes from outside
+    assert service["depends_on"]["simulator"] == {"condition": "service_healthy"}
+    sim = services["simulator"]
+    assert f":{_option(_command(sim), '--port')}/api/v1/time" in " ".join(sim["healthcheck"]["test"])
+    scrape = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheus.yml").read_text())
+    assert f"{name}:{port}" in scrape["scrape_configs"][0]["static_configs"][0]["targets"]

@@ -194,6 +194,9 @@ def verify_cmd(app: AppContext, expect_head: str | None, as_json: bool) -> None:
         result = verify_chain(app.engine(), expect_head=expect_head)
     except ParameterError as exc:
         raise click.BadParameter(exc.reason, param_hint="--expect-head") from None
+    from treasury.observe.marks import audit_verified
+
+    audit_verified(app.engine(), result, at=app.clock.now())  # for metrics and alerts
     _print_verify(app, result, as_json, "events")
 
 

@@ -66,6 +66,7 @@ from treasury.execution.sending import send
 from treasury.keys import KeyProfile
 from treasury.models import ExecState, RetryStrategy, StepState
 from treasury.observe import context as log_context
+from treasury.observe import metrics
 from treasury.operations.registry import OperationSpec, get_operation, parse_params
 
 __all__ = [
@@ -136,6 +137,7 @@ class StepExecutor:
         """
         # the step's log lines carry its ids; what is bound inside dies with the copy
         outcome = contextvars.copy_context().run(self._execute_bound, req)
+        metrics.step_finished(req.operation, outcome.state.value)
         return outcome
 
     def _execute_bound(self, req: StepRequest) -> StepOutcome:
@@ -350,8 +352,12 @@ class StepExecutor:
 
     def _reconcile_until_decided(self, ctx: StepContext, inflight: list[str]) -> None:
         """Reconciliation passes (the poll policy) until no leg is waiting or a decision is due."""
-        poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
-             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight))
+        started = self.clock.monotonic()
+        try:
+            poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
+                 clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight))
+        finally:
+            metrics.reconciled(self.clock.monotonic() - started, "step")
 
     def _decision_time(self, ctx: StepContext, cids: Sequence[str]) -> float:
         """When the earliest in-flight leg must be decided (settle or deadline), capped by stop_at."""

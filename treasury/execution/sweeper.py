@@ -14,6 +14,7 @@ import logging
 from treasury.execution import records as R
 from treasury.execution.executor import StepExecutor
 from treasury.models import ExecState
+from treasury.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,13 @@ def sweep(executor: StepExecutor, *, older_than_seconds: float = 60.0) -> list[t
         if rec.state is ExecState.PREPARED:
             out.append((rec.client_id, rec.state))
             continue
+        started = executor.clock.monotonic()
         try:
             state = executor.reconcile_record(rec.client_id)
         except KeyError:  # removed meanwhile (should not happen: records are never deleted)
             continue
+        finally:
+            metrics.reconciled(executor.clock.monotonic() - started, "sweeper")
         log.info("swept %s: %s -> %s", rec.client_id, rec.state.value, state.value)
         out.append((rec.client_id, state))
     return out

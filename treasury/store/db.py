@@ -80,6 +80,7 @@ def import_tables() -> None:
         "treasury.audit.tables",
         "treasury.policy.tables",
         "treasury.workflow.schedule_tables",
+        "treasury.observe.tables",
     ):
         try:
             importlib.import_module(module)

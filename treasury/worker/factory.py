@@ -109,6 +109,7 @@ def celery_config(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
                 "schedule": options.sweep_interval,
                 "options": {"queue": options.queue, "expires": options.sweep_interval},
             },
+
         },
     }
 
@@ -119,14 +120,20 @@ def create_app(settings: Settings, options: WorkerOptions | None = None) -> Trea
     Raises:
         ConfigError: ``TREASURY_BROKER_URL`` is unset.
     """
+    from treasury.worker import monitoring
     from treasury.worker.tasks import register_tasks
 
     options = options if options is not None else load_options()
+    if options.metrics_port is not None:
+        from treasury.observe import multiproc
+
+        multiproc.prepare()  # before the pool forks and before anything counts
     app = TreasuryCelery("treasury", set_as_current=False)
     app.conf.update(celery_config(settings, options))
     app.treasury_settings = settings
     app.treasury_options = options
     register_tasks(app)
+    monitoring.connect(app)
     return app
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from treasury.clock import Clock
+from treasury.observe import metrics
 from treasury.runtime import Runtime, build_runtime
 from treasury.settings import Settings
 from treasury.store.db import create_schema, make_engine
@@ -133,8 +135,14 @@ def beat_tick(wrt: WorkerRuntime) -> list[str]:
     The kicks are sent after the scheduler's transaction has committed; a kick that is lost
     leaves a PENDING run that the sweeper starts. Returns the ids of the runs created.
     """
+    started = time.perf_counter()
     report = wrt.beat.tick()
+    now = wrt.runtime.clock.now()
+    metrics.beat_ticked(time.perf_counter() - started,
+                        [(now - fired.due_at).total_seconds() for fired in report.fired],
+                        [name for name, _due in report.missed])
     run_ids = [fired.run_id for fired in report.fired]
     for run_id in run_ids:
         wrt.dispatcher.kick(run_id)
     return run_ids
+

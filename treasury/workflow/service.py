@@ -296,8 +296,8 @@ class RunService:
         for step_id, new in t.step_states.items():
             old = view.step(step_id).state
             extra: dict[str, Any] = {}
-            if new == StepState.RUNNING and old == StepState.PENDING:
-                extra["started_at"] = at
+            if new in (StepState.RUNNING, StepState.AWAITING_APPROVAL) and old == StepState.PENDING:
+                extra["started_at"] = at  # an approval step starts when approval is requested
             if new.terminal:
                 extra["finished_at"] = at
             store.update_step(conn, run.id, step_id, at, state=new, **extra)
