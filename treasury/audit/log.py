@@ -18,6 +18,7 @@ from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from treasury.audit import outbox
 from treasury.audit.bundle import export_run, verify_bundle
 from treasury.audit.canonical import canonical_json, format_at, to_jsonable, utc
 from treasury.audit.chain import GENESIS_HASH, AuditRecord, VerifyResult, body_digest, body_parts, link_hash
@@ -87,7 +88,7 @@ def append_event(
         seq, prev_hash, hash_ = _append_postgres(conn, values, before, after)
     else:
         seq, prev_hash, hash_ = _append_sqlite(conn, values, before, after)
-    return AuditRecord(
+    record = AuditRecord(
         seq=seq,
         at=at,
         actor=actor,
@@ -98,6 +99,8 @@ def append_event(
         prev_hash=prev_hash,
         hash=hash_,
     )
+    outbox.on_append(conn, record)  # a notification, if it is one, commits with the event
+    return record
 
 
 # One statement locks the head, takes the next seq, hashes and inserts, so the head lock

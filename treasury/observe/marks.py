@@ -23,7 +23,8 @@ def get_mark(conn: Connection, name: str) -> Any:
 
 
 def audit_verified(engine: Engine, result: Any, *, at: datetime) -> None:
-    """Record an ``audit verify`` outcome (a ``VerifyResult``) as the ``audit.verify`` mark.
+    """Record an ``audit verify`` outcome (a ``VerifyResult``) as the ``audit.verify`` mark, and
+    a failed one in the notification outbox (``audit.verify_failed``).
 
     Best effort: a database that cannot take the mark (read-only, a broken schema) does not
     change what verify reports.
@@ -32,6 +33,14 @@ def audit_verified(engine: Engine, result: Any, *, at: datetime) -> None:
     try:
         with engine.begin() as conn:
             set_mark(conn, AUDIT_VERIFY, at=at, ok=bool(result.ok), detail=detail)
+            if not result.ok:
+                from treasury.audit.outbox import AUDIT_VERIFY_FAILED, enqueue
+
+                # one notification per break: verifying the same broken chain again repeats the id
+                enqueue(conn, event_id=f"audit-verify-failed-{result.first_bad_seq}-{result.head_hash[:16]}",
+                        type=AUDIT_VERIFY_FAILED, at=at,
+                        payload={"first_bad_seq": result.first_bad_seq, "reason": result.reason,
+                                 "verified_up_to": result.head_seq})
     except Exception as exc:
         import logging
 

@@ -81,6 +81,8 @@ def import_tables() -> None:
         "treasury.policy.tables",
         "treasury.workflow.schedule_tables",
         "treasury.observe.tables",
+        "treasury.audit.outbox",
+        "treasury.notify.tables",
     ):
         try:
             importlib.import_module(module)

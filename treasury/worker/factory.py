@@ -32,6 +32,7 @@ EXECUTE_STEP = "treasury.execute_step"
 KICK_RUN = "treasury.kick_run"
 BEAT_TICK = "treasury.beat_tick"
 SWEEP = "treasury.sweep"
+NOTIFY = "treasury.notify"
 
 
 class TreasuryCelery(Celery):
@@ -109,7 +110,11 @@ def celery_config(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
                 "schedule": options.sweep_interval,
                 "options": {"queue": options.queue, "expires": options.sweep_interval},
             },
-
+            "treasury-notify": {
+                "task": NOTIFY,
+                "schedule": options.notify_interval,
+                "options": {"queue": options.queue, "expires": options.notify_interval},
+            },
         },
     }
 

@@ -146,3 +146,26 @@ def beat_tick(wrt: WorkerRuntime) -> list[str]:
         wrt.dispatcher.kick(run_id)
     return run_ids
 
+
+def notify_once(wrt: WorkerRuntime) -> dict[str, int]:
+    """One pass of the notification sender with ``config/notify.yaml`` as it is now.
+
+    A broken file is logged and the pass skipped: the outbox keeps every event until it is mended.
+    """
+    from treasury.errors import ConfigError
+    from treasury.notify.service import build_sender
+
+    settings = wrt.runtime.settings
+    try:
+        sender = build_sender(settings, wrt.runtime.engine, wrt.runtime.clock)
+    except ConfigError as exc:
+        log.error("notifications not sent: %s", exc)
+        return {}
+    try:
+        report = sender.run_once()
+    finally:
+        sender.http.close()
+    out = {"delivered": report.delivered, "failed": report.failed, "expiring": report.expiring}
+    if report.delivered or report.failed:
+        log.info("notify: %s", out)
+    return out

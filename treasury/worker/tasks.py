@@ -9,6 +9,7 @@ retry nor deduplicate. Results are ignored; the database is the record.
 - ``treasury.beat_tick()``: fire due schedules from the workflow files, then kick the runs;
 - ``treasury.sweep()``: reconcile stale execution records and re-drive lost work. It also
   runs once when a worker starts.
+- ``treasury.notify()``: one pass of the notification sender (the outbox to its channels).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from celery import signals
 
 from treasury.observe import context as log_context
 from treasury.observe.logs import LogFormat, apply_format
-from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, SWEEP, TreasuryCelery
+from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, NOTIFY, SWEEP, TreasuryCelery
 
 log = logging.getLogger("treasury.worker")
 
@@ -51,6 +52,10 @@ def register_tasks(app: TreasuryCelery) -> None:
     @app.task(name=SWEEP, **common)
     def sweep() -> None:
         process.sweep_once(process.runtime_for(app))
+
+    @app.task(name=NOTIFY, **common)
+    def notify() -> None:
+        process.notify_once(process.runtime_for(app))
 
     def on_worker_ready(sender: Any = None, **_: Any) -> None:
         # Runs in the worker's parent process: queue the sweep for a child rather than opening
