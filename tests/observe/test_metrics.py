@@ -114,3 +114,21 @@ def test_the_server_serves_metrics_liveness_and_readiness() -> None:
         assert httpx.get(server.url + "/nope").status_code == 404
     finally:
         server.shutdown()
+
+
+def test_a_folder_of_its_own_is_removed_by_the_process_that_made_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from treasury.observe import multiproc; path = multiproc.prepare(); print(path)\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n    sys.exit(0)  # runs the atexit handlers it inherited\n"
+            "os.waitpid(pid, 0); print(os.path.isdir(path))")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         timeout=60).stdout.split()
+    path, alive_after_child = out[0], out[-1]
+    assert alive_after_child == "True"  # a forked child exiting did not remove the parent's folder
+    assert not Path(path).exists()  # the parent's exit did

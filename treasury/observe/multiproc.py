@@ -9,8 +9,10 @@ metrics port is set).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 
@@ -31,6 +33,8 @@ def prepare() -> str:
     else:
         path = tempfile.mkdtemp(prefix="treasury-metrics-")
         os.environ[ENV] = path
+        # the folder is this process's to remove when it exits (never a forked child's)
+        atexit.register(_remove, path, os.getpid())
     if "prometheus_client" in sys.modules and not _multiprocess_active():
         log.warning("prometheus_client was imported before %s was set: this process counts alone", ENV)
     return path
@@ -54,3 +58,8 @@ def process_exited(pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid)
+
+
+def _remove(path: str, owner: int) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
