@@ -14,6 +14,12 @@ from treasury.errors import ParameterError
 from treasury.models import RunState
 from treasury.observe import context as log_context
 
+
+def _log_fields(**fields: str | None) -> None:
+    """Bind log fields (the person, the run) until this command ends."""
+    click.get_current_context().with_resource(log_context.bound(**fields))
+
+
 BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
 
 
@@ -76,6 +82,7 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
     """Start a run of the workflow FILE and print its id and state."""
     rt = _runtime(app)
     user = user or _default_user()
+    _log_fields(person=user)
     raw = parse_inputs(inputs)
     try:
         text = file.read_text()
@@ -183,6 +190,7 @@ def _decision(name: str, help_text: str) -> Any:
     def cmd(app: AppContext, run_id: str, user: str, comment: str | None, reason: str | None,
             as_json: bool) -> None:
         rt = _runtime(app)
+        _log_fields(person=user, run_id=run_id)
         if name == "approve":
             state = rt.service.approve(run_id, user, comment)
         elif name == "reject":
@@ -214,7 +222,7 @@ def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str, outcome: 
                 as_json: bool) -> None:
     """A person settles a NEEDS_ATTENTION step."""
     rt = _runtime(app)
-    log_context.bind(person=user, run_id=run_id, step_id=step_id)
+    _log_fields(person=user, run_id=run_id, step_id=step_id)
     state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note)
     if as_json:
         app.print_json(rt.service.show(run_id, with_audit=False))
