@@ -109,3 +109,17 @@ def test_workers_and_beat_share_a_checkpoint_volume(services: dict[str, Any]) ->
     # the volume is created from the image's folder, which the unprivileged user must own
     assert "mkdir -p /var/lib/treasury" in (REPO / "Dockerfile").read_text()
     assert "chown -R treasury /app /var/lib/treasury" in (REPO / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_are_healthy_when_their_readyz_answers(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    port = service["environment"]["TREASURY_METRICS_PORT"]
+    probe = " ".join(service["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in probe
+    assert service["environment"]["TREASURY_METRICS_HOST"] == "0.0.0.0"  # Prometheus scrapes from outside
+    assert service["depends_on"]["simulator"] == {"condition": "service_healthy"}
+    sim = services["simulator"]
+    assert f":{_option(_command(sim), '--port')}/api/v1/time" in " ".join(sim["healthcheck"]["test"])
+    scrape = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheus.yml").read_text())
+    assert f"{name}:{port}" in scrape["scrape_configs"][0]["static_configs"][0]["targets"]

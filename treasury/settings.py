@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treasury.errors import ConfigError
+from treasury.observe.logs import LogFormat
 
 
 class Environment(StrEnum):
@@ -91,6 +92,17 @@ class Settings(BaseSettings):
     decision_max_age: float = Field(600.0, gt=0)
     # the key that signs this person's decisions: a key file or ``agent:COMMENT``
     identity: str | None = None
+    # log lines: "console" (plain text, the default) or "json" (one object per line, with the
+    # run, step, client id, operation and person; see treasury/observe/logs.py)
+    log_format: LogFormat = LogFormat.CONSOLE
+    # `treasury health` and /readyz fail when our clock is further than this from the exchange's
+    max_clock_offset_ms: float = Field(1000.0, gt=0)
+    # notifications (config/notify.yaml): links in messages point at the web console here
+    console_url: str | None = None
+    # an approval.expiring notification goes out this long before an approval expires
+    notify_expiry_warning_seconds: float = Field(3600.0, ge=0)
+    # a sender's claim on a delivery; a sender that died is replaced after this long
+    notify_lease_seconds: float = Field(60.0, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -149,6 +161,10 @@ class Settings(BaseSettings):
     @property
     def policy_file(self) -> Path:
         return self.config_dir / "policy.yaml"
+
+    @property
+    def notify_file(self) -> Path:
+        return self.config_dir / "notify.yaml"
 
     @property
     def simulator_file(self) -> Path:

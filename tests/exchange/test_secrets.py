@@ -4,6 +4,7 @@ request signature, replayable inside recvWindow, must stay out of the logs too."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shutil
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from tests.exchange.conftest import CONFIG_DIR, profile
+from tests.observe.jsonlog import json_log
 from treasury.cli import ops
 from treasury.cli.context import AppContext
 from treasury.clock import SystemClock
@@ -108,10 +110,14 @@ def test_canary_never_leaks_over_http(served: tuple[str, Capturing], canary_sim:
     client = HashKeyClient(url, httpx.Client(timeout=0.3), clock=clock,
                            limiter=LocalRateLimiter(RateLimits(query=50, order=50), clock))
     texts: list[str] = []
-    with client:
+    with client, json_log() as as_json:
         _exercise(client, canary_sim, texts)
 
     logs = caplog.text
+    # the same records as JSON lines (TREASURY_LOG_FORMAT=json), with the fields they carry
+    assert "HTTP Request" in as_json.text and as_json.lines()
+    assert CANARY not in as_json.text and TOTP_CANARY not in as_json.text
+    assert [sig for sig in capturing.signatures if sig in as_json.text] == []
     assert "HTTP Request" in logs and "httpcore" in {r.name.split(".")[0] for r in caplog.records}
     everything = "\n".join([logs, *texts])
     assert CANARY not in everything
@@ -143,9 +149,12 @@ def test_settings_repr_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_canary_never_leaks_in_cli_output(served: tuple[str, Capturing], canary_sim: Simulator,
-                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path, request: pytest.FixtureRequest,
+                                          monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
     url, _ = served
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR / "secrets", config / "secrets")
@@ -169,6 +178,7 @@ def test_canary_never_leaks_in_cli_output(served: tuple[str, Capturing], canary_
     group = click.Group("treasury")
     ops.register(group)
     outputs = []
+    as_json = stack.enter_context(json_log())
     for args in (
         ["query", "balances", "--key", "canary", "--json"],
         ["query", "balances", "--key", "canary"],
@@ -183,6 +193,7 @@ def test_canary_never_leaks_in_cli_output(served: tuple[str, Capturing], canary_
         outputs.append(result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "code=0002" in outputs[4]  # the wrong secret did fail
-    text = "\n".join([*outputs, caplog.text])
+    text = "\n".join([*outputs, caplog.text, as_json.text])
+    assert as_json.lines()
     assert CANARY not in text and TOTP_CANARY not in text
     assert SecretStr(CANARY).get_secret_value() == CANARY  # the canary itself is intact

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from tests.identities import signed_config_copy
+from tests.observe.jsonlog import json_log
 from treasury.audit import query_events
 from treasury.clock import ManualClock
 from treasury.runtime import build_runtime
@@ -54,11 +55,15 @@ def test_no_secret_in_any_table_after_payouts_with_faults_retries_and_reconcilia
          "count": 2},
     ])
     states = []
-    for _ in range(3):
-        run_id = rt.service.start(load(rt, "vendor-payout.yaml"), PAYOUT, requested_by="erin")
-        rt.service.approve(run_id, "alice", comment="ok")
-        rt.service.approve(run_id, "bob")
-        states.append(rt.service.state_of(run_id))
+    with json_log() as logs:  # and the JSON log lines the runs wrote (TREASURY_LOG_FORMAT=json)
+        for _ in range(3):
+            run_id = rt.service.start(load(rt, "vendor-payout.yaml"), PAYOUT, requested_by="erin")
+            rt.service.approve(run_id, "alice", comment="ok")
+            rt.service.approve(run_id, "bob")
+            states.append(rt.service.state_of(run_id))
+    assert any(ln.get("operation") == "withdraw" for ln in logs.lines())
+    assert CANARY not in logs.text and TOTP_CANARY not in logs.text
+    assert "signature=" not in logs.text.replace("signature=<redacted>", "")
     assert "SUCCEEDED" in states  # signed with the canary, so the secret was really in use
     events = list(query_events(rt.engine))
     statuses = {e.payload.get("status") for e in events if e.type == "response.received"}

@@ -24,6 +24,7 @@ from treasury.worker.factory import (
     BEAT_TICK,
     EXECUTE_STEP,
     KICK_RUN,
+    NOTIFY,
     SWEEP,
     SWEEP_ENTRY,
     TICK_ENTRY,
@@ -118,11 +119,11 @@ def test_celery_finds_the_app_in_the_package(tmp_path: Path) -> None:
     code = ("from celery.app.utils import find_app\n"
             "import treasury.worker.app\n"  # even with the submodule imported, -A treasury.worker works
             "app = find_app('treasury.worker')\n"
-            "print(type(app).__name__, app.conf.task_default_queue, sorted(app.tasks)[-4:])")
+            "print(type(app).__name__, app.conf.task_default_queue, sorted(app.tasks)[-5:])")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.split(" ", 2)[:2] == ["TreasuryCelery", "found-it"]
-    assert all(name in out for name in (EXECUTE_STEP, KICK_RUN, BEAT_TICK, SWEEP))
+    assert all(name in out for name in (EXECUTE_STEP, KICK_RUN, BEAT_TICK, SWEEP, NOTIFY))
 
 
 def test_worker_processes_create_the_schema_one_at_a_time(pg_url: str, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from treasury.audit import outbox
 from treasury.audit.anchoring import OPTION as CHECKPOINTER
 from treasury.audit.bundle import export_run, verify_bundle
 from treasury.audit.canonical import canonical_json, format_at, to_jsonable, utc
@@ -93,7 +94,7 @@ def append_event(
     checkpointer = conn.get_execution_options().get(CHECKPOINTER)
     if checkpointer is not None:  # anchors the committed head, or refuses a chain that lost history
         checkpointer.on_append(conn, seq, prev_hash)
-    return AuditRecord(
+    record = AuditRecord(
         seq=seq,
         at=at,
         actor=actor,
@@ -104,6 +105,8 @@ def append_event(
         prev_hash=prev_hash,
         hash=hash_,
     )
+    outbox.on_append(conn, record)  # a notification, if it is one, commits with the event
+    return record
 
 
 # One statement locks the head, takes the next seq, hashes and inserts, so the head lock

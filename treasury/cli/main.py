@@ -12,6 +12,7 @@ from treasury.cli.context import AppContext
 from treasury.cli.failures import infrastructure_message
 from treasury.display import escape_lines
 from treasury.errors import TreasuryError
+from treasury.observe.logs import LogFormat, configure
 from treasury.settings import Settings
 
 # Each module defines ``register(group)``; a module that does not exist yet is skipped.
@@ -28,6 +29,8 @@ COMMAND_MODULES = (
     "treasury.cli.policy",
     "treasury.cli.db",
     "treasury.cli.people",
+    "treasury.cli.health",
+    "treasury.cli.notify",
 )
 
 
@@ -63,12 +66,16 @@ class TreasuryGroup(click.Group):
 @click.group(cls=TreasuryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="treasury")
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default=None,
+              help="log lines as plain text or JSON (default: TREASURY_LOG_FORMAT, else console)")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, log_format: str | None = None) -> None:
     """Treasury workflows on HashKey PRO: approvals, exactly-once execution, audit."""
     if ctx.obj is None:
         try:
             settings = Settings()
+            if log_format:
+                settings = settings.model_copy(update={"log_format": LogFormat(log_format)})
         except ValidationError as exc:
             if ctx.meta.get("treasury.help"):
                 return  # help needs no settings: show it even when the environment is wrong
@@ -78,6 +85,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
             where = f"setting TREASURY_{loc.upper()}" if loc else "settings"  # no loc: a rule across settings
             raise click.UsageError(f"{where}: {message}") from None
         ctx.obj = AppContext(settings=settings)
+    if ctx.obj is not None:
+        configure(ctx.obj.settings.log_format)
 
 
 def _register_all() -> None:

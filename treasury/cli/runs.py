@@ -16,7 +16,14 @@ from treasury.cli.liveness import worker_status
 from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
 from treasury.models import RunState
+from treasury.observe import context as log_context
 from treasury.workflow.loader import read_workflow_text
+
+
+def _log_fields(**fields: str | None) -> None:
+    """Bind log fields (the person, the run) until this command ends."""
+    click.get_current_context().with_resource(log_context.bound(**fields))
+
 
 BAD_END = {RunState.FAILED, RunState.REJECTED, RunState.EXPIRED, RunState.CANCELLED, RunState.NEEDS_ATTENTION}
 
@@ -86,6 +93,7 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
         user, signer = who_signs(app, rt.service.ctx.approvers, user or (
             None if identity or app.settings.identity else _default_user()), identity)
     user = check_name(user or _default_user(), "--as")
+    _log_fields(person=user)
     raw = parse_inputs(inputs)
     rt = _runtime(app)
     # bounded read and UTF-8 check: the same refusals, located, as `treasury validate`
@@ -242,6 +250,7 @@ def _decision(name: str, help_text: str) -> Any:
         if name == "reject" and not reason:
             raise click.UsageError("reject needs --reason")
         user, signer = who_signs(app, rt.service.ctx.approvers, user, identity)
+        _log_fields(person=user, run_id=run_id)
         if name == "approve":
             state = rt.service.approve(run_id, user, comment, signer=signer)
         elif name == "reject":
@@ -274,6 +283,7 @@ def resolve_cmd(app: AppContext, run_id: str, step_id: str, user: str | None, id
     """An operator who did not request the run settles its NEEDS_ATTENTION step (signed)."""
     rt = _runtime(app)
     user, signer = who_signs(app, rt.service.ctx.approvers, user, identity)
+    _log_fields(person=user, run_id=run_id, step_id=step_id)
     state = rt.service.resolve(run_id, step_id, user=user, outcome=outcome, note=note, signer=signer)
     if as_json:
         app.print_json(rt.service.show(run_id, with_audit=False))

@@ -39,6 +39,7 @@ from treasury.exchange.auth import encode_params, sign, totp
 from treasury.exchange.ratelimit import RateLimiter
 from treasury.exchange.responses import interpret, was_sent
 from treasury.keys import KeyProfile
+from treasury.observe import metrics
 from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec, get_operation, parse_params
 
@@ -290,8 +291,12 @@ class HashKeyClient:
     def _acquire(self, api_key: str, spec: OperationSpec, client_id: str | None) -> str | None:
         if self.limiter is None:
             return None
+        started = self.clock.monotonic()
         try:
-            return self.limiter.acquire(api_key, spec.rate_class, spec.weight)
+            ticket = self.limiter.acquire(api_key, spec.rate_class, spec.weight)
+            metrics.rate_limit_granted(api_key, spec.rate_class.value, spec.weight,
+                                       self.clock.monotonic() - started)
+            return ticket
         except ExchangeHalted as exc:
             reason = getattr(exc, "reason", None) or str(exc)
             raise ExchangeHalted(
@@ -325,11 +330,13 @@ class HashKeyClient:
         try:
             data, status, elapsed = self._send(prepared.request, spec.name, client_id, answered)
         except RateLimited as exc:
+            metrics.throttled(exc.status or 429, api_key)
             if self.limiter is not None:
                 what = f"HTTP {exc.status}" + (f" code {exc.code}" if exc.code else "")
                 self.limiter.suspend(api_key, self.suspension_seconds, f"{what} on {spec.name}")
             raise
         except Banned as exc:
+            metrics.throttled(exc.status or 418, api_key)
             if self.limiter is not None:
                 self.limiter.ban(f"HTTP {exc.status} on {spec.name}")
             raise

@@ -32,6 +32,7 @@ outcomes, and the texts a person reads).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import uuid
@@ -65,6 +66,8 @@ from treasury.execution.retry import READ_POLICY, SEND_POLICY, poll
 from treasury.execution.sending import send
 from treasury.keys import KeyProfile
 from treasury.models import ExecState, RetryStrategy, StepState
+from treasury.observe import context as log_context
+from treasury.observe import metrics
 from treasury.operations.registry import OperationSpec, get_operation, parse_params
 
 __all__ = [
@@ -138,6 +141,13 @@ class StepExecutor:
         Never raises for exchange, policy or parameter problems: they become the outcome.
         Raises only for database failures and programming errors.
         """
+        # the step's log lines carry its ids; what is bound inside dies with the copy
+        outcome = contextvars.copy_context().run(self._execute_bound, req)
+        metrics.step_finished(req.operation, outcome.state.value)
+        return outcome
+
+    def _execute_bound(self, req: StepRequest) -> StepOutcome:
+        log_context.bind(run_id=req.run_id, step_id=req.step_id, operation=req.operation)
         try:
             spec = get_operation(req.operation)
         except TreasuryError as exc:
@@ -277,6 +287,7 @@ class StepExecutor:
         except (TreasuryError, ValueError) as exc:
             return StepOutcome(StepState.FAILED, error=f"nothing was sent: {exc}")
         cids = [leg.client_id for leg in legs]
+        log_context.bind(client_order_id=",".join(cids))
         svc = self._services()
         try:
             client, profile = self.clients(req.key_profile)
@@ -364,8 +375,12 @@ class StepExecutor:
                        detail, until=self._decision_time(ctx, inflight))
             ctx.wait(seconds)
 
-        poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
-             clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight), sleep=pause)
+        started = self.clock.monotonic()
+        try:
+            poll(lambda: reconcile_pass(ctx, inflight), done=lambda pending: not pending,
+                 clock=self.clock, deadline=lambda: self._decision_time(ctx, inflight), sleep=pause)
+        finally:
+            metrics.reconciled(self.clock.monotonic() - started, "step")
 
     def _decision_time(self, ctx: StepContext, cids: Sequence[str]) -> float:
         """When the earliest in-flight leg must be decided (settle or deadline), capped by stop_at."""

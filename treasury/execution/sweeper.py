@@ -20,6 +20,7 @@ from typing import NamedTuple
 from treasury.execution import records as R
 from treasury.execution.executor import StepExecutor
 from treasury.models import ExecState
+from treasury.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,13 @@ def sweep_records(executor: StepExecutor, *, older_than_seconds: float = 60.0) -
         if rec.state is ExecState.PREPARED:
             out.append(Swept(rec.client_id, rec.state, rec.run_id, rec.step_id))
             continue
+        started = executor.clock.monotonic()
         try:
             state = executor.reconcile_record(rec.client_id)
         except KeyError:  # removed meanwhile (should not happen: records are never deleted)
             continue
+        finally:
+            metrics.reconciled(executor.clock.monotonic() - started, "sweeper")
         log.info("swept %s: %s -> %s", rec.client_id, rec.state.value, state.value)
         out.append(Swept(rec.client_id, state, rec.run_id, rec.step_id))
     return out

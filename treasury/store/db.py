@@ -61,7 +61,10 @@ SCHEMA_LOCK_KEY = 0x7472_6561_7375  # pg_advisory_xact_lock key: "treasu"
 def import_tables() -> None:
     """Import every module that defines tables, so ``metadata`` knows them all."""
     # The table modules import ``metadata`` from here, so they are imported when asked for.
+    import treasury.audit.outbox
     import treasury.audit.tables
+    import treasury.notify.tables
+    import treasury.observe.tables
     import treasury.people.tables
     import treasury.policy.tables
     import treasury.store.tables

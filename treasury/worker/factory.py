@@ -36,6 +36,7 @@ SWEEP = "treasury.sweep"
 # entry is internal, so it is never read as a workflow (the demo has one named treasury-sweep).
 TICK_ENTRY = "internal: schedule tick"
 SWEEP_ENTRY = "internal: sweeper (reconcile, expire, re-drive)"
+NOTIFY = "treasury.notify"
 
 
 class TreasuryCelery(Celery):
@@ -113,6 +114,11 @@ def celery_config(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
                 "schedule": options.sweep_interval,
                 "options": {"queue": options.queue, "expires": options.sweep_interval},
             },
+            "treasury-notify": {
+                "task": NOTIFY,
+                "schedule": options.notify_interval,
+                "options": {"queue": options.queue, "expires": options.notify_interval},
+            },
         },
     }
 
@@ -123,14 +129,20 @@ def create_app(settings: Settings, options: WorkerOptions | None = None) -> Trea
     Raises:
         ConfigError: ``TREASURY_BROKER_URL`` is unset.
     """
+    from treasury.worker import monitoring
     from treasury.worker.tasks import register_tasks
 
     options = options if options is not None else load_options()
+    if options.metrics_port is not None:
+        from treasury.observe import multiproc
+
+        multiproc.prepare()  # before the pool forks and before anything counts
     app = TreasuryCelery("treasury", set_as_current=False)
     app.conf.update(celery_config(settings, options))
     app.treasury_settings = settings
     app.treasury_options = options
     register_tasks(app)
+    monitoring.connect(app)
     return app
 
 

@@ -51,6 +51,12 @@ class WorkerOptions(BaseSettings):
     # warm shutdown waits for running steps; after a cold-shutdown request this grace period
     # still lets them finish before the worker gives up (Celery's soft shutdown)
     soft_shutdown_timeout: float = Field(60.0, ge=0)
+    # how often beat sends the notification sender task (config/notify.yaml)
+    notify_interval: float = Field(10.0, gt=0)
+    # serve /metrics, /healthz and /readyz on this port (worker: the parent process, summing its
+    # pool; beat: its own process). Unset: no server. See docs/operations.md.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("visibility_timeout")
     @classmethod

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from treasury.clock import Clock, SystemClock
+from treasury.observe import metrics
 from treasury.runtime import Runtime, attach_checkpointer, build_runtime
 from treasury.settings import Settings
 from treasury.store.db import make_engine
@@ -147,8 +149,37 @@ def beat_tick(wrt: WorkerRuntime) -> list[str]:
     The kicks are sent after the scheduler's transaction has committed; a kick that is lost
     leaves a PENDING run that the sweeper starts. Returns the ids of the runs created.
     """
+    started = time.perf_counter()
     report = wrt.beat.tick()
+    now = wrt.runtime.clock.now()
+    metrics.beat_ticked(time.perf_counter() - started,
+                        [(now - fired.due_at).total_seconds() for fired in report.fired],
+                        [name for name, _due in report.missed])
     run_ids = [fired.run_id for fired in report.fired]
     for run_id in run_ids:
         wrt.dispatcher.kick(run_id)
     return run_ids
+
+
+def notify_once(wrt: WorkerRuntime) -> dict[str, int]:
+    """One pass of the notification sender with ``config/notify.yaml`` as it is now.
+
+    A broken file is logged and the pass skipped: the outbox keeps every event until it is mended.
+    """
+    from treasury.errors import ConfigError
+    from treasury.notify.service import build_sender
+
+    settings = wrt.runtime.settings
+    try:
+        sender = build_sender(settings, wrt.runtime.engine, wrt.runtime.clock)
+    except ConfigError as exc:
+        log.error("notifications not sent: %s", exc)
+        return {}
+    try:
+        report = sender.run_once()
+    finally:
+        sender.http.close()
+    out = {"delivered": report.delivered, "failed": report.failed, "expiring": report.expiring}
+    if report.delivered or report.failed:
+        log.info("notify: %s", out)
+    return out

@@ -9,6 +9,7 @@ retry nor deduplicate. Results are ignored; the database is the record.
 - ``treasury.beat_tick()``: fire due schedules from the workflow files, then kick the runs;
 - ``treasury.sweep()``: reconcile stale execution records and re-drive lost work. It also
   runs once when a worker starts.
+- ``treasury.notify()``: one pass of the notification sender (the outbox to its channels).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from celery import signals
 
-from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, SWEEP, TreasuryCelery
+from treasury.observe import context as log_context
+from treasury.observe.logs import LogFormat, apply_format
+from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, NOTIFY, SWEEP, TreasuryCelery
 
 log = logging.getLogger("treasury.worker")
 
@@ -39,7 +42,8 @@ def register_tasks(app: TreasuryCelery) -> None:
 
     @app.task(name=KICK_RUN, **common)
     def kick_run(run_id: str) -> None:
-        process.runtime_for(app).runtime.service.kick(run_id)
+        with log_context.bound(run_id=run_id):
+            process.runtime_for(app).runtime.service.kick(run_id)
 
     @app.task(name=BEAT_TICK, **common)
     def beat_tick() -> None:
@@ -48,6 +52,10 @@ def register_tasks(app: TreasuryCelery) -> None:
     @app.task(name=SWEEP, **common)
     def sweep() -> None:
         process.sweep_once(process.runtime_for(app))
+
+    @app.task(name=NOTIFY, **common)
+    def notify() -> None:
+        process.notify_once(process.runtime_for(app))
 
     beacons: list[Any] = []
 
@@ -83,3 +91,12 @@ def register_tasks(app: TreasuryCelery) -> None:
 
     signals.worker_ready.connect(on_worker_ready, weak=False)
     signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    if app.treasury_settings.log_format is LogFormat.JSON:
+        # Celery sets up its own handlers (worker_hijack_root_logger); give them JSON lines
+        signals.after_setup_logger.connect(_json_logs, weak=False, dispatch_uid="treasury.json-logs")
+        signals.after_setup_task_logger.connect(_json_logs, weak=False, dispatch_uid="treasury.json-task-logs")
+
+
+def _json_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    if logger is not None:
+        apply_format(LogFormat.JSON, logger)

@@ -7,12 +7,14 @@ themselves (who may vote, the digest) are the pure functions in ``treasury.workf
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
 from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
 from treasury.models import StepState
+from treasury.observe import metrics
 from treasury.workflow import engine as eng
 from treasury.workflow import runstore as store
 from treasury.workflow.approvals import (
@@ -116,6 +118,8 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
     step_id: str | None = None
     user = "unknown"
     expired = False
+    decided: str | None = None
+    requested_at: datetime | None = None
     try:
         user = str(signed.parsed().get("person"))
         with svc.engine.begin() as conn:
@@ -162,14 +166,19 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
             if decision == "reject":
                 dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "rejected"), actor=user,
                                        error=f"rejected by {user}: {comment}")
+                decided = "rejected"
             elif quorum_reached(votes, quorum=approval.quorum, digest=digest, requester=requester):
                 dispatch = svc.apply_event(conn, run, eng.ApprovalDecided(step.step_id, "granted"), actor=user)
+                decided = "granted"
+            requested_at = step.started_at
     except DecisionRefused as exc:
         deciding.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
         raise
     except ApprovalRefused as exc:
         refuse(svc, run_id, step_id, user, decision, str(exc))
         raise
+    if decided is not None:
+        _waited(decided, requested_at, svc.now())
     svc.carry_out(dispatch)
     svc.finish_entry()
     return svc.state_of(run_id)
@@ -233,4 +242,12 @@ def expire_due(svc: RunService) -> list[tuple[str, str]]:
                        payload={"expires_at": row.expires_at})
             svc.apply_event(conn, run, eng.ApprovalDecided(step_id, "expired"), actor="system",
                         error=f"approval {step_id!r} expired")
+        _waited("expired", row.started_at, svc.now())
     return due
+
+
+def _waited(decision: str, requested_at: datetime | None, now: datetime) -> None:
+    if requested_at is not None:
+        if requested_at.tzinfo is None:
+            requested_at = requested_at.replace(tzinfo=UTC)
+        metrics.approval_decided(decision, (now - requested_at).total_seconds())

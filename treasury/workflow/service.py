@@ -8,6 +8,7 @@ sends twice.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 from collections import deque
@@ -33,6 +34,7 @@ from treasury.errors import (
 from treasury.execution.ids import new_run_id
 from treasury.execution.outcomes import resolve_hint
 from treasury.models import ExecState, RunState, StepState
+from treasury.observe import context as log_context
 from treasury.people import decisions, evidence
 from treasury.workflow import approving, deciding, views
 from treasury.workflow import engine as eng
@@ -389,8 +391,8 @@ class RunService:
         for step_id, new in t.step_states.items():
             old = view.step(step_id).state
             extra: dict[str, Any] = {}
-            if new == StepState.RUNNING and old == StepState.PENDING:
-                extra["started_at"] = at
+            if new in (StepState.RUNNING, StepState.AWAITING_APPROVAL) and old == StepState.PENDING:
+                extra["started_at"] = at  # an approval step starts when approval is requested
             if new.terminal:
                 extra["finished_at"] = at
             store.update_step(conn, run.id, step_id, at, state=new, **extra)
@@ -568,6 +570,14 @@ class RunService:
 
     def execute_step(self, run_id: str, step_id: str) -> None:
         """Execute one operation step (the body of the Celery task, or the inline loop). Idempotent."""
+        # every log line of the step carries its ids; what the step binds dies with the copy
+        contextvars.copy_context().run(self._execute_step_bound, run_id, step_id)
+
+    def _execute_step_bound(self, run_id: str, step_id: str) -> None:
+        log_context.bind(run_id=run_id, step_id=step_id)
+        self._execute_step(run_id, step_id)
+
+    def _execute_step(self, run_id: str, step_id: str) -> None:
         from treasury.execution import StepRequest
 
         actor = self.ctx.worker_actor
