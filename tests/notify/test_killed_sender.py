@@ -4,7 +4,6 @@ id), although the sender process is SIGKILLed in the middle of a delivery."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.identities import signed_config_copy
 from tests.notify.receiver import Receiver
+from tests.runs.conftest import SHORT_FLIGHT
 from treasury.audit.outbox import notify_outbox
 from treasury.clock import ManualClock
 from treasury.notify.service import build_sender
@@ -108,7 +109,7 @@ def test_every_notification_of_a_day_arrives_once_across_a_killed_sender(
     tmp_path: Path, receiver: Receiver, db_url: str
 ) -> None:
     config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
+    signed_config_copy(config)
     (config / "notify.yaml").write_text(f"""\
 channels:
   ops:
@@ -129,7 +130,7 @@ routes:
     os.environ.update({"TREASURY_TEST_NOTIFY_SECRET": SECRET, "TREASURY_TEST_SLACK_URL": f"{receiver.url}/slack"})
     try:
         settings = Settings(config_dir=config, database_url=db_url, workflows_dir=ROOT / "workflows",
-                            settle_seconds=2, reconcile_deadline_seconds=30)
+                            settle_seconds=2, reconcile_deadline_seconds=30, **SHORT_FLIGHT)
         engine = make_engine(db_url)
         from treasury.store.migrate import create_schema
 

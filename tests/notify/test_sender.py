@@ -220,12 +220,12 @@ def test_the_worker_task_sends_with_the_file_as_it_is_now(tmp_path: object, engi
     from types import SimpleNamespace
 
     from treasury.settings import Settings
-    from treasury.worker.factory import NOTIFY, celery_config
+    from treasury.worker.factory import NOTIFY, NOTIFY_ENTRY, celery_config
     from treasury.worker.options import WorkerOptions
     from treasury.worker.process import notify_once
 
     assert celery_config(Settings(broker_url="redis://x:6379/0"), WorkerOptions())["beat_schedule"][
-        "treasury-notify"]["task"] == NOTIFY
+        NOTIFY_ENTRY]["task"] == NOTIFY
     config_dir = Path(str(tmp_path))
     clock = ManualClock()
     receiver.now = clock.time

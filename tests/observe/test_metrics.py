@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 
+from tests.runs.conftest import SHORT_FLIGHT
 from treasury.audit import verify_chain
 from treasury.clock import ManualClock
 from treasury.exchange.halts import SUSPENDED, key_scope, record_halt
@@ -30,12 +31,12 @@ def _value(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 @pytest.fixture
-def setup(engine: Engine) -> tuple[object, ManualClock, CollectorRegistry]:
+def setup(engine: Engine, signed_config: Path) -> tuple[object, ManualClock, CollectorRegistry]:
     clock = ManualClock(start=MONDAY_10_HKT)
     sim = Simulator(load_state(ROOT / "config" / "simulator.yaml"), clock=clock)
     http = httpx.Client(transport=httpx.MockTransport(sim.handle), base_url="http://simulator.local")
-    settings = Settings(config_dir=ROOT / "config", workflows_dir=ROOT / "workflows", settle_seconds=2,
-                        reconcile_deadline_seconds=30)
+    settings = Settings(config_dir=signed_config, workflows_dir=ROOT / "workflows", settle_seconds=2,
+                        reconcile_deadline_seconds=30, **SHORT_FLIGHT)
     rt = build_runtime(settings, clock=clock, engine=engine, simulator=sim, http=http)
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(engine, clock, {"query": 2.0, "transfer": 1.0}))

@@ -35,6 +35,7 @@ def test_every_line_a_step_writes_names_its_run_step_operation_and_client_id(
 def test_cli_decisions_log_the_person_and_nothing_outlives_the_command(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
+    from tests.identities import signed_config_copy
     from treasury.cli.context import AppContext
     from treasury.cli.main import cli
     from treasury.clock import ManualClock
@@ -42,7 +43,8 @@ def test_cli_decisions_log_the_person_and_nothing_outlives_the_command(tmp_path:
 
     from .conftest import MONDAY_10_HKT, ROOT
 
-    settings = Settings(config_dir=ROOT / "config", database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
+                        database_url=f"sqlite:///{tmp_path / 'cli.db'}",
                         workflows_dir=ROOT / "workflows")
     app = AppContext(settings=settings, clock=ManualClock(MONDAY_10_HKT))
 

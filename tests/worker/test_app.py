@@ -25,6 +25,7 @@ from treasury.worker.factory import (
     EXECUTE_STEP,
     KICK_RUN,
     NOTIFY,
+    NOTIFY_ENTRY,
     SWEEP,
     SWEEP_ENTRY,
     TICK_ENTRY,
@@ -190,6 +191,6 @@ def test_beat_entries_are_named_as_internal_not_like_a_workflow() -> None:
     from treasury.workflow.spec import NAME_PATTERN
 
     entries = celery_config(Settings(broker_url="redis://127.0.0.1:6379/14"), WorkerOptions())["beat_schedule"]
-    assert set(entries) == {TICK_ENTRY, SWEEP_ENTRY}
+    assert set(entries) == {TICK_ENTRY, SWEEP_ENTRY, NOTIFY_ENTRY}
     for name in entries:
         assert name.startswith("internal: ") and not re.fullmatch(NAME_PATTERN, name)

@@ -41,7 +41,7 @@ def _start_worker(cluster: Cluster, port: int, metrics_dir: Path | None, concurr
     log = cluster.tmp / "metrics-worker.log"
     cmd = [sys.executable, "-m", "celery", "-A", "treasury.worker", "worker", "--pool=prefork", "-c",
            str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", cluster.queue,
-           "-n", f"metrics-{cluster.queue}@%h", "-l", "INFO"]
+           "-n", f"metrics-{cluster.queue}@%h", "-l", "DEBUG"]  # per-request lines are DEBUG
     env = {**cluster.env, "TREASURY_METRICS_PORT": str(port), "TREASURY_LOG_FORMAT": "json"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if metrics_dir is not None:
@@ -93,7 +93,8 @@ def test_a_prefork_worker_sums_its_children_and_serves_health(cluster: Cluster, 
     # JSON log lines from the children carry the step's ids
     lines = [json.loads(ln) for ln in worker.text().splitlines() if ln.startswith("{")]
     assert lines and all({"ts", "level", "logger", "message"} <= set(ln) for ln in lines)
-    posts = [ln for ln in lines if "POST" in ln["message"] and "assetTransfer" in ln["message"]]
+    posts = [ln for ln in lines if ln["logger"] == "httpx" and "POST" in ln["message"]
+             and "assetTransfer" in ln["message"]]
     assert len(posts) == 6, worker.text()[-3000:]
     assert {ln["run_id"] for ln in posts} == set(runs)
     assert all(ln["operation"] == "asset_transfer" and ln["step_id"] in ("first", "second")

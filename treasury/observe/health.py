@@ -160,8 +160,10 @@ def check_migrations(engine: Engine) -> Check:
         return Check("migrations", False, f"could not read the revision ({type(exc).__name__})")
     if found.state == migrate.CURRENT:
         return Check("migrations", True, found.describe())
-    hint = {migrate.BEHIND: f"; {migrate.UPGRADE_HINT}", migrate.EMPTY: "; run `treasury db upgrade`"}
-    return Check("migrations", False, found.describe() + hint.get(found.state, ""))
+    if found.state == migrate.EMPTY:  # the first process to start creates it whole
+        return Check("migrations", None, f"{found.describe()}; created on first start or by `treasury db upgrade`")
+    hint = f"; {migrate.UPGRADE_HINT}" if found.state == migrate.BEHIND else ""
+    return Check("migrations", False, found.describe() + hint)
 
 
 def run_checks(checks: Sequence[Callable[[], Check | tuple[Check, ...]]]) -> HealthReport:

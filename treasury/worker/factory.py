@@ -36,6 +36,7 @@ SWEEP = "treasury.sweep"
 # entry is internal, so it is never read as a workflow (the demo has one named treasury-sweep).
 TICK_ENTRY = "internal: schedule tick"
 SWEEP_ENTRY = "internal: sweeper (reconcile, expire, re-drive)"
+NOTIFY_ENTRY = "internal: notifications (deliver the outbox)"
 NOTIFY = "treasury.notify"
 
 
@@ -114,7 +115,7 @@ def celery_config(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
                 "schedule": options.sweep_interval,
                 "options": {"queue": options.queue, "expires": options.sweep_interval},
             },
-            "treasury-notify": {
+            NOTIFY_ENTRY: {
                 "task": NOTIFY,
                 "schedule": options.notify_interval,
                 "options": {"queue": options.queue, "expires": options.notify_interval},
