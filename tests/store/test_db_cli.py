@@ -80,3 +80,20 @@ def test_current_names_the_revision_and_upgrade_creates_an_empty_database_whole(
     assert json.loads(out)["current"] == migrate.head_revision()
     code, out, _ = _run(["db", "upgrade"], capsys)
     assert code == 0 and out.startswith("nothing to do")
+
+
+@pytest.mark.parametrize("command", ["worker", "beat", "serve"])
+def test_long_running_processes_refuse_a_database_behind_and_name_the_command(
+    command: str, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.identities import signed_config_copy
+
+    _made_before_migrations(db_url)
+    monkeypatch.setenv("TREASURY_CONFIG_DIR", str(signed_config_copy(tmp_path / "config")))
+    monkeypatch.setenv("TREASURY_WORKFLOWS_DIR", str(tmp_path))
+    if command != "serve":  # workers and beat need a broker and an exchange URL; nothing is contacted
+        monkeypatch.setenv("TREASURY_BROKER_URL", "redis://127.0.0.1:9/0")
+        monkeypatch.setenv("TREASURY_BASE_URL", "http://127.0.0.1:9")
+    code, _out, err = _run([command], capsys)
+    assert code == 2
+    assert "behind" in err and "treasury db upgrade" in err

@@ -34,6 +34,22 @@ def _celery_app(settings: Settings) -> TreasuryCelery:
     return create_app(settings)
 
 
+def _schema_ready(settings: Settings) -> None:
+    """Refuse to start on a database that is behind this release (an empty one is created whole).
+
+    Raises:
+        ConfigError: the database is behind (names ``treasury db upgrade``) or ahead.
+    """
+    from treasury.store.db import make_engine
+    from treasury.store.migrate import create_schema
+
+    engine = make_engine(settings.database_url)
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
+
+
 def _with_default_loglevel(args: tuple[str, ...]) -> list[str]:
     given = any(a in ("-l", "--loglevel") or a.startswith(("--loglevel=", "-l")) for a in args)
     return list(args) if given else ["--loglevel=INFO", *args]
@@ -47,6 +63,7 @@ def _run(ctx: click.Context, command: str, args: tuple[str, ...]) -> None:
     app = ctx.find_object(AppContext)
     assert app is not None, "the treasury group builds the AppContext"
     celery = _celery_app(app.settings)
+    _schema_ready(app.settings)
     code = celery.start([command, *_with_default_loglevel(args)])
     if code:
         raise SystemExit(code)
@@ -58,7 +75,7 @@ _NEEDS = """
       TREASURY_BROKER_URL     redis://... (required)
       TREASURY_BASE_URL       the exchange or `treasury simulator` (required)
       TREASURY_DATABASE_URL   the database every worker and beat share
-      TREASURY_CONFIG_DIR     keys.yaml, policy.yaml, approvers
+      TREASURY_CONFIG_DIR     keys.yaml, people.yaml, policy.yaml
 """
 
 
