@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from treasury.workflow.durations import DURATION_PATTERN, parse_duration
+from treasury.durations import DURATION_PATTERN, parse_duration
 from treasury.workflow.inputs import InputType, check_input_declaration
 
 SubPath = tuple[str | int, ...]
