@@ -40,10 +40,10 @@ from pydantic import (
 )
 
 from treasury import durations
-from treasury.errors import ConfigError, FileRefused, ParameterError
+from treasury.errors import ConfigError, FileRefused
 from treasury.files import read_bounded
 from treasury.located import compose, raise_problems
-from treasury.models import format_amount, parse_amount
+from treasury.models import amount_value, format_amount
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
 # Operations whose amounts the policy understands; batch_orders legs count as spot_order.
@@ -57,10 +57,7 @@ def _amount(value: Any) -> Decimal:
         raise ValueError(
             f'must be a quoted decimal string such as "50000", not {type(value).__name__} {value!r}'
         )
-    try:
-        return parse_amount(value, field="amount")
-    except ParameterError as exc:
-        raise ValueError(exc.reason) from None
+    return amount_value(value)
 
 
 def _op(value: Any) -> str:
