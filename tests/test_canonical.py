@@ -46,8 +46,8 @@ def test_audit_payload_hash_is_pinned() -> None:
 def test_approval_digests_are_pinned() -> None:
     inputs = jsonable({"amount": Decimal("100.50"), "to": "0xabc", "n": 2})
     assert inputs == {"amount": "100.5", "to": "0xabc", "n": 2}
-    guarded = [GuardedStep("pay", "withdraw", "ops", {"coin": "USDT", "quantity": Decimal("100.50"), "address": "0xabc"},
-                           {"api_key": "sha256:ff", "account_id": "1001"})]
+    params = {"coin": "USDT", "quantity": Decimal("100.50"), "address": "0xabc"}
+    guarded = [GuardedStep("pay", "withdraw", "ops", params, {"api_key": "sha256:ff", "account_id": "1001"})]
     assert approval_digest(approval_step="ok", workflow_digest="ab" * 32, inputs=inputs, guarded=guarded) == (
         "31b73fe70196396f5931aed1599f38e6f72c30ea99376e95a7d454287b8edd6a")
     assert approval_params_digest("withdraw", "ops", {"quantity": Decimal("2.500"), "s": {"y", "x"},
