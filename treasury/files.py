@@ -15,6 +15,21 @@ from pathlib import Path
 
 from treasury.errors import FileRefused
 
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path | str) -> Stamp | None:
+    """``(inode, size, mtime_ns)`` of ``path``, or None when it does not exist.
+
+    What a long-running process compares to see that a config file changed (replaced by a
+    rename, edited in place, or touched); equal stamps mean there is no need to read it again.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
 
 def describe_limit(limit: int) -> str:
     """``256 KiB``, ``1 MB``: how a limit reads in a message."""

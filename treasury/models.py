@@ -146,6 +146,14 @@ def parse_amount(
     return amount
 
 
+def amount_value(value: Any, *, field: str = "amount", allow_zero: bool = False) -> Decimal:
+    """:func:`parse_amount` for pydantic validators: the same rules, its reason as a ValueError."""
+    try:
+        return parse_amount(value, field=field, allow_zero=allow_zero)
+    except ParameterError as exc:
+        raise ValueError(exc.reason) from None
+
+
 def format_amount(amount: Decimal) -> str:
     """Render a Decimal as a plain string without exponent or trailing zeros ("100", "0.5")."""
     if not amount.is_finite():

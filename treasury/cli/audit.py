@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,9 @@ from treasury.audit.canonical import canonical_json
 from treasury.cli import filters
 from treasury.cli.context import AppContext, dumps, pass_app
 from treasury.display import escape_lines, escape_text, json_safe
+from treasury.durations import read_duration
 from treasury.errors import ConfigError, ParameterError
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 CSV_COLUMNS = ("seq", "at", "actor", "run_id", "step_id", "type", "payload", "prev_hash", "hash")
 _TABLE = (("seq", 7), ("at", 20), ("actor", 16), ("run", 16), ("step", 14), ("type", 26), ("payload", 0))
 PAYLOAD_WIDTH = 70
@@ -45,9 +43,12 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
     Raises click.BadParameter naming the option.
     """
     text = value.strip()
-    match = _DURATION.match(text)
-    if match:
-        return now - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    ago = read_duration(text)
+    if ago is not None:
+        try:
+            return now - ago
+        except OverflowError:
+            raise click.BadParameter(f"{value!r} is further back than any time", param_hint=option) from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:

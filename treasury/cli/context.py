@@ -7,9 +7,6 @@ import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import click
 from rich.console import Console
 from sqlalchemy import Engine
 
+from treasury import canonical
 from treasury.clock import Clock, SystemClock
 from treasury.display import escape_lines
 from treasury.errors import ConfigError
@@ -24,19 +22,11 @@ from treasury.settings import Settings
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert Decimals (to strings), datetimes (ISO 8601), enums and sets for JSON output."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [to_jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
-    return value
+    """Decimals as written (``"1.50"``), datetimes ISO 8601 with their offset, enums and sets, for output.
+
+    Values with no JSON form are left as they are (:func:`treasury.canonical.to_jsonable`).
+    """
+    return canonical.to_jsonable(value, "output", utc=False, strict=False)
 
 
 def dumps(value: Any) -> str:

@@ -14,7 +14,6 @@ that records the change.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
+from treasury.canonical import canonical_json
 from treasury.errors import ExecutionError
 from treasury.models import ExecState
 from treasury.store.tables import execution_records as T
@@ -47,7 +47,7 @@ def aware(value: datetime | None) -> datetime | None:
 
 def params_digest(params: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``params`` (sorted keys, no spaces)."""
-    text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = canonical_json(params)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -12,15 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from treasury.errors import ParameterError
-from treasury.models import format_amount, parse_amount
-
-
-def _amount(value: Any) -> Decimal:
-    try:
-        return parse_amount(value, field="amount")
-    except ParameterError as exc:
-        raise ValueError(exc.reason) from None
+from treasury.models import amount_value, format_amount
 
 
 def _account_id(value: Any) -> Any:
@@ -31,7 +23,7 @@ def _account_id(value: Any) -> Any:
     return value
 
 
-Amount = Annotated[Decimal, BeforeValidator(_amount)]
+Amount = Annotated[Decimal, BeforeValidator(amount_value)]
 AccountId = Annotated[str, BeforeValidator(_account_id), Field(pattern=r"^[0-9]{1,32}$")]
 Coin = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,20}$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,30}$")]

@@ -21,7 +21,9 @@ from typing import Any
 
 from sqlalchemy import Connection, desc, insert, select
 
+from treasury.canonical import canonical_json
 from treasury.errors import DecisionRefused
+from treasury.models import format_amount
 from treasury.people import sshsig
 from treasury.people.registry import People, canonical_registry, people_from_dict
 
@@ -49,9 +51,7 @@ def digest_of(value: Any) -> str:
     elif isinstance(value, str):
         data = value.encode()
     else:
-        from treasury.workflow.approvals import canonical_json
-
-        data = canonical_json(value).encode()
+        data = canonical_json(value, amounts=format_amount).encode()
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -70,9 +70,7 @@ def new_document(kind: str, person: str, *, at: datetime, **fields: Any) -> dict
 
 
 def document_text(doc: Mapping[str, Any]) -> str:
-    from treasury.workflow.approvals import canonical_json
-
-    return canonical_json(dict(doc))
+    return canonical_json(dict(doc), amounts=format_amount)
 
 
 @dataclass(frozen=True)

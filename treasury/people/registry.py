@@ -19,7 +19,6 @@ names and groups against (it extends ``Approvers``): only holders of ``approver`
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from treasury.canonical import canonical_json
 from treasury.errors import ConfigError, Problem
 from treasury.people.sshsig import PublicKey, SignatureError, parse_public_key
 from treasury.workflow.approvers import NAME, Approvers
@@ -86,7 +86,7 @@ class People(Approvers):
 
 
 def canonical_registry(body: Mapping[str, Any]) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(body)
 
 
 def people_from_dict(body: Mapping[str, Any], source: str = "") -> People:

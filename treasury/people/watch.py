@@ -10,21 +10,11 @@ sent until it is mended.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from treasury.errors import ConfigError
+from treasury.files import file_stamp
 from treasury.people.registry import People, load_people
-
-Stamp = tuple[int, int, int]
-
-
-def _stamp(path: Path) -> Stamp | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class PeopleWatch:
@@ -33,7 +23,7 @@ class PeopleWatch:
     def __init__(self, path: Path, loaded: People) -> None:
         self.path = Path(path)
         self.people = loaded
-        self._stamp = _stamp(self.path)
+        self._stamp = file_stamp(self.path)
 
     def current(self) -> People:
         """The registry as the file is now (reloaded when it changed).
@@ -41,7 +31,7 @@ class PeopleWatch:
         Raises:
             ConfigError: the file became invalid or was removed (naming the file).
         """
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         if stamp == self._stamp:
             return self.people
         if stamp is None:

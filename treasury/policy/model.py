@@ -39,19 +39,17 @@ from pydantic import (
     model_validator,
 )
 
-from treasury.errors import ConfigError, FileRefused, ParameterError
+from treasury import durations
+from treasury.errors import ConfigError, FileRefused
 from treasury.files import read_bounded
 from treasury.located import compose, raise_problems
-from treasury.models import format_amount, parse_amount
+from treasury.models import amount_value, format_amount
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
 # Operations whose amounts the policy understands; batch_orders legs count as spot_order.
 OPS = ("withdraw", "fiat_withdraw", "asset_transfer", "spot_order")
 DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
-_DURATION = re.compile(r"^(?:\d+[dhms])+$")
-_DURATION_PART = re.compile(r"(\d+)([dhms])")
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def _amount(value: Any) -> Decimal:
@@ -59,10 +57,7 @@ def _amount(value: Any) -> Decimal:
         raise ValueError(
             f'must be a quoted decimal string such as "50000", not {type(value).__name__} {value!r}'
         )
-    try:
-        return parse_amount(value, field="amount")
-    except ParameterError as exc:
-        raise ValueError(exc.reason) from None
+    return amount_value(value)
 
 
 def _op(value: Any) -> str:
@@ -74,24 +69,17 @@ def _op(value: Any) -> str:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a rolling-window length such as ``24h``, ``7d`` or ``1h30m``.
+    """Parse a rolling-window length such as ``24h``, ``7d``, ``2w`` or ``1h30m`` (no upper bound).
 
     Raises:
         ValueError: not of that form, or zero.
     """
-    if not _DURATION.match(text):
-        raise ValueError(f"window {text!r} is not a duration such as 24h, 7d or 1h30m")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    if seconds == 0:
-        raise ValueError("window must be longer than zero")
-    return timedelta(seconds=seconds)
+    return durations.parse_duration(text, what="window", maximum=None)
 
 
 def _duration(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"window must be a string such as 24h, not {value!r}")
     parse_duration(value)
-    return value
+    return str(value)
 
 
 Amount = Annotated[Decimal, PlainValidator(_amount)]

@@ -14,21 +14,11 @@ only in the simulator environment.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from treasury.errors import ConfigError
+from treasury.files import file_stamp
 from treasury.policy.model import MISSING_POLICY, Policy, check_environment, load_policy
-
-Stamp = tuple[int, int, int]
-
-
-def _stamp(path: Path) -> Stamp | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class PolicyWatch:
@@ -42,7 +32,7 @@ class PolicyWatch:
         self.path = Path(path)
         self.policy = loaded
         self.env = env
-        self._stamp = _stamp(self.path) if loaded is not None else None
+        self._stamp = file_stamp(self.path) if loaded is not None else None
 
     def current(self) -> Policy:
         """The policy to enforce now, reloaded if the file changed since the last look.
@@ -52,7 +42,7 @@ class PolicyWatch:
                 or ``policy: none`` outside the simulator (naming the file and the problem);
                 nothing may be sent until it is mended.
         """
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         if stamp is None:
             if self.policy is None:
                 raise ConfigError(MISSING_POLICY, source=str(self.path))

@@ -10,31 +10,18 @@ recomputed from what is about to be sent; any difference refuses the step.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
+from treasury.canonical import canonical_json as _canonical_json
 from treasury.errors import ApprovalRefused
+from treasury.models import format_amount
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, Decimals as plain strings: the same bytes for the same meaning."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, Decimal):
-            from treasury.models import format_amount
-
-            return format_amount(obj)
-        if isinstance(obj, datetime):
-            return obj.isoformat()
-        if isinstance(obj, set | frozenset):
-            return sorted(obj)
-        raise TypeError(f"not serialisable: {type(obj).__name__}")
-
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default)
+    """Sorted keys, no spaces, Decimals normalised (``1.50`` → ``"1.5"``): the same bytes for the same meaning."""
+    return _canonical_json(value, amounts=format_amount)
 
 
 def sha256_hex(text: str | bytes) -> str:

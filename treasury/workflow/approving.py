@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
+from treasury.durations import parse_duration
 from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
 from treasury.models import StepState
 from treasury.observe import metrics
@@ -47,8 +48,6 @@ def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) 
         approval_step=step_id, workflow_digest=sha256_hex(run.workflow_snapshot),
         inputs=run.inputs, guarded=guarded,
     )
-    from treasury.workflow.durations import parse_duration
-
     expires_at = svc.now() + parse_duration(step.approval.expires_in)
     eligible = sorted(svc.ctx.approvers.eligible(step.approval.approvers, exclude=run.requested_by))
     verdicts: dict[str, Any] = {}

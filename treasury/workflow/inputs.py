@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from treasury.errors import ParameterError
-from treasury.models import format_amount, parse_amount
+from treasury.models import amount_value, format_amount
 
 if TYPE_CHECKING:
     from treasury.workflow.spec import InputSpec, Issue, WorkflowSpec
@@ -61,10 +61,7 @@ def coerce_value(spec: InputSpec, value: Any) -> Any:
 
 
 def _decimal(value: Any) -> Decimal:
-    try:
-        return parse_amount(value, field="value", allow_zero=True)
-    except ParameterError as exc:
-        raise ValueError(exc.reason) from None
+    return amount_value(value, field="value", allow_zero=True)
 
 
 def _integer(value: Any) -> int:

@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from treasury.durations import DURATION_PATTERN
 from treasury.errors import FileRefused, Problem, WorkflowInvalid
 from treasury.files import decode_text, read_bounded
-from treasury.workflow.durations import DURATION_PATTERN
 from treasury.workflow.positions import Path_, Position, PositionMap, field_path
 from treasury.workflow.spec import (
     ApprovalSpec,

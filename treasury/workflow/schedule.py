@@ -2,7 +2,7 @@
 
 Pure: no I/O and no clock. Every datetime in or out is timezone-aware; results are UTC.
 
-Cron syntax and matching live in ``treasury.workflow.cron`` (five fields, names, aliases;
+Cron syntax lives in ``treasury.workflow.cron`` and croniter matches (five fields, names, aliases;
 when both day fields are restricted a day matches either one, as in Vixie cron and croniter).
 
 Cron times are wall-clock times in the schedule's timezone. Daylight saving:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ from treasury.errors import (
 )
 from treasury.execution.ids import new_run_id
 from treasury.execution.outcomes import resolve_hint
-from treasury.models import ExecState, RunState, StepState
+from treasury.models import ExecState, RunState, StepState, format_amount
 from treasury.observe import context as log_context
 from treasury.people import decisions, evidence
 from treasury.workflow import approving, deciding, views
@@ -828,11 +829,7 @@ def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
 
 
 def jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as stored: Decimals become plain strings, everything else is already JSON."""
-    from decimal import Decimal
-
-    from treasury.models import format_amount
-
+    """Inputs as stored: Decimals become normalised strings (``"1.5"``), everything else is already JSON."""
     return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
 

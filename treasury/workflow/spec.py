@@ -13,9 +13,7 @@ them all, not only the first.
 
 from __future__ import annotations
 
-import importlib
 import re
-import zoneinfo
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -32,8 +30,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from treasury.workflow.durations import DURATION_PATTERN, parse_duration
+from treasury.durations import DURATION_PATTERN, parse_duration
+from treasury.workflow.cron import validate_cron
 from treasury.workflow.inputs import InputType, check_input_declaration
+from treasury.workflow.schedule import validate_timezone
 
 SubPath = tuple[str | int, ...]
 Issue = tuple[SubPath, str]
@@ -228,26 +228,6 @@ class StepSpec(_Model):
         return parse_duration(self.timeout) if self.timeout else None
 
 
-def _schedule_check(name: str, value: str) -> tuple[bool, str | None]:
-    """Ask ``treasury.workflow.schedule.<name>`` (None when valid, else a message).
-
-    Returns (whether the check exists, its message). The scheduler owns cron semantics, so
-    when its check exists it is the only one; the croniter fallback is for when it does not.
-    """
-    try:
-        module = importlib.import_module("treasury.workflow.schedule")
-    except ImportError:
-        return False, None
-    check = getattr(module, name, None)
-    if check is None:
-        return False, None
-    try:
-        result = check(value)
-    except (ValueError, TypeError, LookupError) as exc:
-        return True, str(exc) or f"invalid value {value!r}"
-    return True, result if isinstance(result, str) and result else None
-
-
 class ScheduleBlock(_Model):
     """When a workflow runs by itself (``treasury beat``), and with which inputs."""
 
@@ -259,12 +239,7 @@ class ScheduleBlock(_Model):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        checked, problem = _schedule_check("validate_cron", value)
-        if not checked and not _cron_ok(value):
-            problem = (
-                f"invalid cron expression {value!r}; write five fields: minute hour day-of-month "
-                "month day-of-week, such as \"0 18 * * MON-FRI\""
-            )
+        problem = validate_cron(value)  # the scheduler's own check: one cron grammar
         if problem:
             raise ValueError(problem)
         return value
@@ -272,26 +247,10 @@ class ScheduleBlock(_Model):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        checked, problem = _schedule_check("validate_timezone", value)
-        if not checked and not _timezone_ok(value):
-            problem = f"unknown time zone {value!r}; use an IANA name such as \"Asia/Hong_Kong\" or \"UTC\""
+        problem = validate_timezone(value)
         if problem:
             raise ValueError(problem)
         return value
-
-
-def _cron_ok(expr: str) -> bool:
-    from croniter import croniter
-
-    return len(expr.split()) == 5 and bool(croniter.is_valid(expr))
-
-
-def _timezone_ok(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
 
 
 _INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
