@@ -53,29 +53,47 @@ def signed_requester(conn: Connection, people: People, run: Any, workflows_dir: 
             return v.person
     if not problems and run.schedule and workflows_dir is not None and _declared(workflows_dir, run):
         return f"schedule:{run.schedule}"
+    if not problems and run.schedule:
+        problems.append("no signed request is on record for it, and no workflow file declares its schedule "
+                        "with this snapshot and these inputs")
     why = "; ".join(problems) or "no signed request is on record for it"
     raise EvidenceMissing(f"run {run.id} is not backed by its signed request ({why})")
 
 
 def _declared(workflows_dir: Path, run: Any) -> bool:
-    """A workflow file whose bytes are the snapshot and which declares the run's schedule."""
-    from treasury.workflow.loader import load_workflow_text
-
+    """A workflow file whose bytes are the snapshot, which declares the run's schedule, and whose
+    ``schedule.inputs`` are the run's inputs (nobody signed any others)."""
     want = digest_of(run.workflow_snapshot)
     for path in sorted(workflows_dir.glob("*.y*ml")):
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError):
             continue
-        if digest_of(text) != want:
-            continue
-        try:
-            spec = load_workflow_text(text, source=str(path)).spec
-        except TreasuryError:
-            continue
-        if spec.schedule is not None and spec.name == run.schedule:
+        if digest_of(text) == want and schedule_problem(text, run) is None:
             return True
     return False
+
+
+def schedule_problem(snapshot: str, run: Any) -> str | None:
+    """Why a scheduled run is not what ``snapshot`` schedules (None when it is).
+
+    The snapshot must declare a schedule named ``run.schedule`` whose ``inputs`` are, once
+    coerced as the scheduler coerces them, exactly the run's stored inputs.
+    """
+    from treasury.workflow.inputs import coerce_inputs
+    from treasury.workflow.loader import load_workflow_text
+    from treasury.workflow.service import jsonable
+
+    try:
+        spec = load_workflow_text(snapshot, source=f"run {run.id}").spec
+        if spec.schedule is None or spec.name != run.schedule:
+            return f"its workflow does not declare the schedule {run.schedule!r}"
+        declared = jsonable(coerce_inputs(spec, dict(spec.schedule.inputs)))
+    except TreasuryError as exc:
+        return f"its workflow cannot be read ({exc})"
+    if digest_of(declared) != digest_of(run.inputs):
+        return "its stored inputs are not the inputs its schedule declares"
+    return None
 
 
 def check_before_send(
