@@ -316,3 +316,29 @@ def test_attack_a_run_inserted_with_an_old_created_at_is_not_treated_as_legacy(
     report = verify_decisions(rt.engine)
     assert report.legacy_runs == 0
     assert f"run {forged}: no signed request is on record for it" in report.problems
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_attack_replaying_a_finished_payout_by_deleting_its_execution_records(
+        make_runtime: Any, db: str, request: pytest.FixtureRequest) -> None:
+    # the signatures are genuine (same run, same digest): only the history of what was sent stops
+    # a second withdrawal with the same client id (whether the exchange refuses a repeated client
+    # id is not something to bet money on)
+    from treasury.store.tables import execution_records
+
+    engine = request.getfixturevalue("pg_engine") if db == "postgres" else None
+    rt, wire = make_runtime(engine=engine)
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    assert rt.service.approve(run_id, "bob") == "SUCCEEDED"
+    assert len(_withdrawals(wire)) == 1
+    with rt.engine.begin() as conn:
+        conn.execute(execution_records.delete().where(execution_records.c.run_id == run_id))
+        conn.execute(update(runs).where(runs.c.id == run_id).values(state="RUNNING"))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "pay")
+                     .values(state="RUNNING", result=None, open_starts=0))
+    rt.service.execute_step(run_id, "pay")
+    assert len(_withdrawals(wire)) == 1
+    pay = rt.service.show(run_id)["steps"][1]
+    assert pay["state"] == "NEEDS_ATTENTION", pay
+    assert "execution records" in pay["error"] and "audit" in pay["error"]
