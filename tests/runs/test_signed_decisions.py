@@ -342,3 +342,33 @@ def test_attack_replaying_a_finished_payout_by_deleting_its_execution_records(
     pay = rt.service.show(run_id)["steps"][1]
     assert pay["state"] == "NEEDS_ATTENTION", pay
     assert "execution records" in pay["error"] and "audit" in pay["error"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+@pytest.mark.parametrize("ended_by", ["reject", "cancel"])
+def test_attack_a_rejected_or_cancelled_run_set_back_in_the_database_is_never_sent(
+        make_runtime: Any, db: str, ended_by: str, request: pytest.FixtureRequest) -> None:
+    # carol's signed rejection (or erin's signed cancel) ended the run; a database owner sets it back
+    # to waiting, and a second approver who trusts the screen approves: one rejection still ends it
+    engine = request.getfixturevalue("pg_engine") if db == "postgres" else None
+    dispatcher = HeldDispatcher()
+    rt, wire = make_runtime(engine=engine, dispatcher=dispatcher)
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    if ended_by == "reject":
+        assert rt.service.reject(run_id, "carol", "wrong vendor") == "REJECTED"
+    else:
+        assert rt.service.cancel(run_id, "erin") == "CANCELLED"
+    with rt.engine.begin() as conn:
+        conn.execute(text("DELETE FROM approvals WHERE run_id = :r AND decision = 'reject'"), {"r": run_id})
+        conn.execute(update(runs).where(runs.c.id == run_id).values(state="AWAITING_APPROVAL"))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "approve")
+                     .values(state="AWAITING_APPROVAL", error=None))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "pay")
+                     .values(state="PENDING", error=None))
+    try:
+        rt.service.approve(run_id, "bob")
+    except (ApprovalRefused, DecisionRefused):
+        pass  # refused at the door: as good
+    dispatcher.release(rt.service)
+    assert _withdrawals(wire) == []

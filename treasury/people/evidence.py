@@ -6,7 +6,9 @@ The database alone is not trusted. Just before a step is sent:
   requester signed (a scheduled run has no human request: its snapshot must be, byte for
   byte, a workflow file in the workflows folder that declares that schedule);
 - every approval step guarding the step must have its quorum of distinct, eligible people,
-  never the requester, whose ``approve`` signatures verify over this step's digest.
+  never the requester, whose ``approve`` signatures verify over this step's digest, and no
+  verified ``reject``; a run with a verified ``cancel`` starts no step that has not sent yet
+  (a database owner who sets a rejected or cancelled run back to waiting moves nothing).
 
 Signatures are re-verified from the stored documents, never taken from rows' booleans.
 """
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from treasury.errors import DecisionRefused, TreasuryError
 from treasury.people.decisions import check_signature, digest_of, stored
@@ -96,6 +98,30 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     return None
 
 
+def _signed(conn: Connection, people: People, run_id: str, kind: str, step_id: str | None = None) -> str | None:
+    """Who signed a verified ``kind`` decision on this run (and step), if anyone did.
+
+    The role is not asked for: a requester may cancel their own run, and any verified "stop"
+    from a registered person is one to obey.
+    """
+    for signed in stored(conn, run_id, kind=kind, step_id=step_id):
+        try:
+            v = check_signature(signed, people, kind=kind, check_role=False)
+        except DecisionRefused:
+            continue
+        if v.doc.get("run") == run_id and (step_id is None or v.doc.get("step") == step_id):
+            return v.person
+    return None
+
+
+def _has_records(conn: Connection, run_id: str, step_id: str) -> bool:
+    from treasury.store.tables import execution_records
+
+    c = execution_records.c
+    return conn.execute(select(c.client_id).where(c.run_id == run_id, c.step_id == step_id).limit(1)).first() \
+        is not None
+
+
 def check_before_send(
     conn: Connection, people: People, run: Any, spec: Any, step_id: str, digests: Mapping[str, str],
     *, workflows_dir: Path | None = None,
@@ -110,8 +136,14 @@ def check_before_send(
     """
     requester = signed_requester(conn, people, run, workflows_dir)
     workflow_digest = digest_of(run.workflow_snapshot)
+    if not _has_records(conn, run.id, step_id) and (who := _signed(conn, people, run.id, "cancel")):
+        # a step already sending finishes after a cancel; one that never sent does not start
+        raise EvidenceMissing(f"run {run.id} was cancelled by {who}'s signed decision; nothing was sent")
     for approval_id in spec.guards().get(step_id, []):
         approval = spec.step(approval_id).approval
+        if who := _signed(conn, people, run.id, "reject", approval_id):
+            raise EvidenceMissing(f"approval {approval_id!r} was rejected by {who}'s signed decision (one "
+                                  "rejection ends the run); nothing was sent")
         digest = digests.get(approval_id)
         eligible = people.eligible(approval.approvers, exclude=requester)
         verified: set[str] = set()
