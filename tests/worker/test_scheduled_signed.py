@@ -81,3 +81,28 @@ def test_a_scheduled_runs_inputs_edited_in_the_database_are_not_sent(
     problems = verify_decisions(engine).problems
     assert f"run {fired.run_id} (schedule sweep): its stored inputs are not the inputs its schedule declares" \
         in problems
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_scheduled_run_at_an_instant_its_cron_never_fires_is_not_sent(
+    db: str, request: pytest.FixtureRequest, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
+) -> None:
+    # a database owner adds runs of a scheduled transfer at made-up due times (each a fresh
+    # (schedule, due_at) pair): only the instants the schedule's cron fires are backed by its file
+    from datetime import timedelta
+
+    engine: Engine = request.getfixturevalue("pg_engine" if db == "postgres" else "sqlite_engine")
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *", amount="5"))
+    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
+    rt = build_runtime(settings, clock=clock, engine=engine)
+    beat = Beat(engine, rt.service, wf, clock=clock)
+    beat.tick()
+    clock.advance(300)
+    (fired,) = beat.tick().fired
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == fired.run_id).values(due_at=fired.due_at + timedelta(minutes=1)))
+    rt.service.kick(fired.run_id)  # type: ignore[attr-defined]
+    shown = rt.service.show(fired.run_id)  # type: ignore[attr-defined]
+    assert shown["steps"][0]["state"] == "NEEDS_ATTENTION", shown
+    assert rt.simulator.state()["transfers"] == []  # type: ignore[attr-defined]
+    assert any("not an instant its schedule fires" in p for p in verify_decisions(engine).problems)

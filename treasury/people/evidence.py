@@ -80,7 +80,8 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     """Why a scheduled run is not what ``snapshot`` schedules (None when it is).
 
     The snapshot must declare a schedule named ``run.schedule`` whose ``inputs`` are, once
-    coerced as the scheduler coerces them, exactly the run's stored inputs.
+    coerced as the scheduler coerces them, exactly the run's stored inputs, and whose cron fires
+    at the run's ``due_at``.
     """
     from treasury.workflow.inputs import coerce_inputs
     from treasury.workflow.loader import load_workflow_text
@@ -95,6 +96,27 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
         return f"its workflow cannot be read ({exc})"
     if digest_of(declared) != digest_of(run.inputs):
         return "its stored inputs are not the inputs its schedule declares"
+    return _instant_problem(spec, run)
+
+
+def _instant_problem(spec: Any, run: Any) -> str | None:
+    """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
+    from datetime import UTC, timedelta
+
+    from treasury.workflow.schedule import ScheduleSpec, next_fire
+
+    due = run.due_at
+    if due is None:
+        return "it has no due time"
+    due = due if due.tzinfo else due.replace(tzinfo=UTC)
+    block = spec.schedule
+    try:
+        fires = next_fire(ScheduleSpec(name=spec.name, cron=block.cron, timezone=block.timezone),
+                          due - timedelta(microseconds=1))
+    except (TreasuryError, ValueError) as exc:
+        return f"its schedule cannot be read ({exc})"
+    if fires != due:
+        return f"its due time {due.isoformat()} is not an instant its schedule fires ({block.cron!r})"
     return None
 
 

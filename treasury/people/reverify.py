@@ -107,7 +107,8 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
             verified.setdefault(key, set()).add(str(d.get("params_digest")))
             if row.kind == "request":
                 requests.setdefault(str(row.run_id), []).append(d)
-        q3 = select(runs.c.id, runs.c.workflow_snapshot, runs.c.inputs, runs.c.schedule)
+        q3 = select(runs.c.id, runs.c.workflow_snapshot, runs.c.inputs, runs.c.schedule,
+                    runs.c.due_at)
         if run_id is not None:
             q3 = q3.where(runs.c.id == run_id)
         for run in conn.execute(q3.order_by(runs.c.created_at, runs.c.id)):
