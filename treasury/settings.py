@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,8 @@ ENVIRONMENT_URLS: dict[Environment, str | None] = {
     Environment.SANDBOX: "https://api-pro.sim.hashkeydev.com",
     Environment.PRODUCTION: "https://api-pro.hashkey.com",
 }
+# hosts of the real exchange (and its sandbox): never reached from TREASURY_ENV=simulator
+HASHKEY_DOMAINS = ("hashkey.com", "hashkeydev.com")
 
 
 class RateLimits(BaseModel):
@@ -108,6 +111,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _simulator_stays_simulated(self) -> Settings:
+        # the simulator environment signs with demo keys and allows `policy: none`: never with HashKey
+        host = (urlsplit(self.base_url).hostname or "").lower() if self.base_url else ""
+        if self.env is Environment.SIMULATOR and any(host == d or host.endswith("." + d) for d in HASHKEY_DOMAINS):
+            raise ValueError(
+                f"TREASURY_BASE_URL ({self.base_url}) is HashKey, but TREASURY_ENV is simulator (the default), "
+                "where demo keys sign decisions and `policy: none` is allowed; set TREASURY_ENV=sandbox or "
+                "TREASURY_ENV=production")
+        return self
 
     @model_validator(mode="after")
     def _settle_covers_flight(self) -> Settings:

@@ -204,3 +204,16 @@ def test_a_command_with_postgresql_and_the_in_process_simulator_exits_2(pg_url: 
     res = CliRunner().invoke(cli, ["run", str(wf), "-i", "amount=10", "--as", "erin"], obj=app)
     assert res.exit_code == 2, res.output
     assert "treasury simulator" in res.output and "TREASURY_BASE_URL" in res.output
+
+
+@pytest.mark.parametrize("url", ["https://api-pro.hashkey.com", "https://API-PRO.HashKey.com:443/",
+                                 "https://api-pro.sim.hashkeydev.com"])
+def test_the_simulator_environment_never_talks_to_hashkey(url: str) -> None:
+    # TREASURY_ENV defaults to simulator, where demo keys sign and `policy: none` is allowed: an
+    # operator who sets only TREASURY_BASE_URL to HashKey must not get those with real money
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="TREASURY_ENV"):
+        Settings(base_url=url)
+    assert Settings(base_url=url, env="sandbox").exchange_url() == url.rstrip("/")
+    assert Settings(base_url="http://simulator:8080").exchange_url() == "http://simulator:8080"

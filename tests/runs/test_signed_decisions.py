@@ -278,3 +278,97 @@ def test_a_key_registered_while_the_process_runs_counts_without_a_restart(make_r
     add_key(config / "people.yaml", "bob", public.openssh())
     assert rt.service.approve(run_id, "bob", signer=load_key_file(tmp_path / "bob_new")) == "SUCCEEDED"
     assert len(_withdrawals(wire)) == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_attack_a_run_inserted_with_an_old_created_at_is_not_treated_as_legacy(
+        make_runtime: Any, db: str, request: pytest.FixtureRequest) -> None:
+    # a database owner copies an approved run under a new id (a second payout of the same amount),
+    # backdated to before signed decisions existed, with its approval rows: it must neither be sent
+    # nor pass audit verify as "legacy"
+    from datetime import UTC, datetime
+
+    engine = request.getfixturevalue("pg_engine") if db == "postgres" else None
+    dispatcher = HeldDispatcher()
+    rt, wire = make_runtime(engine=engine, dispatcher=dispatcher)
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    rt.service.approve(run_id, "bob")
+    forged = "rforged00001"
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    with rt.engine.begin() as conn:
+        run = conn.execute(runs.select().where(runs.c.id == run_id)).one()._asdict()
+        conn.execute(insert(runs).values({**run, "id": forged, "created_at": old, "updated_at": old,
+                                          "state": "RUNNING"}))
+        for row in conn.execute(steps.select().where(steps.c.run_id == run_id)).all():
+            state = "SUCCEEDED" if row.step_id == "approve" else "RUNNING"
+            values = {**row._asdict(), "run_id": forged, "state": state}
+            values.pop("id", None)
+            conn.execute(insert(steps).values(values))
+        for row in conn.execute(approvals.select().where(approvals.c.run_id == run_id)).all():
+            values = {**row._asdict(), "run_id": forged, "created_at": old}
+            values.pop("id")
+            conn.execute(insert(approvals).values(values))
+    dispatcher.release(rt.service)
+    rt.service.execute_step(forged, "pay")
+    assert "no signed request" in rt.service.show(forged)["steps"][1]["error"]
+    assert len(_withdrawals(wire)) == 1  # the real run's, and only it
+    report = verify_decisions(rt.engine)
+    assert report.legacy_runs == 0
+    assert f"run {forged}: no signed request is on record for it" in report.problems
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_attack_replaying_a_finished_payout_by_deleting_its_execution_records(
+        make_runtime: Any, db: str, request: pytest.FixtureRequest) -> None:
+    # the signatures are genuine (same run, same digest): only the history of what was sent stops
+    # a second withdrawal with the same client id (whether the exchange refuses a repeated client
+    # id is not something to bet money on)
+    from treasury.store.tables import execution_records
+
+    engine = request.getfixturevalue("pg_engine") if db == "postgres" else None
+    rt, wire = make_runtime(engine=engine)
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    assert rt.service.approve(run_id, "bob") == "SUCCEEDED"
+    assert len(_withdrawals(wire)) == 1
+    with rt.engine.begin() as conn:
+        conn.execute(execution_records.delete().where(execution_records.c.run_id == run_id))
+        conn.execute(update(runs).where(runs.c.id == run_id).values(state="RUNNING"))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "pay")
+                     .values(state="RUNNING", result=None, open_starts=0))
+    rt.service.execute_step(run_id, "pay")
+    assert len(_withdrawals(wire)) == 1
+    pay = rt.service.show(run_id)["steps"][1]
+    assert pay["state"] == "NEEDS_ATTENTION", pay
+    assert "execution records" in pay["error"] and "audit" in pay["error"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+@pytest.mark.parametrize("ended_by", ["reject", "cancel"])
+def test_attack_a_rejected_or_cancelled_run_set_back_in_the_database_is_never_sent(
+        make_runtime: Any, db: str, ended_by: str, request: pytest.FixtureRequest) -> None:
+    # carol's signed rejection (or erin's signed cancel) ended the run; a database owner sets it back
+    # to waiting, and a second approver who trusts the screen approves: one rejection still ends it
+    engine = request.getfixturevalue("pg_engine") if db == "postgres" else None
+    dispatcher = HeldDispatcher()
+    rt, wire = make_runtime(engine=engine, dispatcher=dispatcher)
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    if ended_by == "reject":
+        assert rt.service.reject(run_id, "carol", "wrong vendor") == "REJECTED"
+    else:
+        assert rt.service.cancel(run_id, "erin") == "CANCELLED"
+    with rt.engine.begin() as conn:
+        conn.execute(text("DELETE FROM approvals WHERE run_id = :r AND decision = 'reject'"), {"r": run_id})
+        conn.execute(update(runs).where(runs.c.id == run_id).values(state="AWAITING_APPROVAL"))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "approve")
+                     .values(state="AWAITING_APPROVAL", error=None))
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "pay")
+                     .values(state="PENDING", error=None))
+    try:
+        rt.service.approve(run_id, "bob")
+    except (ApprovalRefused, DecisionRefused):
+        pass  # refused at the door: as good
+    dispatcher.release(rt.service)
+    assert _withdrawals(wire) == []

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text, update
 
 from tests.worker.test_beat import clock, scheduled, wf  # noqa: F401 - fixtures
 from treasury.audit import query_events
 from treasury.clock import ManualClock
+from treasury.people.reverify import verify_decisions
 from treasury.runtime import build_runtime
 from treasury.settings import Settings
 from treasury.store.tables import runs, steps
@@ -53,3 +55,54 @@ def test_a_scheduled_runs_snapshot_edited_in_the_database_is_not_sent(
     assert shown["steps"][0]["state"] == "NEEDS_ATTENTION" and "no signed request" in shown["steps"][0]["error"]
     assert rt.simulator.state()["transfers"] == []  # type: ignore[attr-defined]
     assert any(e.type == "decision.unverified" for e in query_events(sqlite_engine, run_id=run_id))
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_scheduled_runs_inputs_edited_in_the_database_are_not_sent(
+    db: str, request: pytest.FixtureRequest, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
+) -> None:
+    # no approval step: the schedule's own inputs (in its file) are all that authorises the amount
+    engine: Engine = request.getfixturevalue("pg_engine" if db == "postgres" else "sqlite_engine")
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "* * * * *", amount="5"))
+    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
+    rt = build_runtime(settings, clock=clock, engine=engine)
+    beat = Beat(engine, rt.service, wf, clock=clock)
+    beat.tick()
+    clock.advance(60)
+    (fired,) = beat.tick().fired
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == fired.run_id).values(inputs={"amount": "4000"}))
+    rt.service.kick(fired.run_id)  # type: ignore[attr-defined]
+    shown = rt.service.show(fired.run_id)  # type: ignore[attr-defined]
+    assert shown["steps"][0]["state"] == "NEEDS_ATTENTION", shown
+    assert "inputs" in shown["steps"][0]["error"]
+    assert rt.simulator.state()["transfers"] == []  # type: ignore[attr-defined]
+    assert any(e.type == "decision.unverified" for e in query_events(engine, run_id=fired.run_id))
+    problems = verify_decisions(engine).problems
+    assert f"run {fired.run_id} (schedule sweep): its stored inputs are not the inputs its schedule declares" \
+        in problems
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_scheduled_run_at_an_instant_its_cron_never_fires_is_not_sent(
+    db: str, request: pytest.FixtureRequest, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
+) -> None:
+    # a database owner adds runs of a scheduled transfer at made-up due times (each a fresh
+    # (schedule, due_at) pair): only the instants the schedule's cron fires are backed by its file
+    from datetime import timedelta
+
+    engine: Engine = request.getfixturevalue("pg_engine" if db == "postgres" else "sqlite_engine")
+    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *", amount="5"))
+    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
+    rt = build_runtime(settings, clock=clock, engine=engine)
+    beat = Beat(engine, rt.service, wf, clock=clock)
+    beat.tick()
+    clock.advance(300)
+    (fired,) = beat.tick().fired
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == fired.run_id).values(due_at=fired.due_at + timedelta(minutes=1)))
+    rt.service.kick(fired.run_id)  # type: ignore[attr-defined]
+    shown = rt.service.show(fired.run_id)  # type: ignore[attr-defined]
+    assert shown["steps"][0]["state"] == "NEEDS_ATTENTION", shown
+    assert rt.simulator.state()["transfers"] == []  # type: ignore[attr-defined]
+    assert any("not an instant its schedule fires" in p for p in verify_decisions(engine).problems)

@@ -56,9 +56,10 @@ from treasury.execution.outcomes import (
     error_text,
     halt_message,
     outcome_of,
+    resolve_hint,
     sent_payload,
 )
-from treasury.execution.preparation import legs_for, prepare
+from treasury.execution.preparation import RecordsVanished, legs_for, prepare
 from treasury.execution.progress import NO_PROGRESS, ProgressListener, Wait, seconds_text
 from treasury.execution.reconciler import reconcile_pass
 from treasury.execution.records import LeaseLost
@@ -299,7 +300,11 @@ class StepExecutor:
                 return StepOutcome(StepState.RUNNING, client_ids=cids, error=f"cannot load key profile: {exc}")
             return StepOutcome(StepState.FAILED, client_ids=cids,
                                error=f"cannot load key profile {req.key_profile!r}; nothing was sent: {exc}")
-        recs, reserved_now = prepare(svc, spec, req, legs, account=profile.account_id)
+        try:
+            recs, reserved_now = prepare(svc, spec, req, legs, account=profile.account_id)
+        except RecordsVanished as exc:
+            return StepOutcome(StepState.NEEDS_ATTENTION, client_ids=cids, error=str(exc),
+                               reason=f"{exc}, then {resolve_hint(req.run_id, req.step_id)}.")
         if recs is None:
             recs = svc.load_step(req.run_id, req.step_id)
         # the stored digest must match this request, and the stored parameters (what would be

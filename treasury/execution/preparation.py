@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from treasury.audit.events import EXECUTION_STATE, POLICY_DECISION
-from treasury.errors import ParameterError
+from treasury.errors import ParameterError, TreasuryError
 from treasury.execution import records as R
 from treasury.execution.context import Services, policy_api
 from treasury.execution.ids import client_id_for
@@ -20,6 +21,19 @@ from treasury.execution.outcomes import StepRequest
 from treasury.execution.records import ExecRecord, NewRecord
 from treasury.models import ExecState
 from treasury.operations.registry import OperationSpec, parse_params
+
+
+class RecordsVanished(TreasuryError):
+    """The audit history shows execution records for a step that has none now (nothing is sent)."""
+
+
+def _ever_prepared(conn: Connection, run_id: str, step_id: str) -> bool:
+    """Whether the audit history shows execution records for this step (chain-protected, unlike rows)."""
+    from treasury.audit.tables import audit_events
+
+    c = audit_events.c
+    return conn.execute(select(c.seq).where(c.run_id == run_id, c.step_id == step_id,
+                                            c.type == EXECUTION_STATE).limit(1)).first() is not None
 
 
 def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
@@ -53,6 +67,10 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
     The records are None when another worker inserted them first; ``inserted`` is True only
     when this call inserted them, so the policy was evaluated just now.
 
+    Raises:
+        RecordsVanished: the step's records are gone but the audit history shows them (deleted
+            in the database, or a restored backup): sending again could pay twice.
+
     ``account`` is the key profile's account, for account-scoped rules on operations whose
     parameters name none (withdrawals).
     """
@@ -62,6 +80,11 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
             existing = R.load_step(conn, req.run_id, req.step_id)
             if existing:
                 return existing, False
+            if _ever_prepared(conn, req.run_id, req.step_id):
+                raise RecordsVanished(
+                    f"step {req.step_id} of run {req.run_id} has no execution records, but the audit history "
+                    f"shows it had some ({', '.join(leg.client_id for leg in legs)}): they were deleted or a "
+                    "backup was restored; nothing was sent. Check the exchange for these client ids")
             denied: list[Any] = []
             if svc.policy is not None:
                 verdicts = policy_api().reserve(conn, svc.policy, run_id=req.run_id, step_id=req.step_id,

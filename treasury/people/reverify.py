@@ -23,6 +23,7 @@ from treasury.people.decisions import (
     digest_of,
     registries_in_history,
 )
+from treasury.people.evidence import schedule_problem
 from treasury.people.registry import People
 
 
@@ -51,14 +52,24 @@ def _registries(engine: Engine) -> dict[str, People]:
     return registries_in_history(query_events(engine, type=PEOPLE_CHANGED))
 
 
-def _signing_began(engine: Engine) -> Any:
-    """When the first registry was recorded (signed decisions began), or None."""
+def _legacy_runs(engine: Engine) -> set[str] | None:
+    """Runs requested before signed decisions existed (None: every run, none were ever made).
+
+    Judged by the audit history, not by ``runs.created_at`` (which a database owner can backdate):
+    a legacy run's ``run.requested`` event comes before the first ``people.changed``.
+    """
     from sqlalchemy import func
 
     from treasury.audit.tables import audit_events
 
     with engine.connect() as conn:
-        return conn.execute(select(func.min(audit_events.c.at)).where(audit_events.c.type == PEOPLE_CHANGED)).scalar()
+        began = conn.execute(select(func.min(audit_events.c.seq))
+                             .where(audit_events.c.type == PEOPLE_CHANGED)).scalar()
+        if began is None:
+            return None
+        q = select(audit_events.c.run_id).where(audit_events.c.type == "run.requested",
+                                                audit_events.c.run_id.is_not(None), audit_events.c.seq < began)
+        return {str(r) for r in conn.execute(q).scalars()}
 
 
 def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsReport:
@@ -67,11 +78,10 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
     from treasury.store.tables import approvals, runs
 
     registries = _registries(engine)
-    began = _signing_began(engine)
+    legacy = _legacy_runs(engine)
     report = DecisionsReport()
     verified: dict[tuple[str, str, str, str], set[str]] = {}  # (run, step, person, kind) -> digests
     requests: dict[str, list[dict[str, Any]]] = {}
-    legacy: set[str] = set()
     with engine.connect() as conn:
         q = select(decisions).order_by(decisions.c.created_at, decisions.c.nonce)
         if run_id is not None:
@@ -97,12 +107,12 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
             verified.setdefault(key, set()).add(str(d.get("params_digest")))
             if row.kind == "request":
                 requests.setdefault(str(row.run_id), []).append(d)
-        q3 = select(runs.c.id, runs.c.workflow_snapshot, runs.c.inputs, runs.c.schedule, runs.c.created_at)
+        q3 = select(runs.c.id, runs.c.workflow_snapshot, runs.c.inputs, runs.c.schedule,
+                    runs.c.due_at)
         if run_id is not None:
             q3 = q3.where(runs.c.id == run_id)
         for run in conn.execute(q3.order_by(runs.c.created_at, runs.c.id)):
-            if began is None or _aware(run.created_at) < _aware(began):
-                legacy.add(run.id)
+            if legacy is None or run.id in legacy:
                 report.legacy_runs += 1
                 continue
             report.runs += 1
@@ -110,6 +120,8 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
             if not signed:
                 if run.schedule is None:
                     report.problems.append(f"run {run.id}: no signed request is on record for it")
+                elif (why := schedule_problem(run.workflow_snapshot, run)) is not None:
+                    report.problems.append(f"run {run.id} (schedule {run.schedule}): {why}")
                 continue
             if not any(d.get("workflow_digest") == digest_of(run.workflow_snapshot)
                        and d.get("params_digest") == digest_of(run.inputs) for d in signed):
@@ -119,7 +131,7 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
         if run_id is not None:
             q2 = q2.where(approvals.c.run_id == run_id)
         for row in conn.execute(q2):
-            if row.run_id in legacy:
+            if legacy is None or row.run_id in legacy:
                 continue
             digests = verified.get((row.run_id, row.step_id, row.approver, row.decision), set())
             if f"sha256:{row.digest}" not in digests:
@@ -160,8 +172,3 @@ def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
             "-f allowed_signers -I PERSON -n treasury -s d.json.sig < d.json"),
     }
 
-
-def _aware(at: Any) -> Any:
-    from datetime import UTC
-
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -238,6 +238,9 @@ class RunService:
                                        expect=deciding.request_expect(self, loaded, stored_inputs, run_id))
             if verified.person != requested_by:
                 raise DecisionRefused(f"the request is signed by {verified.person!r}, not {requested_by!r}")
+        elif schedule is not None:
+            # the schedule acts under the registry in force: audit verify judges it as a signed-era run
+            decisions.ensure_registry_recorded(conn, self.ctx.approvers, self._audit, self.now())
         at = self.now()
         policy_digest = getattr(self.ctx.policy, "digest", None)
         store.insert_run(conn, {
