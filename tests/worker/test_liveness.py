@@ -36,17 +36,25 @@ steps:
 """
 
 
-def test_show_says_when_a_worker_last_saw_the_step_and_that_nobody_consumes(
+def _desk_without_workers(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[str, Path, Settings]:
+    """A queue of its own with no worker on it, a one-transfer workflow and settings for them."""
     queue = f"t-{secrets.token_hex(4)}"
     monkeypatch.setenv("TREASURY_QUEUE", queue)
     monkeypatch.setenv("TREASURY_BROKER_KEY_PREFIX", f"{queue}:")
     workflow = tmp_path / "one-transfer.yaml"
     workflow.write_text(ONE_TRANSFER)
     settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
-                        database_url=f"sqlite:///{tmp_path / 'show.db'}",
+                        database_url=f"sqlite:///{tmp_path / 'desk.db'}",
                         broker_url=redis_url, base_url="http://127.0.0.1:9")  # no worker: never called
+    return queue, workflow, settings
+
+
+def test_show_says_when_a_worker_last_saw_the_step_and_that_nobody_consumes(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue, workflow, settings = _desk_without_workers(tmp_path, redis_url, monkeypatch)
     app = AppContext(settings=settings)
     runner = CliRunner()
 
@@ -89,14 +97,7 @@ def test_show_says_when_a_worker_last_saw_the_step_and_that_nobody_consumes(
 def test_run_wait_on_a_broker_with_no_worker_says_what_it_waits_for(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queue = f"t-{secrets.token_hex(4)}"
-    monkeypatch.setenv("TREASURY_QUEUE", queue)
-    monkeypatch.setenv("TREASURY_BROKER_KEY_PREFIX", f"{queue}:")
-    workflow = tmp_path / "one-transfer.yaml"
-    workflow.write_text(ONE_TRANSFER)
-    settings = Settings(config_dir=signed_config_copy(tmp_path / "config"),
-                        database_url=f"sqlite:///{tmp_path / 'wait.db'}",
-                        broker_url=redis_url, base_url="http://127.0.0.1:9")
+    queue, workflow, settings = _desk_without_workers(tmp_path, redis_url, monkeypatch)
     result = CliRunner().invoke(cli, ["run", str(workflow), "--as", "erin", "--wait", "--timeout", "1", "--json"],
                                 obj=AppContext(settings=settings), catch_exceptions=False)
     data = json.loads(result.stdout)  # stdout is the JSON alone
