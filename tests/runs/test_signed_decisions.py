@@ -372,3 +372,37 @@ def test_attack_a_rejected_or_cancelled_run_set_back_in_the_database_is_never_se
         pass  # refused at the door: as good
     dispatcher.release(rt.service)
     assert _withdrawals(wire) == []
+
+
+def test_records_another_worker_commits_between_the_two_reads_are_not_taken_for_deleted(
+        make_runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two workers start the same step: this one reads no records, then the other commits its
+    # records and their audit events before this one reads the audit history. On PostgreSQL each
+    # statement sees what is committed by then, so the audit shows records this worker has not
+    # read: they were not deleted, and the step must not be parked for a person.
+    from treasury.execution import preparation
+    from treasury.execution import records as R
+
+    rt, wire = make_runtime()
+    run_id = _start(rt)
+    rt.service.approve(run_id, "alice")
+    assert rt.service.approve(run_id, "bob") == "SUCCEEDED"
+    real = R.load_step
+    calls: list[int] = []
+
+    def load_step(conn: Any, run: str, step: str) -> Any:
+        calls.append(1)
+        return [] if len(calls) == 1 else real(conn, run, step)  # the first read came too early
+
+    monkeypatch.setattr(preparation.R, "load_step", load_step)
+    from treasury.execution.outcomes import StepRequest
+    from treasury.operations.registry import get_operation
+
+    spec = get_operation("withdraw")
+    step = rt.service.show(run_id)["steps"][1]
+    req = StepRequest(run_id=run_id, step_id="pay", operation="withdraw", key_profile="withdrawals",
+                      params=step["params"], actor="worker:test")
+    legs = preparation.legs_for(spec, req)
+    recs, inserted = preparation.prepare(rt.executor._services(), spec, req, legs)
+    assert recs and not inserted and len(calls) == 2
+    assert len(_withdrawals(wire)) == 1

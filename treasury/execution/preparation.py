@@ -81,6 +81,12 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
             if existing:
                 return existing, False
             if _ever_prepared(conn, req.run_id, req.step_id):
+                # Another worker may have committed the records (with their audit events) between
+                # the two reads above: read the records again, after the audit. Only if they are
+                # still missing were they deleted.
+                existing = R.load_step(conn, req.run_id, req.step_id)
+                if existing:
+                    return existing, False
                 raise RecordsVanished(
                     f"step {req.step_id} of run {req.run_id} has no execution records, but the audit history "
                     f"shows it had some ({', '.join(leg.client_id for leg in legs)}): they were deleted or a "
