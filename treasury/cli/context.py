@@ -14,19 +14,11 @@ import click
 from rich.console import Console
 from sqlalchemy import Engine
 
-from treasury import canonical
+from treasury.cli.tables import print_fitted, to_jsonable
 from treasury.clock import Clock, SystemClock
 from treasury.display import escape_lines
 from treasury.errors import ConfigError
 from treasury.settings import Settings
-
-
-def to_jsonable(value: Any) -> Any:
-    """Decimals as written (``"1.50"``), datetimes ISO 8601 with their offset, enums and sets, for output.
-
-    Values with no JSON form are left as they are (:func:`treasury.canonical.to_jsonable`).
-    """
-    return canonical.to_jsonable(value, "output", utc=False, strict=False)
 
 
 def dumps(value: Any) -> str:
@@ -101,8 +93,6 @@ class AppContext:
         self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
     ) -> None:
         """Print rows as a table that fits the terminal (see ``treasury.cli.tables``)."""
-        from treasury.cli.tables import print_fitted
-
         print_fitted(self.console, columns, rows, title=title)
 
     def fail(self, message: str, code: int = 1) -> None:

@@ -22,6 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from treasury import canonical
 from treasury.display import cell, escape_text
 
 DEFAULT_WIDTH = 160
@@ -33,10 +34,16 @@ def terminal_width() -> int:
     return max(40, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
 
 
+def to_jsonable(value: Any) -> Any:
+    """Decimals as written (``"1.50"``), datetimes ISO 8601 with their offset, enums and sets, for output.
+
+    Values with no JSON form are left as they are (:func:`treasury.canonical.to_jsonable`).
+    """
+    return canonical.to_jsonable(value, "output", utc=False, strict=False)
+
+
 def cell_text(value: Any) -> str:
     """One value as display text (not yet escaped): lists one item per line, mappings as JSON."""
-    from treasury.cli.context import to_jsonable
-
     value = to_jsonable(value)
     if value is None:
         return ""
