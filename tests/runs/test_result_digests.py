@@ -94,3 +94,23 @@ def test_edited_result_parks_the_step_and_sends_nothing(make_runtime: Any, db: s
     assert verify_decisions(rt.engine).problems == [
         f"run {run_id}: the stored result of step 'check-balance' is not the result recorded in the audit "
         "trail when it succeeded"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_stored_parameters_written_by_hand_are_never_sent(make_runtime: Any, db: str,
+                                                          request: pytest.FixtureRequest) -> None:
+    # params are stored at a step's first start and reused by later starts: writing them
+    # before the first (or between two) must not choose what is sent
+    rt, wire, dispatcher = _runtime(make_runtime, db, request)
+    run_id = _run_first_step(rt, dispatcher)
+    forged = {"fromAccountId": "1001", "toAccountId": "1002", "coin": "USDT", "quantity": "999"}
+    with rt.engine.begin() as conn:
+        conn.execute(update(steps).where(steps.c.run_id == run_id, steps.c.step_id == "sweep")
+                     .values(params=forged))
+    dispatcher.release(rt.service)
+    assert _transfers(wire) == []
+    sweep = next(s for s in rt.service.show(run_id)["steps"] if s["id"] == "sweep")
+    assert sweep["state"] == "NEEDS_ATTENTION"
+    assert sweep["error"] == ("not sent: the stored parameters of step 'sweep' are not what its templates "
+                              "resolve to from the signed inputs and the audited results (edited in the database?)")
+    assert any(e.type == "step.params_changed" for e in query_events(rt.engine, run_id=run_id))

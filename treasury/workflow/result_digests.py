@@ -6,6 +6,9 @@ approval is asked), so the stored result of step X decides what a later step sen
 result as stored in the same transaction; before a step resolves templates that read
 ``steps.X.result``, the stored result must still hash to it. A success event without the
 field was written before results were digested (nothing to compare against).
+
+Parameters stored at a step's first start are re-resolved at every later start and must be
+the same: a database owner cannot choose what a redelivered step sends either.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from treasury.audit.events import STEP_RESULT_CHANGED, STEP_STATE
+from treasury.audit.events import STEP_PARAMS_CHANGED, STEP_RESULT_CHANGED, STEP_STATE
 from treasury.people.decisions import digest_of
 from treasury.workflow.templates import TemplateError, find_refs
 
 RESULT_CHANGED = STEP_RESULT_CHANGED
+PARAMS_CHANGED = STEP_PARAMS_CHANGED
 SUCCEEDED = "SUCCEEDED"
 
 
@@ -86,3 +90,9 @@ def changed_text(step_ids: Sequence[str]) -> str:
 def changed_message(step_ids: Sequence[str]) -> str:
     """``changed_text`` and what was done about it: the parked step's reason."""
     return f"{changed_text(step_ids)} (edited in the database?); the parameters read from it were not used"
+
+
+def params_changed_message(step_id: str) -> str:
+    """The parked step's reason when its stored parameters are not what its templates resolve to."""
+    return (f"the stored parameters of step {step_id!r} are not what its templates resolve to from the "
+            "signed inputs and the audited results (edited in the database?)")

@@ -617,6 +617,7 @@ class RunService:
             step = spec.step(step_id)
             params = row.params
             starts = (row.open_starts or 0) + 1
+            params_changed = False  # stored parameters that are not what the templates resolve to
             if starts > self.ctx.step_start_limit:
                 # every earlier start died or raised before recording an end: stop the loop
                 reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
@@ -630,20 +631,27 @@ class RunService:
                 # one write for the start count and, on the first start, the resolved parameters
                 values: dict[str, Any] = {"open_starts": starts}
                 resolved = params is None
-                changed: list[str] = []
-                if resolved:
-                    rows = store.get_steps(conn, run_id)
-                    stored = {r.step_id: r.result for r in rows if r.state == StepState.SUCCEEDED.value}
-                    changed = result_digests.changed_results(conn, run_id, stored,
-                                                             result_digests.steps_read(step.params))
-                    if not changed:
-                        params = self.resolve_params(run, step, {k: v or {} for k, v in stored.items()})
-                        values["params"] = params
+                rows = store.get_steps(conn, run_id)
+                stored = {r.step_id: r.result for r in rows if r.state == StepState.SUCCEEDED.value}
+                changed = result_digests.changed_results(conn, run_id, stored,
+                                                         result_digests.steps_read(step.params))
+                problem: tuple[str, str, dict[str, Any]] | None = None
                 if changed:
                     # a result a template reads is not the one audited: resolve nothing, send nothing
-                    why = result_digests.changed_message(changed)
-                    self.audit(conn, result_digests.RESULT_CHANGED, actor, run_id=run_id, step_id=step_id,
-                               payload={"steps": changed})
+                    problem = (result_digests.RESULT_CHANGED, result_digests.changed_message(changed),
+                               {"steps": changed})
+                else:
+                    fresh = self.resolve_params(run, step, {k: v or {} for k, v in stored.items()})
+                    if resolved:
+                        params = values["params"] = fresh
+                    elif fresh is None or decisions.digest_of(fresh) != decisions.digest_of(params):
+                        # stored at an earlier start (or written before the first): they must still be
+                        # what the step's templates resolve to, or the database chose what is sent
+                        # (parked after the approval check, which fails what it can see on its own)
+                        params_changed = True
+                if problem is not None:
+                    event, why, payload = problem
+                    self.audit(conn, event, actor, run_id=run_id, step_id=step_id, payload=payload)
                     refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
                                               error=f"not sent: {why}")
                     params = None
@@ -670,6 +678,12 @@ class RunService:
                                payload={"reason": str(exc)})
                     refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
                                               error=f"not sent: {exc}")
+            if refused is None and params_changed:
+                assert params is not None
+                self.audit(conn, result_digests.PARAMS_CHANGED, actor, run_id=run_id, step_id=step_id,
+                           payload={"stored_digest": decisions.digest_of(params)})
+                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
+                                          error=f"not sent: {result_digests.params_changed_message(step_id)}")
         if refused is not None:
             self.carry_out(refused)
             return
