@@ -59,7 +59,7 @@ class Anchored:
         group = click.Group()
         register(group)
         settings = Settings(database_url=self.engine.url.render_as_string(hide_password=False),
-                            checkpoint_dir=self.dir)
+                            checkpoint_dir=self.dir, checkpoint_every_events=N)
         app = AppContext(settings=settings, clock=self.clock, _engine=self.engine)
         return CliRunner().invoke(group, ["audit", *args], obj=app, catch_exceptions=False)
 
@@ -165,6 +165,30 @@ def test_wiping_events_and_head_is_broken_without_expect_head(anchored: Anchored
     assert (with_anchor.ok, with_anchor.first_bad_seq) == (False, 1)
     assert "truncated" in (with_anchor.reason or "")
     assert anchored.cli("verify", "--expect-head", anchor).exit_code == 1
+
+
+def test_an_emptied_checkpoint_folder_is_broken_once_the_chain_outgrew_the_interval(anchored: Anchored) -> None:
+    for path in anchored.dir.iterdir():  # every checkpoint and the public key beside them
+        path.unlink()
+    assert verify_chain(anchored.engine).ok  # the database itself is intact (12 events)
+    result = anchored.verify(every_events=N)
+    assert not result.ok  # type: ignore[attr-defined]
+    assert result.reason.startswith(f"the checkpoints are missing: {anchored.dir} holds none, but the chain "  # type: ignore[attr-defined]
+                                    f"has 12 events and one is written every {N}")
+    out = anchored.cli("verify")
+    assert out.exit_code == 1
+    assert "BROKEN" in out.output and "the checkpoints are missing" in out.output
+
+
+def test_a_fresh_short_chain_without_checkpoints_is_ok(engine: Engine, tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "checkpoints")
+    seed(engine, N)  # no checkpointer installed: nothing written, and none due yet at N events
+    result, report = verify_with_checkpoints(engine, store, every_events=N)
+    assert result.ok and report.count == 0
+    assert report.notes == ["no checkpoint written yet: nothing outside the database vouches for the log"]
+    seed(engine, 1)
+    result, _ = verify_with_checkpoints(engine, store, every_events=N)
+    assert not result.ok and "the checkpoints are missing" in (result.reason or "")
 
 
 def test_truncating_the_tail_below_a_checkpoint_is_broken(anchored: Anchored) -> None:

@@ -7,7 +7,10 @@ chain had; the chain must still have it:
 - a checkpoint whose file does not parse, is misnamed, or whose signature does not verify
   with the server's public key: BROKEN (forged or damaged evidence);
 - a checkpoint beyond the chain's end: BROKEN (the tail, or everything, was deleted);
-- a checkpoint whose hash differs from the chain's at its seq: BROKEN (rewritten).
+- a checkpoint whose hash differs from the chain's at its seq: BROKEN (rewritten);
+- no checkpoint at all while the chain is longer than the checkpoint interval
+  (``TREASURY_CHECKPOINT_EVERY_EVENTS``), so one must have been written: BROKEN (the
+  checkpoints are missing: the folder was emptied, or is not the one this database writes to).
 
 The checkpoints are read before the chain, so every one of them describes a head that was
 committed before the verifier read the database's head.
@@ -95,11 +98,13 @@ def verify_with_checkpoints(
     *,
     expect_head: str | None = None,
     public_key: Ed25519PublicKey | None = None,
+    every_events: int | None = None,
 ) -> tuple[VerifyResult, CheckpointReport]:
     """``verify_chain`` plus every checkpoint in ``store``; BROKEN names the checkpoint and the difference.
 
     ``store`` None means no checkpoint directory is configured (only ``expect_head`` anchors).
     ``public_key`` pins the signer (otherwise the key stored beside the checkpoints is used).
+    ``every_events``: the checkpoint interval; a chain longer than it with no checkpoint is BROKEN.
     Raises ParameterError for a malformed ``expect_head``.
     """
     if store is None:
@@ -117,6 +122,12 @@ def verify_with_checkpoints(
         return _broken(None, problem, chain), report
     if not chain.ok:
         return chain, report
+    if not checkpoints and every_events is not None and chain.head_seq > every_events and store.latest() is None:
+        # (read again: a writer that appended past the interval may have written its file since)
+        return _broken(None, (
+            f"the checkpoints are missing: {store.path} holds none, but the chain has {chain.head_seq} events "
+            f"and one is written every {every_events} (TREASURY_CHECKPOINT_EVERY_EVENTS): the folder was "
+            "emptied, or is not the one this database writes to"), chain), report
     present = _chain_hashes(engine, [cp.seq for cp in checkpoints if cp.seq <= chain.head_seq])
     matched = 0
     for cp in checkpoints:

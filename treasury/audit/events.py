@@ -14,6 +14,8 @@ STEP_DISPATCHED = "step.dispatched"
 STEP_PARAMS = "step.params"  # a step's parameters, resolved at its first start
 STEP_RESOLVED = "step.resolved"  # a person settled a NEEDS_ATTENTION step
 STEP_START_LIMIT = "step.start_limit"  # a step kept dying mid-way and was parked for a person
+STEP_RESULT_CHANGED = "step.result_changed"  # a stored result a template reads is not the audited one
+STEP_PARAMS_CHANGED = "step.params_changed"  # stored parameters are not what the templates resolve to
 
 # policy
 POLICY_DECISION = "policy.decision"

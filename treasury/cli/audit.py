@@ -248,7 +248,8 @@ def _verify_checkpointed(
         raise click.BadParameter(str(exc), param_hint="--public-key") from None
     try:
         return verify_with_checkpoints(engine, None if folder is None else CheckpointStore(folder),
-                                       expect_head=expect_head, public_key=pinned)
+                                       expect_head=expect_head, public_key=pinned,
+                                       every_events=app.settings.checkpoint_every_events)
     except ParameterError as exc:
         raise click.BadParameter(exc.reason, param_hint="--expect-head") from None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from treasury.errors import DecisionRefused
 from treasury.people.decisions import (
@@ -140,7 +140,25 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
                     f"{row.approver}): no verified signed decision backs it")
             else:
                 report.approval_rows += 1
+        report.problems.extend(_changed_results(conn, run_id))
     return report
+
+
+def _changed_results(conn: Connection, run_id: str | None) -> list[str]:
+    """Succeeded steps whose stored result is not the one audited at their success, by run."""
+    from treasury.store.tables import steps
+    from treasury.workflow.result_digests import audited_digests, changed_text, result_digest
+
+    q = select(steps.c.run_id, steps.c.step_id, steps.c.result).where(steps.c.state == "SUCCEEDED")
+    if run_id is not None:
+        q = q.where(steps.c.run_id == run_id)
+    audited = audited_digests(conn, run_id)
+    changed: dict[str, list[str]] = {}
+    for row in conn.execute(q.order_by(steps.c.run_id, steps.c.idx)):
+        want = audited.get((str(row.run_id), str(row.step_id)))
+        if want is not None and result_digest(row.result) != want:
+            changed.setdefault(str(row.run_id), []).append(str(row.step_id))
+    return [f"run {rid}: {changed_text(ids)}" for rid, ids in changed.items()]
 
 
 def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:

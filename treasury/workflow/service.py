@@ -37,7 +37,7 @@ from treasury.execution.outcomes import resolve_hint
 from treasury.models import ExecState, RunState, StepState, format_amount
 from treasury.observe import context as log_context
 from treasury.people import decisions, evidence
-from treasury.workflow import approving, deciding, views
+from treasury.workflow import approving, deciding, result_digests, views
 from treasury.workflow import engine as eng
 from treasury.workflow import runstore as store
 
@@ -387,8 +387,12 @@ class RunService:
     # ------------------------------------------------------------------ applying events
 
     def apply_event(self, conn: Connection, run: Any, event: eng.Event, *, actor: str,
-               error: str | None = None) -> list[tuple[str, str]]:
-        """Advance the engine, persist states with audit events, handle approval requests."""
+                    error: str | None = None, result_digest: str | None = None) -> list[tuple[str, str]]:
+        """Advance the engine, persist states with audit events, handle approval requests.
+
+        ``result_digest``: the digest of the stored result of the step ``event`` finishes, carried
+        by the ``step.state`` event that records its success (see result_digests.py).
+        """
         view = self._view(conn, run)
         t = eng.advance(view, event)
         at = self.now()
@@ -400,8 +404,11 @@ class RunService:
             if new.terminal:
                 extra["finished_at"] = at
             store.update_step(conn, run.id, step_id, at, state=new, **extra)
-            self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id,
-                       payload={"from": old.value, "to": new.value})
+            payload: dict[str, Any] = {"from": old.value, "to": new.value}
+            if (result_digest is not None and new == StepState.SUCCEEDED
+                    and step_id == getattr(event, "step_id", None)):
+                payload["result_digest"] = result_digest
+            self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id, payload=payload)
         if t.run_state != view.state:
             store.set_run_state(conn, run.id, t.run_state, at, error=error)
             self.audit(conn, "run.state", actor, run_id=run.id,
@@ -610,6 +617,7 @@ class RunService:
             step = spec.step(step_id)
             params = row.params
             starts = (row.open_starts or 0) + 1
+            params_changed = False  # stored parameters that are not what the templates resolve to
             if starts > self.ctx.step_start_limit:
                 # every earlier start died or raised before recording an end: stop the loop
                 reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
@@ -623,10 +631,31 @@ class RunService:
                 # one write for the start count and, on the first start, the resolved parameters
                 values: dict[str, Any] = {"open_starts": starts}
                 resolved = params is None
-                if resolved:
-                    params = self.resolve_params(run, step, self.step_results(conn, run_id))
-                    values["params"] = params
-                if params is None:
+                rows = store.get_steps(conn, run_id)
+                stored = {r.step_id: r.result for r in rows if r.state == StepState.SUCCEEDED.value}
+                changed = result_digests.changed_results(conn, run_id, stored,
+                                                         result_digests.steps_read(step.params))
+                problem: tuple[str, str, dict[str, Any]] | None = None
+                if changed:
+                    # a result a template reads is not the one audited: resolve nothing, send nothing
+                    problem = (result_digests.RESULT_CHANGED, result_digests.changed_message(changed),
+                               {"steps": changed})
+                else:
+                    fresh = self.resolve_params(run, step, {k: v or {} for k, v in stored.items()})
+                    if resolved:
+                        params = values["params"] = fresh
+                    elif fresh is None or decisions.digest_of(fresh) != decisions.digest_of(params):
+                        # stored at an earlier start (or written before the first): they must still be
+                        # what the step's templates resolve to, or the database chose what is sent
+                        # (parked after the approval check, which fails what it can see on its own)
+                        params_changed = True
+                if problem is not None:
+                    event, why, payload = problem
+                    self.audit(conn, event, actor, run_id=run_id, step_id=step_id, payload=payload)
+                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
+                                              error=f"not sent: {why}")
+                    params = None
+                elif params is None:
                     refused = self._step_done(conn, run, step_id, StepState.FAILED, actor=actor,
                                               error="a template could not be resolved")
                 else:
@@ -649,6 +678,12 @@ class RunService:
                                payload={"reason": str(exc)})
                     refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
                                               error=f"not sent: {exc}")
+            if refused is None and params_changed:
+                assert params is not None
+                self.audit(conn, result_digests.PARAMS_CHANGED, actor, run_id=run_id, step_id=step_id,
+                           payload={"stored_digest": decisions.digest_of(params)})
+                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
+                                          error=f"not sent: {result_digests.params_changed_message(step_id)}")
         if refused is not None:
             self.carry_out(refused)
             return
@@ -685,12 +720,17 @@ class RunService:
     def _step_done(self, conn: Connection, run: Any, step_id: str, state: StepState, *,
                    actor: str, result: Any = None, error: str | None = None) -> list[tuple[str, str]]:
         store.update_step(conn, run.id, step_id, self.now(), result=result, error=error, open_starts=0)
+        digest = None
+        if state == StepState.SUCCEEDED:
+            # the result as stored (read back), so that a later read hashes the same bytes' value
+            digest = result_digests.result_digest(store.get_step(conn, run.id, step_id).result)
         run_error = None
         if state == StepState.FAILED:
             run_error = f"step {step_id!r} failed: {error}"
         elif state == StepState.NEEDS_ATTENTION:
             run_error = f"step {step_id!r} needs attention: {error}"
-        return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error)
+        return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error,
+                                result_digest=digest)
 
     def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str,
                 signer: Any | None = None, signed: Any | None = None) -> str:
