@@ -14,6 +14,7 @@ The revisions live in ``treasury/store/migrations/versions``. Four states a data
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,10 @@ EMPTY = "empty"
 CURRENT = "current"
 BEHIND = "behind"
 AHEAD = "ahead"
+
+# Alembic says "Context impl SQLiteImpl" at INFO each time a process looks at the schema;
+# `treasury db` prints what it did itself.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 UPGRADE_HINT = "run `treasury db upgrade` (with the same TREASURY_DATABASE_URL) first"
 
