@@ -14,18 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from click.testing import CliRunner
 from pydantic import ValidationError
 
 from tests.identities import signed_config_copy
+from tests.simulators import serve_without_rate_limits
 from treasury.audit import query_events
 from treasury.cli.main import cli
 from treasury.execution.ids import client_id_for
 from treasury.runtime import build_runtime
 from treasury.settings import Settings
-from treasury.simulator import Simulator, load_state
-from treasury.simulator.server import SimulatorServer, serve
+from treasury.simulator.server import SimulatorServer
 
 from .conftest import ROOT, load
 
@@ -58,12 +57,8 @@ def test_the_cli_refuses_such_settings_with_a_one_line_error(monkeypatch: pytest
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimulatorServer]:
-    data = yaml.safe_load((ROOT / "config" / "simulator.yaml").read_text())
     # the simulator counts a held request against its rate limit when it lands: not the point here
-    data.setdefault("settings", {}).setdefault("rate_limits", {})["enabled"] = False
-    state = tmp_path / "simulator.yaml"
-    state.write_text(yaml.safe_dump(data))
-    server = serve(Simulator(load_state(state)), port=0)
+    server = serve_without_rate_limits(tmp_path)
     yield server
     server.shutdown()
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from sqlalchemy import Engine, select
 
+from tests.simulators import serve_without_rate_limits
 from treasury.people.keyring import make_demo_identities
 from treasury.settings import Settings
-from treasury.simulator import Simulator, SimulatorServer, load_state, serve
+from treasury.simulator import SimulatorServer
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
 from treasury.worker.options import WorkerOptions
@@ -91,11 +91,7 @@ def sim(tmp_path: Path) -> Iterator[SimulatorServer]:
     would be refused (and its key suspended for a minute). That is an artefact of the fault,
     not what these tests are about; the client's own limiter (in Redis) still paces transfers.
     """
-    data = yaml.safe_load((REPO / "config" / "simulator.yaml").read_text())
-    data.setdefault("settings", {}).setdefault("rate_limits", {})["enabled"] = False
-    state = tmp_path / "simulator.yaml"
-    state.write_text(yaml.safe_dump(data))
-    server = serve(Simulator(load_state(state)), port=0)
+    server = serve_without_rate_limits(tmp_path)
     yield server
     server.shutdown()
 
