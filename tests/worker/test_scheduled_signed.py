@@ -4,6 +4,7 @@ disk; an approval step in a scheduled workflow still needs signed human approval
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text, update
@@ -57,19 +58,28 @@ def test_a_scheduled_runs_snapshot_edited_in_the_database_is_not_sent(
     assert any(e.type == "decision.unverified" for e in query_events(sqlite_engine, run_id=run_id))
 
 
+def _fire_sweep(engine: Engine, config_dir: Path, folder: Path, at: ManualClock, *, cron: str,
+                every: float) -> tuple[Any, Any]:
+    """A scheduled 5 USDT transfer (``cron``) that beat fires once, ``every`` seconds after its
+    first tick; returns the runtime and the fired run, not yet kicked."""
+    (folder / "sweep.yaml").write_text(scheduled("sweep", cron, amount="5"))
+    settings = Settings(config_dir=config_dir, workflows_dir=folder,
+                        database_url=f"sqlite:///{folder.parent / 'sim.db'}")
+    rt = build_runtime(settings, clock=at, engine=engine)
+    beat = Beat(engine, rt.service, folder, clock=at)
+    beat.tick()
+    at.advance(every)
+    (fired,) = beat.tick().fired
+    return rt, fired
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_a_scheduled_runs_inputs_edited_in_the_database_are_not_sent(
     db: str, request: pytest.FixtureRequest, config_dir: Path, wf: Path, clock: ManualClock  # noqa: F811
 ) -> None:
     # no approval step: the schedule's own inputs (in its file) are all that authorises the amount
     engine: Engine = request.getfixturevalue("pg_engine" if db == "postgres" else "sqlite_engine")
-    (wf / "sweep.yaml").write_text(scheduled("sweep", "* * * * *", amount="5"))
-    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
-    rt = build_runtime(settings, clock=clock, engine=engine)
-    beat = Beat(engine, rt.service, wf, clock=clock)
-    beat.tick()
-    clock.advance(60)
-    (fired,) = beat.tick().fired
+    rt, fired = _fire_sweep(engine, config_dir, wf, clock, cron="* * * * *", every=60)
     with engine.begin() as conn:
         conn.execute(update(runs).where(runs.c.id == fired.run_id).values(inputs={"amount": "4000"}))
     rt.service.kick(fired.run_id)  # type: ignore[attr-defined]
@@ -92,13 +102,7 @@ def test_a_scheduled_run_at_an_instant_its_cron_never_fires_is_not_sent(
     from datetime import timedelta
 
     engine: Engine = request.getfixturevalue("pg_engine" if db == "postgres" else "sqlite_engine")
-    (wf / "sweep.yaml").write_text(scheduled("sweep", "*/5 * * * *", amount="5"))
-    settings = Settings(config_dir=config_dir, workflows_dir=wf, database_url=f"sqlite:///{wf.parent / 'sim.db'}")
-    rt = build_runtime(settings, clock=clock, engine=engine)
-    beat = Beat(engine, rt.service, wf, clock=clock)
-    beat.tick()
-    clock.advance(300)
-    (fired,) = beat.tick().fired
+    rt, fired = _fire_sweep(engine, config_dir, wf, clock, cron="*/5 * * * *", every=300)
     with engine.begin() as conn:
         conn.execute(update(runs).where(runs.c.id == fired.run_id).values(due_at=fired.due_at + timedelta(minutes=1)))
     rt.service.kick(fired.run_id)  # type: ignore[attr-defined]
