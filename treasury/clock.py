@@ -7,6 +7,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime; a naive value is taken to be UTC already (SQLite hands
+    back the stored UTC wall time without an offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from treasury.canonical import REDACTED, canonical_json, to_jsonable
+
 # The serialiser and the conversion live in treasury.canonical (shared with approvals,
 # decisions and the CLI); audit payloads use their defaults: Decimals as written, times in UTC.
-from treasury.canonical import REDACTED, canonical_json, to_jsonable
+from treasury.clock import as_utc
 
 __all__ = ["REDACTED", "canonical_json", "format_at", "to_jsonable", "utc"]
 
@@ -29,6 +31,4 @@ def format_at(at: datetime) -> str:
     return at.isoformat(timespec="microseconds")
 
 
-def utc(at: datetime) -> datetime:
-    """``at`` as an aware UTC datetime (naive values are taken to be UTC already)."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+utc = as_utc  # the audit layer's name for it

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from treasury.canonical import canonical_json
+from treasury.clock import as_utc
 from treasury.errors import ExecutionError
 from treasury.models import ExecState
 from treasury.store.tables import execution_records as T
@@ -40,9 +41,7 @@ class LeaseLost(ExecutionError):
 
 def aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every time in a record is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 def params_digest(params: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ import tenacity
 from sqlalchemy import Engine, and_, or_, select, update
 
 from treasury.audit.outbox import APPROVAL_EXPIRING, enqueue, notify_outbox
-from treasury.clock import Clock
+from treasury.clock import Clock, as_utc
 from treasury.notify.channels import Event, Outgoing, request_for
 from treasury.notify.config import Channel, NotifyConfig
 from treasury.notify.tables import notify_deliveries
@@ -243,8 +243,6 @@ class Sender:
 
 
 def _iso(value: datetime | Any) -> str:
-    from datetime import UTC
-
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return as_utc(value).isoformat()
     return str(value)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from treasury.clock import Clock
+from treasury.clock import Clock, as_utc
 
 # The buckets: most steps and reconciliations take well under a second; a lost answer can
 # take the settle window (15 s) and more; approvals take minutes to a day.
@@ -222,9 +221,9 @@ class DatabaseCollector:
                                    .where(steps.c.kind == "approval", steps.c.state == "AWAITING_APPROVAL")).one()
                 waiting.add_metric([], row[0])
                 if row[1] is not None:
-                    expiry.add_metric([], (_aware(row[1]) - now).total_seconds())
+                    expiry.add_metric([], (as_utc(row[1]) - now).total_seconds())
                 if row[2] is not None:
-                    oldest.add_metric([], (now - _aware(row[2])).total_seconds())
+                    oldest.add_metric([], (now - as_utc(row[2])).total_seconds())
             yield from (attention, waiting, expiry, oldest)
 
             chain = gauge("treasury_audit_chain_length", "Events in the audit chain (the head's seq)")
@@ -241,7 +240,7 @@ class DatabaseCollector:
             if "marks" in present:
                 mark = conn.execute(select(marks).where(marks.c.name == AUDIT_VERIFY)).first()
                 if mark is not None:
-                    verified_at.add_metric([], _aware(mark.at).timestamp())
+                    verified_at.add_metric([], as_utc(mark.at).timestamp())
                     verified_ok.add_metric([], 1 if mark.ok else 0)
             yield from (verified_at, verified_ok)
 
@@ -278,9 +277,3 @@ class DatabaseCollector:
                     select(func.count()).where(notify_outbox.c.done_at.is_(None))).scalar_one())
             yield pending
             yield open_events
-
-
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from treasury.clock import as_utc
 from treasury.errors import DecisionRefused, TreasuryError
 from treasury.people.decisions import check_signature, digest_of, stored
 from treasury.people.registry import People
@@ -101,14 +102,14 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
 
 def _instant_problem(spec: Any, run: Any) -> str | None:
     """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
-    from datetime import UTC, timedelta
+    from datetime import timedelta
 
     from treasury.workflow.schedule import ScheduleSpec, next_fire
 
     due = run.due_at
     if due is None:
         return "it has no due time"
-    due = due if due.tzinfo else due.replace(tzinfo=UTC)
+    due = as_utc(due)
     block = spec.schedule
     try:
         fires = next_fire(ScheduleSpec(name=spec.name, cron=block.cron, timezone=block.timezone),

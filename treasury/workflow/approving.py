@@ -7,11 +7,12 @@ themselves (who may vote, the digest) are the pure functions in ``treasury.workf
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
+from treasury.clock import as_utc
 from treasury.durations import parse_duration
 from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
 from treasury.models import StepState
@@ -125,7 +126,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
             run = store.lock_run(conn, run_id)
             step = waiting_step(svc, conn, run)
             step_id = step.step_id
-            if step.expires_at is not None and _aware(step.expires_at) <= svc.now():
+            if step.expires_at is not None and as_utc(step.expires_at) <= svc.now():
                 expired = True  # expired between expire_due and the lock: it fails closed here
                 svc.audit(conn, "approval.expired", "system", run_id=run_id, step_id=step_id,
                           payload={"expires_at": step.expires_at})
@@ -137,7 +138,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
             run = store.lock_run(conn, run_id)
             step = waiting_step(svc, conn, run)
             step_id = step.step_id
-            if step.expires_at is not None and _aware(step.expires_at) <= svc.now():
+            if step.expires_at is not None and as_utc(step.expires_at) <= svc.now():
                 raise ApprovalRefused(f"approval {step_id!r} of run {run_id} expired before this vote arrived")
             spec = svc.spec_of(run)
             approval = spec.step(step.step_id).approval
@@ -221,12 +222,6 @@ def check_approvals(
     return out
 
 
-def _aware(at: Any) -> Any:
-    from datetime import UTC
-
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def expire_due(svc: RunService) -> list[tuple[str, str]]:
     """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
     with svc.engine.connect() as conn:
@@ -247,6 +242,4 @@ def expire_due(svc: RunService) -> list[tuple[str, str]]:
 
 def _waited(decision: str, requested_at: datetime | None, now: datetime) -> None:
     if requested_at is not None:
-        if requested_at.tzinfo is None:
-            requested_at = requested_at.replace(tzinfo=UTC)
-        metrics.approval_decided(decision, (now - requested_at).total_seconds())
+        metrics.approval_decided(decision, (now - as_utc(requested_at)).total_seconds())

@@ -14,7 +14,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from treasury.audit.events import STEP_START_LIMIT
-from treasury.clock import Clock
+from treasury.clock import Clock, as_utc
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
@@ -693,7 +693,7 @@ class RunService:
         if step.timeout_after is not None:
             # counted from the step's first start (dispatch), across redeliveries and restarts
             began = row.started_at or self.now()
-            not_after = (began if began.tzinfo else began.replace(tzinfo=UTC)).timestamp() \
+            not_after = as_utc(began).timestamp() \
                 + step.timeout_after.total_seconds()
         request = StepRequest(
             run_id=run_id, step_id=step_id, operation=step.op, key_profile=step.key, params=params,
