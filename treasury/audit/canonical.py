@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from treasury.canonical import REDACTED, canonical_json, to_jsonable
-
 # The serialiser and the conversion live in treasury.canonical (shared with approvals,
 # decisions and the CLI); audit payloads use their defaults: Decimals as written, times in UTC.
+from treasury.canonical import REDACTED, canonical_json, to_jsonable
 from treasury.clock import as_utc
 
 __all__ = ["REDACTED", "canonical_json", "format_at", "to_jsonable", "utc"]
