@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "treasury.cli.people",
     "treasury.cli.health",
     "treasury.cli.notify",
+    "treasury.cli.web",
 )
 
 

@@ -67,6 +67,7 @@ def import_tables() -> None:
     import treasury.observe.tables
     import treasury.people.tables
     import treasury.policy.tables
+    import treasury.store.sessions
     import treasury.store.tables
     import treasury.workflow.schedule_tables  # noqa: F401
 
