@@ -61,6 +61,8 @@ SINGLE_ROLE = {"auditor": "ivy", "requester": "rex", "operator": "olga", "approv
 def web_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("web") / "config"
     shutil.copytree(REPO_CONFIG, target)
+    for secret in (target / "secrets").glob("*.secret"):
+        secret.chmod(0o600)
     people = target / "people.yaml"
     people.write_text(people.read_text() + EXTRA_PEOPLE)
     make_demo_identities(target)

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from webauthn.helpers import base64url_to_bytes
 
 from tests.web.conftest import Console
 from tests.webauthn_soft import SoftAuthenticator
 from treasury.audit import append_event
 from treasury.people.invites import create_invite
-from webauthn.helpers import base64url_to_bytes
 
 
 def field(page: str, name: str) -> str:

@@ -112,12 +112,12 @@ def signed_in(request: Request) -> Viewer | None:
     return Viewer(session.person, person.name or session.person, frozenset(person.roles), session)
 
 
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
     console = console_of(request)
     context.setdefault("viewer", None)
     context.setdefault("poll", console.settings.poll_seconds)
     html = console.env.get_template(template).render(request=request, **context)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=code)
 
 
 def sign_in_redirect(request: Request) -> Response:
@@ -128,5 +128,5 @@ def sign_in_redirect(request: Request) -> Response:
 def problem(request: Request, status: int, title: str, message: str, viewer: Viewer | None = None,
             **extra: Any) -> HTMLResponse:
     """An error page: what went wrong, in words (escaped)."""
-    return render(request, "problem.html", status=status, title=title, message=escape_text(message),
+    return render(request, "problem.html", code=status, title=title, message=escape_text(message),
                   viewer=viewer, **extra)

@@ -143,14 +143,14 @@ def _submit(request: Request, fields: dict[str, str]) -> Response:
     desk = console.desk
     run_id = doc.get("run")
     if desk.recorded(str(doc.get("nonce"))):
-        return render(request, "decided.html", status=200, viewer=who, doc=doc, outcome="duplicate",
+        return render(request, "decided.html", viewer=who, doc=doc, outcome="duplicate",
                       message="This decision is already recorded; it counts once.", run_id=run_id)
     try:
         changed = desk.changes(doc)
     except RunStateError as exc:
         return problem(request, 404, "No such run", str(exc), who)
     if changed:
-        return render(request, "changed.html", status=409, viewer=who, doc=doc, changes=changed, run_id=run_id)
+        return render(request, "changed.html", code=409, viewer=who, doc=doc, changes=changed, run_id=run_id)
     if not fields["credential"]:
         return problem(request, 400, "No passkey signature", "the form carries no passkey assertion", who)
     try:

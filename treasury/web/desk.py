@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from treasury.audit import AuditRecord, append_event, query_events
 from treasury.errors import ApprovalRefused, DecisionRefused, TreasuryError
@@ -198,7 +198,7 @@ class RuntimeDesk:
         value: dict[str, Decimal] | str
         try:
             answer = self.runtime.client.call("balances", load_profile(self.runtime.settings, key))
-            value = {b["asset"]: parse_amount(b["free"]) for b in answer.data.get("balances", [])}
+            value = {b["asset"]: parse_amount(b["free"], field="free") for b in answer.data.get("balances", [])}
         except TreasuryError as exc:
             value = f"balance not available ({type(exc).__name__})"
         with self._lock:
@@ -251,7 +251,8 @@ class RuntimeDesk:
     # ------------------------------------------------------------------ schedules, audit, exchange
 
     def _scheduler(self) -> Scheduler:
-        def never(*_: Any) -> str:  # the console lists and pauses schedules; it never fires one
+        def never(conn: Connection, spec: ScheduleSpec, due_at: datetime) -> str:
+            # the console lists, pauses and resumes schedules; it never fires one
             raise ApprovalRefused("the web console does not fire schedules")
 
         return Scheduler(self.engine, start_run=never, clock=self.runtime.clock, audit=append_event)

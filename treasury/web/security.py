@@ -88,7 +88,7 @@ class Seal:
         if not isinstance(seal, str) or not seal:
             return False
         try:
-            subject = self._signer.unsign(seal, max_age=self.max_age).decode()
+            subject = self._signer.unsign(seal, max_age=int(self.max_age)).decode()
         except (BadSignature, SignatureExpired):
             return False
         return hmac.compare_digest(subject, self._subject(session_hash, text))
