@@ -122,8 +122,8 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
 
 
 def note_baselines(ctx: StepContext, cids: list[str]) -> None:
-    """Before a transfer's first send with a key that cannot read the fund statement, note
-    both accounts' balances (``treasury.execution.baseline``).
+    """Before the first send with a key that cannot read the fund statement, note the balances
+    the operation declares (a transfer's two accounts; ``treasury.execution.baseline``).
 
     Raises:
         RateLimited, ExchangeHalted, Banned: nothing may be read now (nothing was sent).
@@ -186,8 +186,7 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                       events=[(REQUEST_SENT, sent_payload(ctx.spec, ctx.profile.name, r.params,
                                                           r.client_id, r.attempts + 1))
                               for r in recs])
-    batch = ctx.spec.lookup == "batch_orders"
-    wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
+    wire = ctx.spec.legs.join([r.params for r in sent])
     ctx.report(f"sending the {ctx.noun} {', '.join(r.client_id for r in sent)}",
                f"attempt {sent[0].attempts} of {ctx.max_attempts}")
     error: TreasuryError | None = None
@@ -227,7 +226,7 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     if error is not None:
         to_unknown(ctx, sent, error)  # not in the table: assume it may have happened
         return
-    if batch:
+    if ctx.spec.legs.batched:
         batch_answer(ctx, sent, response)
         return
     rec = sent[0]
