@@ -28,6 +28,7 @@ from treasury.execution.records import ExecRecord
 from treasury.execution.retry import RetryPolicy
 from treasury.keys import KeyProfile
 from treasury.models import ExecState, StepState
+from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec
 
 AuditFn = Callable[..., Any]
@@ -123,6 +124,9 @@ class StepContext:
     # client id -> digest of the parameters this step was asked (and approved) to send; a
     # record whose stored parameters no longer hash to it is never sent
     expected: dict[str, str] = field(default_factory=dict)
+    # client id -> the leg's parameters as validated when the step was prepared (what the
+    # client sends); a leg without one is never sent
+    checked: dict[str, Params] = field(default_factory=dict)
     # the step's parameters as requested (without client ids): what its policy reservation
     # was evaluated on, and what a later send is checked against again
     params: Mapping[str, Any] = field(default_factory=dict)

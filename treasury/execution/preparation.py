@@ -37,19 +37,22 @@ def _ever_prepared(conn: Connection, run_id: str, step_id: str) -> bool:
 
 
 def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
-    """The step's legs (as the operation splits it) with their client ids set in the wire parameters.
+    """The step's legs (as the operation splits it) with their client ids set in the wire parameters,
+    each with its parameters validated into the operation's model.
 
     Raises:
         ParameterError: the parameters cannot be split into legs, or do not fit the operation.
         ValueError: a parameter value cannot be parsed.
     """
     field_ = spec.client_id_field
-    legs = []
+    wires: list[tuple[str, dict[str, Any]]] = []
     for index, part in enumerate(spec.legs.split(req.params)):
         cid = client_id_for(req.run_id, req.step_id, index if spec.legs.batched else None)
-        legs.append(NewRecord(cid, index, {**part, field_: cid} if field_ else part))
-    parse_params(spec, spec.legs.join([leg.params for leg in legs]))
-    return legs
+        wires.append((cid, {**part, field_: cid} if field_ else part))
+    # validated once, here: the typed legs are what the client sends
+    checked = spec.legs.parts(parse_params(spec, spec.legs.join([wire for _, wire in wires])))
+    return [NewRecord(cid, index, wire, model)
+            for index, ((cid, wire), model) in enumerate(zip(wires, checked, strict=True))]
 
 
 def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,

@@ -34,6 +34,19 @@ class Orders:
     def join(self, legs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {"orders": list(legs)}
 
+    def parts(self, checked: p.Params) -> list[p.Params]:
+        if not isinstance(checked, p.BatchOrdersParams):
+            raise TypeError(f"expected BatchOrdersParams, got {type(checked).__name__}")
+        return list(checked.orders)
+
+    def whole(self, parts: Sequence[p.Params]) -> p.Params:
+        orders = [part for part in parts if isinstance(part, p.SpotOrderParams)]
+        if not orders or len(orders) != len(parts):
+            raise TypeError("a batch is made of one or more validated spot orders")
+        # Each order was validated, and these are some of one batch that was validated whole
+        # (one symbol, at most 20): built as it is, not parsed from text again.
+        return p.BatchOrdersParams.model_construct(orders=orders)
+
 
 class BatchMoney(SpotMoney):
     counted_note = "a batch counts per symbol"

@@ -93,6 +93,14 @@ class Legs(Protocol):
         """The request's parameters for the legs sent together."""
         ...
 
+    def parts(self, checked: Params) -> list[Params]:
+        """Each leg's validated parameters, from the validated parameters of :meth:`join`."""
+        ...
+
+    def whole(self, parts: Sequence[Params]) -> Params:
+        """The validated request for the legs sent together (a subset of one valid request)."""
+        ...
+
 
 class Baseline(Protocol):
     """Balances noted before a send whose key cannot read the fund statement."""
@@ -122,6 +130,13 @@ class OneLeg:
     def join(self, legs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         (leg,) = legs
         return dict(leg)
+
+    def parts(self, checked: Params) -> list[Params]:
+        return [checked]
+
+    def whole(self, parts: Sequence[Params]) -> Params:
+        (part,) = parts
+        return part
 
 
 ONE_LEG = OneLeg()
