@@ -173,4 +173,5 @@ SPEC = OperationSpec(
     "internal transfer between accounts", mutates=True, client_id_field="clientOrderId",
     noun="internal transfer", history="fund statement (balance flow) for transfers",
     reconcile=TransferLookup(), money=TransferMoney(), baseline=TransferBaseline(),
+    result_fields=frozenset({"success", "timestamp", "clientOrderId", "orderId"}),
 )

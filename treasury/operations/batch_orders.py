@@ -108,4 +108,5 @@ SPEC = OperationSpec(
     "up to 20 orders on one symbol", mutates=True, client_id_field="newClientOrderId", body="json",
     noun="batch order leg", history="order history",
     reconcile=OrderLookup(), money=BatchMoney(), legs=Orders(),
+    result_fields=frozenset({"code", "result", "concentration"}),
 )

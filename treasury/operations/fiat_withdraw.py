@@ -59,4 +59,7 @@ SPEC = OperationSpec(
     "fiat withdrawal to a bank account", mutates=True, client_id_field="clientOrderId", two_fa=True,
     noun="fiat withdrawal", history="fiat withdrawal history",
     reconcile=FiatLookup(), money=FiatMoney(),
+    result_fields=frozenset({
+        "success", "orderId", "clientOrderId", "accountId", "asset", "amount", "fee", "status",
+    }),
 )

@@ -165,6 +165,10 @@ class OperationSpec:
     money: MoneyMoved | None = None  # what the policy measures; None: nothing
     legs: Legs = field(default=ONE_LEG)
     baseline: Baseline | None = None
+    # the fields of its stored result a workflow may name (None: not checked), and whether
+    # the result is a JSON list (a reference then starts with an index)
+    result_fields: frozenset[str] | None = None
+    list_result: bool = False
 
     @property
     def moves_money(self) -> bool:

@@ -66,4 +66,9 @@ SPEC = OperationSpec(
     p.SpotOrderParams, RetryStrategy.RECONCILE_THEN_RETRY, "one spot order",
     mutates=True, client_id_field="newClientOrderId", noun="spot order", history="order history",
     reconcile=OrderLookup(), money=SpotMoney(),
+    result_fields=frozenset({
+        "accountId", "symbol", "symbolName", "clientOrderId", "orderId", "transactTime", "price", "origQty",
+        "executedQty", "cumulativeQuoteQty", "status", "timeInForce", "type", "side", "reqAmount",
+        "concentration",
+    }),
 )

@@ -15,4 +15,5 @@ SPEC = OperationSpec(
     Permission.WHITELIST, RateClass.ORDER, 1, p.WalletSigningParams,
     RetryStrategy.RECONCILE_THEN_ESCALATE, "prove wallet ownership by a signed message",
     mutates=True, two_fa=True, noun="wallet-signing", history="whitelist and deposit records",
+    result_fields=frozenset({"success", "id", "coin", "chainType", "address", "verified", "whitelisted"}),
 )

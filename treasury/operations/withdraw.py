@@ -82,4 +82,5 @@ SPEC = OperationSpec(
     mutates=True, client_id_field="clientOrderId", two_fa=True,
     noun="withdrawal", history="withdrawal history",
     reconcile=WithdrawLookup(), money=WithdrawMoney(),
+    result_fields=frozenset({"success", "id", "orderId", "accountId", "clientOrderId"}),
 )
