@@ -63,28 +63,33 @@ def param_problems(spec: OperationSpec, raw: Mapping[str, Any]) -> list[tuple[st
     try:
         spec.params_model.model_validate(dict(raw))
     except ValidationError as exc:
-        out = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(parameters)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown parameter for {spec.name}"
-            elif err["type"] == "missing":
-                msg = f"required by {spec.name}"
-            out.append((loc, msg))
-        return out
+        return _problems(spec, exc)
     return []
 
 
+def _problems(spec: OperationSpec, exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(parameters)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown parameter for {spec.name}"
+        elif err["type"] == "missing":
+            msg = f"required by {spec.name}"
+        out.append((loc, msg))
+    return out
+
+
 def parse_params(spec: OperationSpec, raw: Mapping[str, Any]) -> p.Params:
-    """Validate parameters for ``spec``.
+    """Validate parameters for ``spec`` into its typed model.
 
     Raises:
         ParameterError: naming the first bad parameter (all problems are in the message).
     """
-    problems = param_problems(spec, raw)
-    if problems:
-        first = problems[0][0]
-        detail = "; ".join(f"{loc}: {msg}" for loc, msg in problems)
-        raise ParameterError(first, f"is invalid for {spec.name}: {detail}")
-    return spec.params_model.model_validate(dict(raw))
+    try:
+        return spec.params_model.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = _problems(spec, exc)
+    first = problems[0][0]
+    detail = "; ".join(f"{loc}: {msg}" for loc, msg in problems)
+    raise ParameterError(first, f"is invalid for {spec.name}: {detail}")
