@@ -17,7 +17,9 @@ from treasury.execution import reconcile as rc
 from treasury.execution.preparation import legs_for
 from treasury.models import StepState
 from treasury.operations import params as p
+from treasury.operations.batch_orders import BatchOrdersParams
 from treasury.operations.registry import REGISTRY, get_operation, operations, parse_params
+from treasury.operations.spot_order import SpotOrderParams
 from treasury.policy.model import OPS
 
 from .harness import make_world
@@ -61,11 +63,11 @@ def test_legs_are_validated_into_the_model_and_a_subset_of_a_batch_is_sent_as_va
     req = StepRequest(run_id=new_run_id(), step_id="buy", operation=spec.name, key_profile="trader",
                       params={"orders": [ORDER, {**ORDER, "price": "29000"}]}, actor="alice")
     legs = legs_for(spec, req)
-    assert all(isinstance(leg.checked, p.SpotOrderParams) for leg in legs)
+    assert all(isinstance(leg.checked, SpotOrderParams) for leg in legs)
     assert [leg.checked.newClientOrderId for leg in legs if leg.checked] == [leg.client_id for leg in legs]
     second = [leg.checked for leg in legs[1:] if leg.checked]
     sent = spec.legs.whole(second)
-    assert isinstance(sent, p.BatchOrdersParams)
+    assert isinstance(sent, BatchOrdersParams)
     assert sent.to_wire() == parse_params(spec, {"orders": [legs[1].params]}).to_wire()
     assert sent.to_wire()["orders"][0]["quantity"] == "0.01"  # Decimal to the exchange's form, once
 

@@ -14,15 +14,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
 
 from treasury.errors import ExchangeError, ExchangePermissionDenied, OperationNotPermitted
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations import params as p
 from treasury.operations.balances import total_of
 from treasury.operations.movement import Movement, Reader, Resolvable
+from treasury.operations.params import AccountId, Amount, ClientId, Coin, Params
 from treasury.operations.spec import OperationSpec
+
+
+class AssetTransferParams(Params):
+    fromAccountId: AccountId
+    toAccountId: AccountId
+    coin: Coin
+    quantity: Amount
+    remark: Annotated[str, Field(max_length=128)] | None = None
+    clientOrderId: ClientId | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AssetTransferParams:
+        if self.fromAccountId == self.toAccountId:
+            raise ValueError("fromAccountId and toAccountId must differ")
+        return self
 
 
 def accounts(params: Mapping[str, Any]) -> tuple[str, str]:
@@ -169,7 +186,7 @@ class TransferMoney:
 
 SPEC = OperationSpec(
     "asset_transfer", "POST", "/api/v1/account/assetTransfer", Permission.TRANSFER,
-    RateClass.TRANSFER, 1, p.AssetTransferParams, RetryStrategy.RECONCILE_THEN_RETRY,
+    RateClass.TRANSFER, 1, AssetTransferParams, RetryStrategy.RECONCILE_THEN_RETRY,
     "internal transfer between accounts", mutates=True, client_id_field="clientOrderId",
     noun="internal transfer", history="fund statement (balance flow) for transfers",
     reconcile=TransferLookup(), money=TransferMoney(), baseline=TransferBaseline(),

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from treasury.errors import ParameterError
 from treasury.models import Permission, RateClass, RetryStrategy
-from treasury.operations import params as p
 from treasury.operations.lookups import OrderLookup
 from treasury.operations.movement import Movement, Reader, Resolvable, default_resolvable
+from treasury.operations.params import Params
 from treasury.operations.spec import OperationSpec
-from treasury.operations.spot_order import POLICY_OP, SpotMoney, order_movement
+from treasury.operations.spot_order import POLICY_OP, SpotMoney, SpotOrderParams, order_movement
+
+MAX_BATCH_LEGS = 20
+
+
+class BatchOrdersParams(Params):
+    orders: Annotated[list[SpotOrderParams], Field(min_length=1)]
+
+    # a field validator, so that the error names ``orders`` rather than the whole parameter set
+    @field_validator("orders")
+    @classmethod
+    def _legs(cls, orders: list[SpotOrderParams]) -> list[SpotOrderParams]:
+        if len(orders) > MAX_BATCH_LEGS:
+            raise ValueError(f"at most {MAX_BATCH_LEGS} orders per batch, got {len(orders)}")
+        symbols = {o.symbol for o in orders}
+        if len(symbols) > 1:
+            raise ValueError(f"all orders in a batch must share one symbol, got {sorted(symbols)}")
+        return orders
 
 
 class Orders:
@@ -34,18 +53,18 @@ class Orders:
     def join(self, legs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {"orders": list(legs)}
 
-    def parts(self, checked: p.Params) -> list[p.Params]:
-        if not isinstance(checked, p.BatchOrdersParams):
+    def parts(self, checked: Params) -> list[Params]:
+        if not isinstance(checked, BatchOrdersParams):
             raise TypeError(f"expected BatchOrdersParams, got {type(checked).__name__}")
         return list(checked.orders)
 
-    def whole(self, parts: Sequence[p.Params]) -> p.Params:
-        orders = [part for part in parts if isinstance(part, p.SpotOrderParams)]
+    def whole(self, parts: Sequence[Params]) -> Params:
+        orders = [part for part in parts if isinstance(part, SpotOrderParams)]
         if not orders or len(orders) != len(parts):
             raise TypeError("a batch is made of one or more validated spot orders")
         # Each order was validated, and these are some of one batch that was validated whole
         # (one symbol, at most 20): built as it is, not parsed from text again.
-        return p.BatchOrdersParams.model_construct(orders=orders)
+        return BatchOrdersParams.model_construct(orders=orders)
 
 
 class BatchMoney(SpotMoney):
@@ -104,7 +123,7 @@ def _group_by_symbol(legs: list[Movement]) -> list[Movement]:
 
 SPEC = OperationSpec(
     "batch_orders", "POST", "/api/v1/spot/batchOrders", Permission.TRADE, RateClass.ORDER, 5,
-    p.BatchOrdersParams, RetryStrategy.RECONCILE_THEN_RETRY,
+    BatchOrdersParams, RetryStrategy.RECONCILE_THEN_RETRY,
     "up to 20 orders on one symbol", mutates=True, client_id_field="newClientOrderId", body="json",
     noun="batch order leg", history="order history",
     reconcile=OrderLookup(), money=BatchMoney(), legs=Orders(),

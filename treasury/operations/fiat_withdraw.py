@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations import params as p
 from treasury.operations.movement import Movement, Reader, Resolvable
+from treasury.operations.params import Amount, ClientId, Params
 from treasury.operations.spec import OperationSpec
+
+
+class FiatWithdrawParams(Params):
+    asset: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    amount: Amount
+    bankAccount: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._/-]+$")]
+    remark: Annotated[str, Field(max_length=128)] | None = None
+    clientOrderId: ClientId | None = None
 
 
 def fiat_verdict(client_id: str, answer: lk.Answer) -> lk.Verdict:
@@ -55,7 +65,7 @@ class FiatMoney:
 
 SPEC = OperationSpec(
     "fiat_withdraw", "POST", "/api/v1/account/fiat/withdraw", Permission.FIAT_WITHDRAW,
-    RateClass.ORDER, 1, p.FiatWithdrawParams, RetryStrategy.RECONCILE_THEN_RETRY,
+    RateClass.ORDER, 1, FiatWithdrawParams, RetryStrategy.RECONCILE_THEN_RETRY,
     "fiat withdrawal to a bank account", mutates=True, client_id_field="clientOrderId", two_fa=True,
     noun="fiat withdrawal", history="fiat withdrawal history",
     reconcile=FiatLookup(), money=FiatMoney(),

@@ -11,13 +11,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import model_validator
+
 from treasury.models import Permission, RateClass, RetryStrategy
-from treasury.operations import params as p
 from treasury.operations.lookups import OrderLookup
 from treasury.operations.movement import Movement, Reader, Resolvable
+from treasury.operations.params import Amount, ClientId, OrderType, Params, Side, Symbol, TimeInForce
 from treasury.operations.spec import OperationSpec
 
 POLICY_OP = "spot_order"
+
+
+class SpotOrderParams(Params):
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    quantity: Amount | None = None
+    amount: Amount | None = None
+    price: Amount | None = None
+    timeInForce: TimeInForce | None = None
+    newClientOrderId: ClientId | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> SpotOrderParams:
+        if self.quantity is not None and self.amount is not None:
+            raise ValueError("send quantity or amount, not both")
+        if self.type in (OrderType.LIMIT, OrderType.LIMIT_MAKER):
+            if self.price is None or self.quantity is None:
+                raise ValueError(f"a {self.type.value} order needs price and quantity")
+            if self.amount is not None:
+                raise ValueError("amount is only for MARKET orders")
+        else:
+            if self.price is not None:
+                raise ValueError("a MARKET order takes no price")
+            if self.quantity is None and self.amount is None:
+                raise ValueError("a MARKET order needs quantity or amount")
+        return self
 
 
 def order_movement(r: Reader, leg: int, account: str | None) -> Movement:
@@ -63,7 +92,7 @@ class SpotMoney:
 
 SPEC = OperationSpec(
     "spot_order", "POST", "/api/v1.1/spot/order", Permission.TRADE, RateClass.ORDER, 1,
-    p.SpotOrderParams, RetryStrategy.RECONCILE_THEN_RETRY, "one spot order",
+    SpotOrderParams, RetryStrategy.RECONCILE_THEN_RETRY, "one spot order",
     mutates=True, client_id_field="newClientOrderId", noun="spot order", history="order history",
     reconcile=OrderLookup(), money=SpotMoney(),
     result_fields=frozenset({

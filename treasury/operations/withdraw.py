@@ -13,13 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations import params as p
 from treasury.operations.movement import Movement, Reader, Resolvable, normalize_destination
+from treasury.operations.params import Address, Amount, Chain, ClientId, Coin, Params
 from treasury.operations.spec import OperationSpec
+
+
+class WithdrawParams(Params):
+    coin: Coin
+    chainType: Chain
+    address: Address
+    addressExt: Annotated[str, Field(max_length=100)] | None = None
+    quantity: Amount
+    clientOrderId: ClientId | None = None
 
 
 def withdraw_verdict(client_id: str, orders_answer: lk.Answer, flow_answer: lk.Answer) -> lk.Verdict:
@@ -78,7 +89,7 @@ class WithdrawMoney:
 
 SPEC = OperationSpec(
     "withdraw", "POST", "/api/v1/account/withdraw", Permission.WITHDRAW, RateClass.ORDER, 1,
-    p.WithdrawParams, RetryStrategy.RECONCILE_THEN_ESCALATE, "VA (crypto) withdrawal",
+    WithdrawParams, RetryStrategy.RECONCILE_THEN_ESCALATE, "VA (crypto) withdrawal",
     mutates=True, client_id_field="clientOrderId", two_fa=True,
     noun="withdrawal", history="withdrawal history",
     reconcile=WithdrawLookup(), money=WithdrawMoney(),
