@@ -84,9 +84,9 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     coerced as the scheduler coerces them, exactly the run's stored inputs, and whose cron fires
     at the run's ``due_at``.
     """
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.loader import load_workflow_text
-    from treasury.workflow.service import jsonable
+    from treasury.language.inputs import coerce_inputs
+    from treasury.language.loader import load_workflow_text
+    from treasury.runs.service import jsonable
 
     try:
         spec = load_workflow_text(snapshot, source=f"run {run.id}").spec
@@ -104,7 +104,7 @@ def _instant_problem(spec: Any, run: Any) -> str | None:
     """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
     from datetime import timedelta
 
-    from treasury.workflow.schedule import ScheduleSpec, next_fire
+    from treasury.schedules.timing import ScheduleSpec, next_fire
 
     due = run.due_at
     if due is None:

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 from treasury.execution.ids import client_id_for
 from treasury.operations.registry import get_operation
-from treasury.workflow import runstore as store
+from treasury.runs import runstore as store
 
 if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+    from treasury.runs.service import RunService
 
 
 def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
     """What a run would do: resolved parameters and policy verdicts. Sends and stores nothing."""
     from types import SimpleNamespace
 
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.service import jsonable
+    from treasury.language.inputs import coerce_inputs
+    from treasury.runs.service import jsonable
 
     inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
     svc.check_quorums(loaded.spec, requested_by)  # refused here exactly as a real start would be

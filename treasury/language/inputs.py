@@ -17,7 +17,7 @@ from treasury.errors import ParameterError
 from treasury.models import amount_value, format_amount
 
 if TYPE_CHECKING:
-    from treasury.workflow.spec import InputSpec, Issue, WorkflowSpec
+    from treasury.language.spec import InputSpec, Issue, WorkflowSpec
 
 InputType = Literal["decimal", "string", "integer", "boolean", "account", "address", "asset"]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
+from treasury.engine.quorum import Vote
 from treasury.errors import UnknownRun, UnknownStep
 from treasury.models import RunState, StepState
 from treasury.store.tables import approvals, execution_records, runs, steps
-from treasury.workflow.approvals import Vote
 
 # Statements on every step's path, built once (see execution/records.py); ``b_`` parameter
 # names never collide with the column names an UPDATE's SET takes from the parameters.

@@ -19,8 +19,8 @@ request a run, so it checks ``quorum <= eligible approvers``; a run requested by
 eligible people is refused when it starts or is planned (``RunService.check_quorums``: it
 then needs ``quorum <= eligible - 1``), before anything is stored.
 
-The step-graph checks live in ``treasury.workflow.graph`` and the template checks in
-``treasury.workflow.references``; this module runs them all and locates every problem.
+The step-graph checks live in ``treasury.language.graph`` and the template checks in
+``treasury.language.references``; this module runs them all and locates every problem.
 """
 
 from __future__ import annotations
@@ -32,21 +32,21 @@ from typing import Any
 
 from treasury.errors import Problem, TreasuryError, WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.graph import StepGraph
-from treasury.workflow.hints import listing, suggest
-from treasury.workflow.inputs import input_problems
-from treasury.workflow.loader import LoadedWorkflow, Path_, cap_problems, load_workflow
-from treasury.workflow.references import (
+from treasury.language.graph import StepGraph
+from treasury.language.hints import listing, suggest
+from treasury.language.inputs import input_problems
+from treasury.language.loader import LoadedWorkflow, Path_, cap_problems, load_workflow
+from treasury.language.references import (
     LIST_RESULTS,
     RESULT_FIELDS,
     STRAY_TEMPLATE,
     param_templates,
     stray_templates,
 )
-from treasury.workflow.spec import StepSpec
-from treasury.workflow.templates import TEMPLATE
+from treasury.language.spec import StepSpec
+from treasury.language.templates import TEMPLATE
+from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
+from treasury.people.approvers import Approvers
 
 
 def validate_workflow(

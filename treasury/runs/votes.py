@@ -1,7 +1,7 @@
 """Approval operations of the run service: requesting, voting, expiry, and the check before sending.
 
 Functions take the ``RunService`` so they share its transactions, clock and audit; the rules
-themselves (who may vote, the digest) are the pure functions in ``treasury.workflow.approvals``.
+themselves (who may vote, the digest) are the pure functions in ``treasury.engine.quorum``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from sqlalchemy import Connection
 
 from treasury.clock import as_utc
 from treasury.durations import parse_duration
-from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
-from treasury.models import StepState
-from treasury.observe import metrics
-from treasury.workflow import engine as eng
-from treasury.workflow import runstore as store
-from treasury.workflow.approvals import (
+from treasury.engine import machine as eng
+from treasury.engine.quorum import (
     GuardedStep,
     approval_digest,
     check_vote,
@@ -27,9 +23,13 @@ from treasury.workflow.approvals import (
     quorum_reached,
     sha256_hex,
 )
+from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
+from treasury.models import StepState
+from treasury.observe import metrics
+from treasury.runs import runstore as store
 
 if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+    from treasury.runs.service import RunService
 
 
 def guarded_by(svc: RunService, spec: Any, approval_step_id: str) -> list[Any]:
@@ -110,7 +110,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
         ApprovalRefused: the rules refuse the vote (four eyes, eligibility, one vote each; audited).
     """
     from treasury.people.decisions import audit_payload, check_signature
-    from treasury.workflow import deciding
+    from treasury.runs import signing
 
     svc.refresh_people()
     expire_due(svc)
@@ -150,12 +150,12 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
                 )
             # who signed (authentication) first, then the rules of the vote, then the rest of the door
             user = check_signature(signed, svc.ctx.approvers, kind=decision, check_role=False).person
-            requester = deciding.requester_of(conn, svc, run)
+            requester = signing.requester_of(conn, svc, run)
             eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
             votes = store.votes_for(conn, run_id, step.step_id)
             check_vote(user=user, requester=requester, eligible=eligible,
                        known_users=set(svc.ctx.approvers.users), votes=votes)
-            verified = deciding.accept(svc, conn, signed, kind=decision, expect=deciding.vote_expect(run, step))
+            verified = signing.accept(svc, conn, signed, kind=decision, expect=signing.vote_expect(run, step))
             comment = verified.doc.get("comment" if decision == "approve" else "reason")
             store.insert_vote(conn, run_id=run_id, step_id=step.step_id, approver=user, decision=decision,
                               comment=comment, digest=digest, at=svc.now())
@@ -172,7 +172,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
                 decided = "granted"
             requested_at = step.started_at
     except DecisionRefused as exc:
-        deciding.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
+        signing.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
         raise
     except ApprovalRefused as exc:
         refuse(svc, run_id, step_id, user, decision, str(exc))

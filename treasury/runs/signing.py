@@ -18,10 +18,10 @@ from sqlalchemy import Connection
 from treasury.errors import ApprovalRefused, DecisionRefused
 from treasury.people import decisions as dec
 from treasury.people.decisions import SignedDecision, Verified, digest_of
-from treasury.workflow import runstore as store
+from treasury.runs import runstore as store
 
 if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+    from treasury.runs.service import RunService
 
 
 def people(svc: RunService) -> Any:
@@ -93,8 +93,8 @@ def accept(svc: RunService, conn: Connection, signed: SignedDecision, *, kind: s
 def request_document(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], person: str,
                      run_id: str) -> dict[str, Any]:
     """The ``request`` a requester signs: the workflow's bytes and the inputs, by digest."""
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.service import jsonable
+    from treasury.language.inputs import coerce_inputs
+    from treasury.runs.service import jsonable
 
     inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
     return dec.new_document(
@@ -117,7 +117,7 @@ def vote_expect(run: Any, step: Any) -> dict[str, Any]:
 
 def vote_document(svc: RunService, run_id: str, person: str, kind: str, text: str | None) -> dict[str, Any]:
     """The ``approve`` or ``reject`` document for the step ``run_id`` is waiting on."""
-    from treasury.workflow.approving import waiting_step
+    from treasury.runs.votes import waiting_step
 
     with svc.engine.connect() as conn:
         run = store.get_run(conn, run_id)

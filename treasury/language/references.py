@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from treasury.workflow.graph import Finding, StepGraph
-from treasury.workflow.hints import listing, suggest
-from treasury.workflow.positions import Path_
-from treasury.workflow.spec import StepSpec, WorkflowSpec
-from treasury.workflow.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, refs_in_string
+from treasury.language.graph import Finding, StepGraph
+from treasury.language.hints import listing, suggest
+from treasury.language.positions import Path_
+from treasury.language.spec import StepSpec, WorkflowSpec
+from treasury.language.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, refs_in_string
 
 # Result fields by operation: the exchange's response JSON as the runner stores it
 # (hashkey-pro-api.md and the simulator). Operations missing here are not checked.

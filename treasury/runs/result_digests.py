@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from treasury.audit.events import STEP_PARAMS_CHANGED, STEP_RESULT_CHANGED, STEP_STATE
+from treasury.language.templates import TemplateError, find_refs
 from treasury.people.decisions import digest_of
-from treasury.workflow.templates import TemplateError, find_refs
 
 RESULT_CHANGED = STEP_RESULT_CHANGED
 PARAMS_CHANGED = STEP_PARAMS_CHANGED

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 
 from treasury.audit.events import STEP_START_LIMIT
 from treasury.clock import Clock, as_utc
+from treasury.engine import machine as eng
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
@@ -37,9 +38,8 @@ from treasury.execution.outcomes import resolve_hint
 from treasury.models import ExecState, RunState, StepState, format_amount
 from treasury.observe import context as log_context
 from treasury.people import decisions, evidence
-from treasury.workflow import approving, deciding, result_digests, views
-from treasury.workflow import engine as eng
-from treasury.workflow import runstore as store
+from treasury.runs import result_digests, signing, views, votes
+from treasury.runs import runstore as store
 
 log = logging.getLogger("treasury.runs")
 
@@ -81,7 +81,7 @@ class RunContext:
     """What the service needs besides the database: config, the executor and the clock."""
 
     keys: Mapping[str, Any]  # name -> KeySpec
-    approvers: Any  # treasury.workflow.approvers.Approvers
+    approvers: Any  # treasury.people.approvers.Approvers
     policy: Any | None  # treasury.policy Policy
     executor: Any  # treasury.execution.StepExecutor
     dispatcher: Dispatcher
@@ -112,7 +112,7 @@ def needs_policy(op: str | None) -> bool:
 
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
-    from treasury.workflow.loader import load_workflow_text
+    from treasury.language.loader import load_workflow_text
 
     return load_workflow_text(text, source=source)
 
@@ -150,8 +150,8 @@ class RunService:
         Taken from the profile the executor signs with (keys.yaml as this process loaded it),
         so an approval binds the account, not only the profile's name.
         """
+        from treasury.engine.quorum import sha256_hex
         from treasury.errors import TreasuryError
-        from treasury.workflow.approvals import sha256_hex
 
         profile: Any = None
         clients = getattr(self.ctx.executor, "clients", None)
@@ -199,7 +199,7 @@ class RunService:
         Raises:
             WorkflowInvalid: every problem, located.
         """
-        from treasury.workflow.validate import validate_workflow
+        from treasury.language.validate import validate_workflow
 
         loaded = _load_snapshot(path_or_text, source)
         problems = validate_workflow(
@@ -223,7 +223,7 @@ class RunService:
             ParameterError: an input is missing or invalid (names the input).
             DecisionRefused: the signed request does not verify or does not match.
         """
-        from treasury.workflow.inputs import coerce_inputs
+        from treasury.language.inputs import coerce_inputs
 
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
@@ -234,8 +234,8 @@ class RunService:
         verified = None
         if request is not None:
             run_id = str(request.parsed().get("run") or "")
-            verified = deciding.accept(self, conn, request, kind="request",
-                                       expect=deciding.request_expect(self, loaded, stored_inputs, run_id))
+            verified = signing.accept(self, conn, request, kind="request",
+                                       expect=signing.request_expect(self, loaded, stored_inputs, run_id))
             if verified.person != requested_by:
                 raise DecisionRefused(f"the request is signed by {verified.person!r}, not {requested_by!r}")
         elif schedule is not None:
@@ -321,7 +321,7 @@ class RunService:
                                          schedule=schedule, due_at=due_at, request=signed,
                                          policy_reloaded=reloaded)
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="request", person=requested_by)
+            signing.refuse(self, signed, str(exc), kind="request", person=requested_by)
             raise
         self.kick(run_id)
         return run_id
@@ -333,18 +333,18 @@ class RunService:
         Raises:
             DecisionRefused: no identity to sign with (audited).
         """
-        doc = deciding.request_document(self, loaded, raw_inputs, person, new_run_id())
+        doc = signing.request_document(self, loaded, raw_inputs, person, new_run_id())
         return self._signed(person, doc, signer, kind="request")
 
     def _signed(self, person: str, doc: Mapping[str, Any], signer: Any | None, *, kind: str,
                 run_id: str | None = None, step_id: str | None = None) -> Any:
         try:
-            return deciding.sign(self, person, doc, signer)
+            return signing.sign(self, person, doc, signer)
         except DecisionRefused as exc:
-            deciding.refuse(self, None, str(exc), kind=kind, run_id=run_id, step_id=step_id, person=person)
+            signing.refuse(self, None, str(exc), kind=kind, run_id=run_id, step_id=step_id, person=person)
             raise
         except ApprovalRefused as exc:
-            approving.refuse(self, run_id or "", step_id, person, kind, str(exc))
+            votes.refuse(self, run_id or "", step_id, person, kind, str(exc))
             raise
 
     def kick(self, run_id: str) -> None:
@@ -416,7 +416,7 @@ class RunService:
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):
-                approving.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
+                votes.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
             else:
                 dispatch.append((run.id, cmd.step_id))
                 self.audit(conn, "step.dispatched", actor, run_id=run.id, step_id=cmd.step_id)
@@ -435,7 +435,7 @@ class RunService:
 
     def resolve_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any] | None:
         """The step's parameters fully resolved, or None if some depend on unfinished steps."""
-        from treasury.workflow.templates import TemplateError, resolve
+        from treasury.language.templates import TemplateError, resolve
 
         try:
             return dict(resolve(step.params or {}, _ctx(run, results)))
@@ -444,7 +444,7 @@ class RunService:
 
     def bind_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters with every resolvable template resolved; the rest keep their template text."""
-        from treasury.workflow.templates import TemplateError, resolve
+        from treasury.language.templates import TemplateError, resolve
 
         ctx = _ctx(run, results)
 
@@ -484,16 +484,16 @@ class RunService:
               signed: Any | None) -> str:
         if signed is None:
             try:
-                doc = deciding.vote_document(self, run_id, user, kind, text)
+                doc = signing.vote_document(self, run_id, user, kind, text)
             except ApprovalRefused as exc:
-                approving.refuse(self, run_id, None, user, kind, str(exc))
+                votes.refuse(self, run_id, None, user, kind, str(exc))
                 raise
             signed = self._signed(user, doc, signer, kind=kind, run_id=run_id)
-        return approving.vote(self, run_id, signed, kind)
+        return votes.vote(self, run_id, signed, kind)
 
     def expire_due(self) -> list[tuple[str, str]]:
         """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
-        return approving.expire_due(self)
+        return votes.expire_due(self)
 
     def cancel(self, run_id: str, user: str, *, signer: Any | None = None, signed: Any | None = None) -> str:
         """Cancel a run that has not finished (a signed ``cancel`` by its requester or an operator).
@@ -501,7 +501,7 @@ class RunService:
         Steps already sending finish and are recorded.
         """
         if signed is None:
-            signed = self._signed(user, deciding.run_document(self, "cancel", run_id, user), signer,
+            signed = self._signed(user, signing.run_document(self, "cancel", run_id, user), signer,
                                   kind="cancel", run_id=run_id)
         try:
             with self.engine.begin() as conn:
@@ -509,18 +509,18 @@ class RunService:
                 if RunState(run.state).terminal:
                     raise RunStateError(f"run {run_id} is already {run.state}")
                 person = str(signed.parsed().get("person"))
-                requester = deciding.requester_of(conn, self, run)
+                requester = signing.requester_of(conn, self, run)
                 operator = self.ctx.approvers.has_role(person, "operator")
                 if person != requester and not operator:
                     raise ApprovalRefused(f"{person!r} may not cancel run {run_id}: not its requester or an operator")
-                verified = deciding.accept(self, conn, signed, kind="cancel", expect={
+                verified = signing.accept(self, conn, signed, kind="cancel", expect={
                     "run": run_id, "workflow_digest": decisions.digest_of(run.workflow_snapshot)},
                     role="operator" if operator else "requester")
                 self.audit(conn, "run.cancel_requested", person, run_id=run_id,
                            payload=decisions.audit_payload(verified))
                 self.apply_event(conn, run, eng.Cancel(), actor=person, error=f"cancelled by {person}")
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="cancel", run_id=run_id)
+            signing.refuse(self, signed, str(exc), kind="cancel", run_id=run_id)
             raise
         return self.state_of(run_id)
 
@@ -665,7 +665,7 @@ class RunService:
                                    payload={"op": step.op, "key": step.key, "params": params})
             if refused is None and params is not None:
                 try:
-                    digests = approving.check_approvals(self, conn, run, spec, step, params)
+                    digests = votes.check_approvals(self, conn, run, spec, step, params)
                     evidence.check_before_send(conn, self.ctx.approvers, run, spec, step_id, digests,
                                                workflows_dir=self.ctx.workflows_dir)
                 except DigestMismatch as exc:
@@ -752,15 +752,15 @@ class RunService:
             raise RunStateError(f"step {step_id!r} of run {run_id} is {row.state}, not NEEDS_ATTENTION")
         _check_against_records(run_id, step_id, outcome, records)
         if signed is None:
-            doc = deciding.run_document(self, "resolve", run_id, user, step_id, outcome=outcome, note=note)
+            doc = signing.run_document(self, "resolve", run_id, user, step_id, outcome=outcome, note=note)
             signed = self._signed(user, doc, signer, kind="resolve", run_id=run_id, step_id=step_id)
         try:
             with self.engine.begin() as conn:
                 run = store.lock_run(conn, run_id)
-                verified = deciding.accept(self, conn, signed, kind="resolve", expect={
+                verified = signing.accept(self, conn, signed, kind="resolve", expect={
                     "run": run_id, "step": step_id, "outcome": outcome, "note": note,
                     "workflow_digest": decisions.digest_of(run.workflow_snapshot)})
-                if verified.person == deciding.requester_of(conn, self, run):
+                if verified.person == signing.requester_of(conn, self, run):
                     raise DecisionRefused(
                         f"{verified.person!r} requested run {run_id} and cannot resolve its step (four eyes: "
                         "resolving releases policy reservations); ask another operator")
@@ -768,7 +768,7 @@ class RunService:
                 self.audit(conn, "step.resolve_signed", user, run_id=run_id, step_id=step_id,
                            payload={"outcome": outcome, **decisions.audit_payload(verified)})
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="resolve", run_id=run_id, step_id=step_id)
+            signing.refuse(self, signed, str(exc), kind="resolve", run_id=run_id, step_id=step_id)
             raise
         settled_by_executor = False
         if records:
@@ -865,7 +865,7 @@ def _check_against_records(run_id: str, step_id: str, outcome: str, records: Seq
 
 
 def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
-    from treasury.workflow.templates import TemplateContext
+    from treasury.language.templates import TemplateContext
 
     return TemplateContext(inputs=run.inputs, steps=results,
                            run={"id": run.id, "requested_by": run.requested_by})
