@@ -32,10 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from treasury.durations import DURATION_PATTERN, parse_duration
 from treasury.language.cron import validate_cron, validate_timezone
-from treasury.language.inputs import InputType, check_input_declaration
-
-SubPath = tuple[str | int, ...]
-Issue = tuple[SubPath, str]
+from treasury.language.inputs import InputType, Issue, check_input_declaration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import socket
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from treasury.audit import append_event
 from treasury.audit.events import STEP_START_LIMIT
-from treasury.clock import Clock, as_utc
+from treasury.canonical import inputs_json
+from treasury.clock import as_utc
 from treasury.engine import machine as eng
+from treasury.engine.quorum import sha256_hex
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
@@ -31,105 +30,53 @@ from treasury.errors import (
     DigestMismatch,
     ParameterError,
     RunStateError,
+    TreasuryError,
     WorkflowInvalid,
 )
+from treasury.execution import StepRequest
 from treasury.execution.ids import new_run_id
 from treasury.execution.outcomes import resolve_hint
-from treasury.models import ExecState, RunState, StepState, format_amount
+from treasury.language.inputs import coerce_inputs
+from treasury.language.loader import load_workflow_text
+from treasury.language.templates import TemplateContext, TemplateError, resolve
+from treasury.language.validate import validate_workflow
+from treasury.models import ExecState, RunState, StepState
 from treasury.observe import context as log_context
+from treasury.operations.registry import REGISTRY
 from treasury.people import decisions, evidence
+from treasury.policy import evaluate
 from treasury.runs import result_digests, signing, views, votes
 from treasury.runs import runstore as store
+from treasury.runs.context import AuditFn, Dispatcher, InlineDispatcher, RunContext
 
 log = logging.getLogger("treasury.runs")
-
-AuditFn = Callable[..., Any]
-
-
-class Dispatcher(Protocol):
-    """Carries out ``Dispatch`` commands: inline (a local queue) or on Celery workers."""
-
-    def dispatch(self, run_id: str, step_id: str) -> None: ...
-
-    def flush(self, service: RunService) -> None: ...
-
-
-class InlineDispatcher:
-    """Runs dispatched steps in this process, one after another, when the caller flushes."""
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[str, str]] = deque()
-        self._draining = False
-
-    def dispatch(self, run_id: str, step_id: str) -> None:
-        self.queue.append((run_id, step_id))
-
-    def flush(self, service: RunService) -> None:
-        if self._draining:  # a step finishing dispatches the next; the outer loop runs it
-            return
-        self._draining = True
-        try:
-            while self.queue:
-                run_id, step_id = self.queue.popleft()
-                service.execute_step(run_id, step_id)
-        finally:
-            self._draining = False
-
-
-@dataclass
-class RunContext:
-    """What the service needs besides the database: config, the executor and the clock."""
-
-    keys: Mapping[str, Any]  # name -> KeySpec
-    approvers: Any  # treasury.people.approvers.Approvers
-    policy: Any | None  # treasury.policy Policy
-    executor: Any  # treasury.execution.StepExecutor
-    dispatcher: Dispatcher
-    clock: Clock
-    step_start_limit: int = 5  # Settings.step_start_limit
-    worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
-    # treasury.policy.watch.PolicyWatch: keeps ``policy`` equal to its file (None: fixed policy)
-    policy_watch: Any | None = None
-    # treasury.people.keyring.Keyring: demo keys that sign for people (simulator only; else None)
-    keyring: Any | None = None
-    decision_max_age: float = 600.0  # Settings.decision_max_age (seconds)
-    # where scheduled runs' workflow files live (a scheduled run is backed by its file, not a person)
-    workflows_dir: Any | None = None
-    # treasury.people.watch.PeopleWatch: keeps ``approvers`` equal to people.yaml (None: fixed)
-    people_watch: Any | None = None
-
 
 def needs_policy(op: str | None) -> bool:
     """Whether a step with operation ``op`` may only run under a policy: every operation that
     moves money or changes exchange state (an unknown name too: fail closed). Reads do not."""
     if op is None:
         return False
-    from treasury.operations.registry import REGISTRY
-
     spec = REGISTRY.get(op)
     return spec is None or spec.mutates
 
 
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
-    from treasury.language.loader import load_workflow_text
-
     return load_workflow_text(text, source=source)
-
-
-def _audit_fn() -> AuditFn:
-    from treasury.audit import append_event
-
-    return append_event
 
 
 class RunService:
     def __init__(self, engine: Engine, ctx: RunContext, audit: AuditFn | None = None) -> None:
         self.engine = engine
         self.ctx = ctx
-        self._audit = audit or _audit_fn()
+        self._audit = audit or append_event
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def audit_fn(self) -> AuditFn:
+        """The function that appends audit events (``treasury.audit.append_event`` unless replaced)."""
+        return self._audit
 
     def now(self) -> datetime:
         return self.ctx.clock.now()
@@ -150,9 +97,6 @@ class RunService:
         Taken from the profile the executor signs with (keys.yaml as this process loaded it),
         so an approval binds the account, not only the profile's name.
         """
-        from treasury.engine.quorum import sha256_hex
-        from treasury.errors import TreasuryError
-
         profile: Any = None
         clients = getattr(self.ctx.executor, "clients", None)
         if key_profile and clients is not None:
@@ -199,8 +143,6 @@ class RunService:
         Raises:
             WorkflowInvalid: every problem, located.
         """
-        from treasury.language.validate import validate_workflow
-
         loaded = _load_snapshot(path_or_text, source)
         problems = validate_workflow(
             loaded, keys=self.ctx.keys, approvers=self.ctx.approvers, policy=self.ctx.policy
@@ -223,13 +165,11 @@ class RunService:
             ParameterError: an input is missing or invalid (names the input).
             DecisionRefused: the signed request does not verify or does not match.
         """
-        from treasury.language.inputs import coerce_inputs
-
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
         # the run records the policy in force now
         reloaded = self.refresh_policy_for(loaded.spec, conn) or policy_reloaded
-        stored_inputs = jsonable(inputs)
+        stored_inputs = inputs_json(inputs)
         run_id = new_run_id()
         verified = None
         if request is not None:
@@ -364,8 +304,6 @@ class RunService:
         """Evaluate policy for every operation step whose parameters are known now."""
         if self.ctx.policy is None:
             return None
-        from treasury.policy import evaluate
-
         spec = self.spec_of(run)
         for step in spec.steps:
             if step.op is None:
@@ -435,8 +373,6 @@ class RunService:
 
     def resolve_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any] | None:
         """The step's parameters fully resolved, or None if some depend on unfinished steps."""
-        from treasury.language.templates import TemplateError, resolve
-
         try:
             return dict(resolve(step.params or {}, _ctx(run, results)))
         except TemplateError:
@@ -444,8 +380,6 @@ class RunService:
 
     def bind_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters with every resolvable template resolved; the rest keep their template text."""
-        from treasury.language.templates import TemplateError, resolve
-
         ctx = _ctx(run, results)
 
         def bind(value: Any) -> Any:
@@ -589,8 +523,6 @@ class RunService:
         self._execute_step(run_id, step_id)
 
     def _execute_step(self, run_id: str, step_id: str) -> None:
-        from treasury.execution import StepRequest
-
         actor = self.ctx.worker_actor
         try:
             self.refresh_people()
@@ -865,15 +797,9 @@ def _check_against_records(run_id: str, step_id: str, outcome: str, records: Seq
 
 
 def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
-    from treasury.language.templates import TemplateContext
-
     return TemplateContext(inputs=run.inputs, steps=results,
                            run={"id": run.id, "requested_by": run.requested_by})
 
-
-def jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as stored: Decimals become normalised strings (``"1.5"``), everything else is already JSON."""
-    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
 
 __all__ = ["Dispatcher", "InlineDispatcher", "RunContext", "RunService"]

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from treasury.audit import query_events
+from treasury.canonical import inputs_json
 from treasury.execution.ids import client_id_for
+from treasury.language.inputs import coerce_inputs
 from treasury.operations.registry import get_operation
+from treasury.policy import evaluate
 from treasury.runs import runstore as store
-
-if TYPE_CHECKING:
-    from treasury.runs.service import RunService
+from treasury.runs.context import ParamsHost
 
 
-def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
+def plan_run(svc: ParamsHost, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
     """What a run would do: resolved parameters and policy verdicts. Sends and stores nothing."""
     from types import SimpleNamespace
 
-    from treasury.language.inputs import coerce_inputs
-    from treasury.runs.service import jsonable
-
-    inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
+    inputs = inputs_json(coerce_inputs(loaded.spec, raw_inputs))
     svc.check_quorums(loaded.spec, requested_by)  # refused here exactly as a real start would be
     fake_run = SimpleNamespace(id="r00000000000", inputs=inputs, requested_by=requested_by)
     out_steps = []
@@ -40,8 +39,6 @@ def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, req
                               "params": full if full is not None else svc.bind_params(fake_run, step, {}),
                               "resolved": full is not None})
                 if svc.ctx.policy is not None and full is not None:
-                    from treasury.policy import evaluate
-
                     verdicts = evaluate(conn, svc.ctx.policy, op=step.op, params=full, at=svc.now(),
                                         account=svc.account_of(step.key))
                     entry["policy"] = [v.to_dict() for v in verdicts]
@@ -52,7 +49,7 @@ def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, req
             "dry_run": True}
 
 
-def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
+def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
     """Everything about one run: steps with client ids, results, approvals, audit timeline."""
     with svc.engine.connect() as conn:
         run = store.get_run(conn, run_id)
@@ -95,8 +92,6 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
                 "votes": [v for v in votes if v["step_id"] == r.step_id],
             })
         steps_out.append(entry)
-    from treasury.audit import query_events
-
     verdicts: dict[str, list[dict[str, Any]]] = {}
     for e in query_events(svc.engine, run_id=run_id, type="policy.decision"):
         if e.step_id:
@@ -117,8 +112,6 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
         "steps": steps_out, "approvals": votes,
     }
     if with_audit:
-        from treasury.audit import query_events
-
         out["audit"] = [
             {"seq": e.seq, "at": e.at, "actor": e.actor, "step_id": e.step_id, "type": e.type,
              "payload": e.payload}
@@ -128,7 +121,7 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
 
 
 def list_runs(
-    svc: RunService, *, state: str | None = None, workflow: str | None = None, limit: int = 100
+    svc: ParamsHost, *, state: str | None = None, workflow: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     with svc.engine.connect() as conn:
         rows = store.list_runs(conn, state=state, workflow=workflow, limit=limit)
