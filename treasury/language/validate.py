@@ -25,7 +25,6 @@ The step-graph checks live in ``treasury.language.graph`` and the template check
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from treasury.language.spec import StepSpec
 from treasury.language.templates import TEMPLATE
 from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
 from treasury.people.approvers import Approvers
+from treasury.policy import ApprovalGuard, check_tiers, evaluate_static, required_approval
 
 
 def validate_workflow(
@@ -286,13 +286,13 @@ class _Checker:
     # ------------------------------------------------------------------ policy
 
     def check_policy(self, i: int, step: StepSpec, op: OperationSpec, params: Mapping[str, Any]) -> None:
-        api = _policy_api()
-        if api is None:
+        policy = self.policy
+        if policy is None:
             return
         base: Path_ = ("steps", i, "params")
         try:
-            verdicts = api.evaluate_static(self.policy, op.name, params)
-            tiers = api.required_approval(self.policy, op.name, self._bounded(params))
+            verdicts = evaluate_static(policy, op.name, params)
+            tiers = required_approval(policy, op.name, self._bounded(params))
         except (TreasuryError, ValueError, TypeError, LookupError) as exc:
             self.add(base, f"policy check failed: {exc}")
             return
@@ -306,11 +306,11 @@ class _Checker:
         for guard_id in self.spec.guards().get(step.id, []):
             approval = self.spec.steps[self.graph.index[guard_id]].approval
             assert approval is not None
-            guards.append(api.ApprovalGuard(
+            guards.append(ApprovalGuard(
                 quorum=approval.quorum, approvers=frozenset(approval.users),
                 groups=frozenset(approval.groups), members=members,
             ))
-        for message in api.check_tiers(tiers, guards):
+        for message in check_tiers(tiers, guards):
             self.add(("steps", i, "op"), f"policy {message}")
 
     def _bounded(self, params: Any) -> Any:
@@ -333,16 +333,6 @@ class _Checker:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _policy_api() -> Any | None:
-    """``treasury.policy`` when it provides the static checks, else None (checks skipped)."""
-    try:
-        module = importlib.import_module("treasury.policy")
-    except ImportError:
-        return None
-    needed = ("evaluate_static", "required_approval", "check_tiers", "ApprovalGuard")
-    return module if all(hasattr(module, n) for n in needed) else None
 
 
 def _keys_named(value: Any, name: str, path: Path_ = ()) -> list[Path_]:
