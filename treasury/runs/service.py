@@ -18,47 +18,33 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from treasury.audit import append_event
-from treasury.audit.events import STEP_START_LIMIT
 from treasury.canonical import inputs_json
-from treasury.clock import as_utc
 from treasury.engine import machine as eng
 from treasury.engine.quorum import sha256_hex
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
     DecisionRefused,
-    DigestMismatch,
     ParameterError,
     RunStateError,
     TreasuryError,
     WorkflowInvalid,
 )
-from treasury.execution import StepRequest
 from treasury.execution.ids import new_run_id
-from treasury.execution.outcomes import resolve_hint
 from treasury.language.inputs import coerce_inputs
 from treasury.language.loader import load_workflow_text
 from treasury.language.templates import TemplateContext, TemplateError, resolve
 from treasury.language.validate import validate_workflow
 from treasury.models import ExecState, RunState, StepState
 from treasury.observe import context as log_context
-from treasury.operations.registry import REGISTRY
-from treasury.people import decisions, evidence
+from treasury.people import decisions
 from treasury.policy import evaluate
-from treasury.runs import result_digests, signing, views, votes
 from treasury.runs import runstore as store
+from treasury.runs import signing, views, votes
 from treasury.runs.context import AuditFn, Dispatcher, InlineDispatcher, RunContext
+from treasury.runs.steps import StepRunner, needs_policy, step_done
 
 log = logging.getLogger("treasury.runs")
-
-def needs_policy(op: str | None) -> bool:
-    """Whether a step with operation ``op`` may only run under a policy: every operation that
-    moves money or changes exchange state (an unknown name too: fail closed). Reads do not."""
-    if op is None:
-        return False
-    spec = REGISTRY.get(op)
-    return spec is None or spec.mutates
-
 
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
@@ -520,149 +506,7 @@ class RunService:
 
     def _execute_step_bound(self, run_id: str, step_id: str) -> None:
         log_context.bind(run_id=run_id, step_id=step_id)
-        self._execute_step(run_id, step_id)
-
-    def _execute_step(self, run_id: str, step_id: str) -> None:
-        actor = self.ctx.worker_actor
-        try:
-            self.refresh_people()
-            self.refresh_policy()
-        except ConfigError as exc:
-            # fail closed: nothing of this step is sent under a policy nobody can read (or none at
-            # all); the step stays as it is (the sweeper brings it back) and says why
-            with self.engine.begin() as conn:
-                row = store.get_step(conn, run_id, step_id)
-                if needs_policy(row.operation):
-                    log.error("step %s/%s not executed: %s", run_id, step_id, exc)
-                    if row.state in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                        store.update_step(conn, run_id, step_id, self.now(),
-                                          error=f"not executed, nothing sent: {exc}; will retry once it is mended")
-                    return
-        refused: list[tuple[str, str]] | None = None
-        with self.engine.begin() as conn:
-            run = store.lock_run(conn, run_id)
-            row = store.get_step(conn, run_id, step_id)
-            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                log.info("step %s/%s is %s; nothing to do", run_id, step_id, row.state)
-                return
-            spec = self.spec_of(run)
-            step = spec.step(step_id)
-            params = row.params
-            starts = (row.open_starts or 0) + 1
-            params_changed = False  # stored parameters that are not what the templates resolve to
-            if starts > self.ctx.step_start_limit:
-                # every earlier start died or raised before recording an end: stop the loop
-                reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
-                          f"check its execution records and the exchange, then {resolve_hint(run_id, step_id)}")
-                self.audit(conn, STEP_START_LIMIT, actor, run_id=run_id, step_id=step_id,
-                           payload={"starts": starts - 1, "limit": self.ctx.step_start_limit})
-                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                          error=reason)
-                params = None
-            else:
-                # one write for the start count and, on the first start, the resolved parameters
-                values: dict[str, Any] = {"open_starts": starts}
-                resolved = params is None
-                rows = store.get_steps(conn, run_id)
-                stored = {r.step_id: r.result for r in rows if r.state == StepState.SUCCEEDED.value}
-                changed = result_digests.changed_results(conn, run_id, stored,
-                                                         result_digests.steps_read(step.params))
-                problem: tuple[str, str, dict[str, Any]] | None = None
-                if changed:
-                    # a result a template reads is not the one audited: resolve nothing, send nothing
-                    problem = (result_digests.RESULT_CHANGED, result_digests.changed_message(changed),
-                               {"steps": changed})
-                else:
-                    fresh = self.resolve_params(run, step, {k: v or {} for k, v in stored.items()})
-                    if resolved:
-                        params = values["params"] = fresh
-                    elif fresh is None or decisions.digest_of(fresh) != decisions.digest_of(params):
-                        # stored at an earlier start (or written before the first): they must still be
-                        # what the step's templates resolve to, or the database chose what is sent
-                        # (parked after the approval check, which fails what it can see on its own)
-                        params_changed = True
-                if problem is not None:
-                    event, why, payload = problem
-                    self.audit(conn, event, actor, run_id=run_id, step_id=step_id, payload=payload)
-                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                              error=f"not sent: {why}")
-                    params = None
-                elif params is None:
-                    refused = self._step_done(conn, run, step_id, StepState.FAILED, actor=actor,
-                                              error="a template could not be resolved")
-                else:
-                    store.update_step(conn, run_id, step_id, self.now(), **values)
-                    if resolved:
-                        self.audit(conn, "step.params", actor, run_id=run_id, step_id=step_id,
-                                   payload={"op": step.op, "key": step.key, "params": params})
-            if refused is None and params is not None:
-                try:
-                    digests = votes.check_approvals(self, conn, run, spec, step, params)
-                    evidence.check_before_send(conn, self.ctx.approvers, run, spec, step_id, digests,
-                                               workflows_dir=self.ctx.workflows_dir)
-                except DigestMismatch as exc:
-                    self.audit(conn, "approval.digest_mismatch", actor, run_id=run_id, step_id=step_id,
-                               payload={"approved": exc.approved, "actual": exc.actual})
-                    refused = self._step_done(conn, run, step_id, StepState.FAILED, error=str(exc), actor=actor)
-                except evidence.EvidenceMissing as exc:
-                    # the database says go, the signatures do not: park it for people to look at
-                    self.audit(conn, "decision.unverified", actor, run_id=run_id, step_id=step_id,
-                               payload={"reason": str(exc)})
-                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                              error=f"not sent: {exc}")
-            if refused is None and params_changed:
-                assert params is not None
-                self.audit(conn, result_digests.PARAMS_CHANGED, actor, run_id=run_id, step_id=step_id,
-                           payload={"stored_digest": decisions.digest_of(params)})
-                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                          error=f"not sent: {result_digests.params_changed_message(step_id)}")
-        if refused is not None:
-            self.carry_out(refused)
-            return
-        assert params is not None
-        budget = step.retry
-        not_after = None
-        if step.timeout_after is not None:
-            # counted from the step's first start (dispatch), across redeliveries and restarts
-            began = row.started_at or self.now()
-            not_after = as_utc(began).timestamp() \
-                + step.timeout_after.total_seconds()
-        request = StepRequest(
-            run_id=run_id, step_id=step_id, operation=step.op, key_profile=step.key, params=params,
-            actor=actor,
-            max_attempts=budget.max_attempts if budget else 5,
-            max_seconds=budget.max_seconds if budget else 120.0,
-            not_after=not_after, timeout_text=step.timeout,
-        )
-        outcome = self.ctx.executor.execute(request)
-        if outcome.state == StepState.RUNNING:
-            log.info("step %s/%s still running: %s", run_id, step_id, outcome.error)
-            with self.engine.begin() as conn:
-                store.update_step(conn, run_id, step_id, self.now(), error=outcome.error, open_starts=0)
-            return
-        with self.engine.begin() as conn:
-            run = store.lock_run(conn, run_id)
-            row = store.get_step(conn, run_id, step_id)
-            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                return  # another worker recorded it first
-            dispatch = self._step_done(conn, run, step_id, outcome.state, result=outcome.result,
-                                       error=outcome.reason or outcome.error, actor=actor)
-        self.carry_out(dispatch)
-
-    def _step_done(self, conn: Connection, run: Any, step_id: str, state: StepState, *,
-                   actor: str, result: Any = None, error: str | None = None) -> list[tuple[str, str]]:
-        store.update_step(conn, run.id, step_id, self.now(), result=result, error=error, open_starts=0)
-        digest = None
-        if state == StepState.SUCCEEDED:
-            # the result as stored (read back), so that a later read hashes the same bytes' value
-            digest = result_digests.result_digest(store.get_step(conn, run.id, step_id).result)
-        run_error = None
-        if state == StepState.FAILED:
-            run_error = f"step {step_id!r} failed: {error}"
-        elif state == StepState.NEEDS_ATTENTION:
-            run_error = f"step {step_id!r} needs attention: {error}"
-        return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error,
-                                result_digest=digest)
+        StepRunner(self).run(run_id, step_id)
 
     def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str,
                 signer: Any | None = None, signed: Any | None = None) -> str:
@@ -716,9 +560,9 @@ class RunService:
                 self.audit(conn, "step.resolved", user, run_id=run_id, step_id=step_id,
                            payload={"outcome": outcome, "note": note})
             state = StepState.SUCCEEDED if outcome == "succeeded" else StepState.FAILED
-            dispatch = self._step_done(conn, run, step_id, state, actor=user,
-                                       result=row.result, error=None if state == StepState.SUCCEEDED
-                                       else f"settled as failed by {user}: {note}")
+            dispatch = step_done(self, conn, run, step_id, state, actor=user,
+                                 result=row.result, error=None if state == StepState.SUCCEEDED
+                                 else f"settled as failed by {user}: {note}")
         self.carry_out(dispatch)
         self.finish_entry()
         return self.state_of(run_id)
