@@ -604,7 +604,8 @@ class RunService:
         """Everything about one run: steps with client ids, results, approvals, audit timeline."""
         return views.show_run(self, run_id, with_audit=with_audit)
 
-    def list(self, *, state: str | None = None, workflow: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, state: str | None = None, workflow: str | None = None,
+             limit: int = 100) -> list[views.RunListing]:
         """Runs, newest first."""
         return views.list_runs(self, state=state, workflow=workflow, limit=limit)
 

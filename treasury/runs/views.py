@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, NotRequired, TypedDict
 
 from treasury.audit import query_events
 from treasury.canonical import inputs_json
@@ -13,6 +14,52 @@ from treasury.operations.registry import get_operation
 from treasury.policy import evaluate
 from treasury.runs import runstore as store
 from treasury.runs.context import ParamsHost
+
+
+class RunListing(TypedDict):
+    """One run in the run list (``treasury runs``); scheduled runs add their schedule and due time."""
+
+    id: str
+    workflow: str
+    state: str
+    requested_by: str
+    created_at: datetime
+    schedule: NotRequired[str]
+    due_at: NotRequired[datetime | None]
+
+
+class ExecutionView(TypedDict):
+    """One execution record of a step, as ``treasury show`` lists it."""
+
+    client_id: str
+    leg: int
+    state: str
+    attempts: int
+    exchange_order_id: str | None
+    reason: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    last_seen: datetime | None
+
+
+class PolicyCheck(TypedDict):
+    """One audited policy decision about a step (at start or before a send)."""
+
+    at: datetime
+    stage: str
+    allowed: bool
+    verdicts: list[dict[str, Any]]
+
+
+class AuditEntry(TypedDict):
+    """One audit event of a run, as ``treasury show`` prints its timeline."""
+
+    seq: int
+    at: datetime
+    actor: str
+    step_id: str | None
+    type: str
+    payload: dict[str, Any]
 
 
 def plan_run(svc: ParamsHost, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
@@ -76,10 +123,10 @@ def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[s
         }
         if recs:
             entry["executions"] = [
-                {"client_id": rec.client_id, "leg": rec.leg, "state": rec.state, "attempts": rec.attempts,
-                 "exchange_order_id": rec.exchange_order_id, "reason": rec.reason,
-                 # who holds it, until when, and when its worker last renewed or changed it
-                 "lease_owner": rec.lease_owner, "lease_until": rec.lease_until, "last_seen": rec.updated_at}
+                ExecutionView(client_id=rec.client_id, leg=rec.leg, state=rec.state, attempts=rec.attempts,
+                              exchange_order_id=rec.exchange_order_id, reason=rec.reason,
+                              # who holds it, until when, and when its worker last renewed or changed it
+                              lease_owner=rec.lease_owner, lease_until=rec.lease_until, last_seen=rec.updated_at)
                 for rec in recs
             ]
         if r.kind == "approval":
@@ -92,14 +139,14 @@ def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[s
                 "votes": [v for v in votes if v["step_id"] == r.step_id],
             })
         steps_out.append(entry)
-    verdicts: dict[str, list[dict[str, Any]]] = {}
+    verdicts: dict[str, list[PolicyCheck]] = {}
     for e in query_events(svc.engine, run_id=run_id, type="policy.decision"):
         if e.step_id:
             vs = e.payload.get("verdicts", [])
-            verdicts.setdefault(e.step_id, []).append({
-                "at": e.at, "stage": e.payload.get("stage", "send"),
-                "allowed": all(v.get("allowed") for v in vs), "verdicts": vs,
-            })
+            verdicts.setdefault(e.step_id, []).append(PolicyCheck(
+                at=e.at, stage=e.payload.get("stage", "send"),
+                allowed=all(v.get("allowed") for v in vs), verdicts=vs,
+            ))
     for entry in steps_out:
         if entry["kind"] == "operation":
             entry["policy"] = verdicts.get(entry["id"], [])
@@ -113,8 +160,7 @@ def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[s
     }
     if with_audit:
         out["audit"] = [
-            {"seq": e.seq, "at": e.at, "actor": e.actor, "step_id": e.step_id, "type": e.type,
-             "payload": e.payload}
+            AuditEntry(seq=e.seq, at=e.at, actor=e.actor, step_id=e.step_id, type=e.type, payload=e.payload)
             for e in query_events(svc.engine, run_id=run_id)
         ]
     return out
@@ -122,13 +168,14 @@ def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[s
 
 def list_runs(
     svc: ParamsHost, *, state: str | None = None, workflow: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
+) -> list[RunListing]:
+    """Runs, newest first, filtered by state and workflow name."""
     with svc.engine.connect() as conn:
         rows = store.list_runs(conn, state=state, workflow=workflow, limit=limit)
     out = []
     for r in rows:
-        item: dict[str, Any] = {"id": r.id, "workflow": r.workflow, "state": r.state,
-                                "requested_by": r.requested_by, "created_at": r.created_at}
+        item = RunListing(id=r.id, workflow=r.workflow, state=r.state, requested_by=r.requested_by,
+                          created_at=r.created_at)
         if r.schedule:
             item["schedule"] = r.schedule
             item["due_at"] = r.due_at
