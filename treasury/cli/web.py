@@ -38,7 +38,7 @@ def invite_links(app: AppContext, *, ttl: timedelta = timedelta(hours=24)) -> di
     from treasury.audit import append_event
     from treasury.cli.identity import decision_service
     from treasury.people.invites import create_invite, enrol_url
-    from treasury.workflow.deciding import standalone
+    from treasury.runs.signing import standalone
 
     svc = decision_service(app, require_credentials=False)
     people = svc.ctx.approvers

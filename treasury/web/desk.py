@@ -29,10 +29,12 @@ from treasury.policy.movements import movements
 from treasury.runtime import Runtime
 from treasury.store.tables import runs as runs_table
 from treasury.store.tables import steps as steps_table
-from treasury.workflow import deciding
-from treasury.workflow.approving import current_digest
-from treasury.workflow.schedule import ScheduleSpec
-from treasury.workflow.scheduler import Scheduler
+from treasury.runs import runstore
+from treasury.runs import signing
+from treasury.runs.service import RunService
+from treasury.runs.votes import current_digest
+from treasury.schedules.tick import Scheduler
+from treasury.schedules.timing import ScheduleSpec
 
 # (schedules, [(file, message)] skipped): what the scheduler's loader reads from the workflows folder
 LoadSchedules = Callable[[], tuple[list[ScheduleSpec], list[tuple[str, str]]]]
@@ -134,7 +136,7 @@ class RuntimeDesk:
         return self.runtime.engine
 
     @property
-    def service(self) -> Any:  # treasury.workflow.service.RunService
+    def service(self) -> RunService:
         return self.runtime.service
 
     def people(self) -> People:
@@ -331,9 +333,9 @@ class RuntimeDesk:
         """
         svc = self.service
         if kind in ("approve", "reject"):
-            return deciding.vote_document(svc, fields["run"], person, kind, fields.get("text"))
+            return signing.vote_document(svc, fields["run"], person, kind, fields.get("text"))
         if kind == "resolve":
-            return deciding.run_document(svc, "resolve", fields["run"], person, fields["step"],
+            return signing.run_document(svc, "resolve", fields["run"], person, fields["step"],
                                          outcome=fields["outcome"], note=fields["note"])
         if kind in ("schedule.pause", "schedule.resume"):
             return dec.new_document(kind, person, at=svc.now(), schedule=fields["schedule"])
@@ -343,8 +345,6 @@ class RuntimeDesk:
 
     def digest_holds(self, run_id: str, step_id: str) -> bool:
         """Whether the parameters shown for a waiting approval still hash to the digest it binds to."""
-        from treasury.workflow import runstore
-
         with self.engine.connect() as conn:
             run = runstore.get_run(conn, run_id)
             row = runstore.get_step(conn, run_id, step_id)
@@ -360,8 +360,6 @@ class RuntimeDesk:
         kind = doc.get("kind")
         if kind not in ("approve", "reject", "resolve"):
             return []
-        from treasury.workflow import runstore
-
         run_id = str(doc.get("run"))
         with self.engine.connect() as conn:
             run = runstore.get_run(conn, run_id)
@@ -378,7 +376,7 @@ class RuntimeDesk:
         if waiting is None:
             out.append(f"the run is now {run.state}: it no longer waits for approval")
             return out
-        now = deciding.vote_expect(run, waiting)
+        now = signing.vote_expect(run, waiting)
         if doc.get("step") != now["step"]:
             out.append(f"the run now waits on step {now['step']}, not {doc.get('step')}")
         if doc.get("params_digest") != now["params_digest"]:
@@ -427,11 +425,11 @@ class RuntimeDesk:
         svc = self.service
         try:
             with self.engine.begin() as conn:
-                verified = deciding.accept(svc, conn, signed, kind=kind, expect=fields)
+                verified = signing.accept(svc, conn, signed, kind=kind, expect=fields)
                 svc.audit(conn, "decision.accepted", verified.person,
                           payload={"kind": kind, **fields, **dec.audit_payload(verified)})
         except (DecisionRefused, ApprovalRefused) as exc:
-            deciding.refuse(svc, signed, str(exc), kind=kind)
+            signing.refuse(svc, signed, str(exc), kind=kind)
             raise
         return verified.person
 
