@@ -93,6 +93,7 @@ class Browser:
 
     def quit(self) -> None:
         self.driver.quit()
+        self.driver.command_executor.close()  # its keep-alive connection to chromedriver
 
 
 @pytest.fixture
@@ -147,6 +148,8 @@ def test_two_approvers_approve_a_payout_in_the_browser(tmp_path: Path, signed_co
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        app.runtime().client.close()  # its connections to the simulator
+        app.engine().dispose()
         sim.shutdown()
 
 

@@ -26,15 +26,14 @@ from treasury.people import decisions as dec
 from treasury.people.decisions import SignedDecision
 from treasury.people.registry import People
 from treasury.policy.movements import movements
-from treasury.runtime import Runtime
-from treasury.store.tables import runs as runs_table
-from treasury.store.tables import steps as steps_table
-from treasury.runs import runstore
-from treasury.runs import signing
+from treasury.runs import runstore, signing
 from treasury.runs.service import RunService
 from treasury.runs.votes import current_digest
+from treasury.runtime import Runtime
 from treasury.schedules.tick import Scheduler
 from treasury.schedules.timing import ScheduleSpec
+from treasury.store.tables import runs as runs_table
+from treasury.store.tables import steps as steps_table
 
 # (schedules, [(file, message)] skipped): what the scheduler's loader reads from the workflows folder
 LoadSchedules = Callable[[], tuple[list[ScheduleSpec], list[tuple[str, str]]]]
