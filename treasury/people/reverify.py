@@ -93,7 +93,7 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
                 report.problems.append(f"{where}: registry {row.registry_digest} is not in the audit history")
                 continue
             try:
-                v = check_signature(SignedDecision(row.document, row.signature), people)
+                v = check_signature(SignedDecision(row.document, row.signature), people, conn=conn)
             except DecisionRefused as exc:
                 report.problems.append(f"{where}: {exc}")
                 continue
