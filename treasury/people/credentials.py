@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -222,3 +222,32 @@ def sign_count_of(signature: str) -> int:
     """The sign count in a passkey envelope's authenticator data."""
     return int(parse_authenticator_data(base64url_to_bytes(parse_envelope(signature)["authenticator_data"]))
                .sign_count)
+
+
+CREDENTIAL_ENROLLED = "credential.enrolled"
+
+
+def audited_passkeys(events: Iterable[Any]) -> dict[str, Passkey]:
+    """Each credential as its ``credential.enrolled`` audit event recorded it: the person, the
+    public key, the relying party, and the event's time as the enrolment time. Re-verification
+    trusts these, not the ``passkeys`` rows a database owner could rewrite."""
+    out: dict[str, Passkey] = {}
+    for e in events:
+        p = e.payload
+        try:
+            out[str(p["credential_id"])] = Passkey(
+                credential_id=str(p["credential_id"]), person=str(p["person"]),
+                public_key=base64url_to_bytes(str(p["public_key"])), sign_count=0, created_at=_aware(e.at),
+                rp_id=str(p["rp_id"]), origin=str(p["origin"]))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def public_key_pem(public_key: bytes) -> str:
+    """A COSE public key as PEM (SubjectPublicKeyInfo), for an auditor's own tools."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from webauthn.helpers import decode_credential_public_key, decoded_public_key_to_cryptography
+
+    key = decoded_public_key_to_cryptography(decode_credential_public_key(public_key))
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

@@ -13,10 +13,11 @@ SHA-256 is its id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,10 +143,11 @@ def issued_at(doc: Mapping[str, Any]) -> datetime:
 
 
 def check_signature(signed: SignedDecision, people: People, *, kind: str | None = None,
-                    role: str | None = None, check_role: bool = True, conn: Connection | None = None) -> Verified:
+                    role: str | None = None, check_role: bool = True, conn: Connection | None = None,
+                    passkeys: Callable[[str], credentials.Passkey | None] | None = None) -> Verified:
     """The signature verifies against one of the named person's keys, or one of their passkeys
-    enrolled no later than the document was issued (``conn`` reads the passkeys); the person
-    holds the kind's role (or ``role`` when given).
+    enrolled no later than the document was issued (looked up with ``passkeys`` when given, else
+    read through ``conn``); the person holds the kind's role (or ``role`` when given).
 
     Raises:
         DecisionRefused: naming what is wrong.
@@ -159,7 +161,9 @@ def check_signature(signed: SignedDecision, people: People, *, kind: str | None 
     person = people.persons.get(person_id)
     if person is None:
         raise DecisionRefused(f"{person_id!r} is not in the people registry ({people.source or 'people.yaml'})")
-    key_fp, sign_count = _verify(signed, doc, person_id, person.keys, conn)
+    if passkeys is None and conn is not None:
+        passkeys = functools.partial(credentials.passkey_by_id, conn)
+    key_fp, sign_count = _verify(signed, doc, person_id, person.keys, passkeys)
     role = role or ROLE_FOR[doc["kind"]]
     if check_role and role not in person.roles:
         raise DecisionRefused(f"{person_id!r} does not hold the {role!r} role that {doc['kind']!r} needs "
@@ -168,15 +172,14 @@ def check_signature(signed: SignedDecision, people: People, *, kind: str | None 
 
 
 def _verify(signed: SignedDecision, doc: Mapping[str, Any], person_id: str, keys: Any,
-            conn: Connection | None) -> tuple[str, int | None]:
+            passkeys: Callable[[str], credentials.Passkey | None] | None) -> tuple[str, int | None]:
     """(key fingerprint or credential id, passkey sign count) of a signature that verifies."""
     if signed.is_passkey:
-        if conn is None:
+        if passkeys is None:
             raise DecisionRefused("a passkey decision is verified against the enrolled passkeys: no database "
                                   "connection was given")
-        at = issued_at(doc)
         passkey, count = credentials.verify_assertion(
-            signed.document, person_id, at, signed.signature, lambda cid: credentials.passkey_by_id(conn, cid))
+            signed.document, person_id, issued_at(doc), signed.signature, passkeys)
         return passkey.credential_id, count
     if not keys:
         raise DecisionRefused(f"{person_id!r} has no registered key; `treasury people add-key {person_id} FILE`")

@@ -34,6 +34,7 @@ from webauthn.helpers.structs import (
 
 from treasury.errors import DecisionRefused
 from treasury.people.credentials import (
+    CREDENTIAL_ENROLLED,
     Passkey,
     RelyingParty,
     advance_sign_count,
@@ -52,8 +53,6 @@ __all__ = [
     "passkeys_of", "registration_options", "save_passkey", "verify_registration", "verify_sign_in",
     "webauthn_signed",
 ]
-
-CREDENTIAL_ENROLLED = "credential.enrolled"
 
 
 def registration_options(rp: RelyingParty, person: str, display_name: str,

@@ -200,6 +200,6 @@ def check_production(people: People, passkey_holders: Collection[str] = ()) -> N
     missing = people.without_credentials(passkey_holders)
     if missing:
         raise ConfigError(
-            f"in production every person needs a credential; no key or passkey for {', '.join(missing)} "
+            f"in production every person needs a credential; no key for {', '.join(missing)} "
             "(`treasury people add-key NAME PUBKEY_FILE`, or a passkey: `treasury people invite NAME`)",
             source=people.source or "people.yaml", field="ssh_keys")
