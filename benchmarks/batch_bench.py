@@ -66,7 +66,7 @@ def measure(mode: str, weight: int, duration: float, threads: int, redis_url: st
             margin: float | None = None) -> dict:
     import httpx
     import redis
-    from ratelimit_bench import trading_profile
+    from common import trading_profile
 
     from treasury.clock import SystemClock
     from treasury.errors import ExchangeError

@@ -88,7 +88,7 @@ import common
 from treasury.clock import SystemClock
 from treasury.exchange.client import HashKeyClient
 from treasury.simulator import Simulator
-from ratelimit_bench import trading_profile
+from common import trading_profile
 from pydantic import SecretStr
 from treasury.keys import KeyProfile
 from treasury.models import Permission

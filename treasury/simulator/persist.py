@@ -37,18 +37,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from treasury.errors import ConfigError
-from treasury.simulator.funding import Deposit, FiatWithdrawal, WalletSigning, Withdrawal
-from treasury.simulator.ledger import Balance, Transfer
-from treasury.simulator.orders import Order, Trade
+from treasury.simulator.funding import Deposit, FiatWithdrawal, Funding, WalletSigning, Withdrawal
+from treasury.simulator.ledger import Balance, Ledger, Transfer
+from treasury.simulator.orders import Order, OrderBook, Trade
 from treasury.simulator.state import WhitelistEntry, validation_problems
 
-if TYPE_CHECKING:
-    from treasury.simulator.app import Simulator
+
+class World(Protocol):
+    """What this module reads and restores: the simulator's ledger, order book and funding."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def book(self) -> OrderBook: ...
+
+    @property
+    def funding(self) -> Funding: ...
 
 FORMAT = "treasury-simulator-state"
 VERSION = 1
@@ -151,7 +161,7 @@ def _record(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def dump_world(sim: Simulator, *, generation: int = 0) -> dict[str, Any]:
+def dump_world(sim: World, *, generation: int = 0) -> dict[str, Any]:
     """The simulator's world as a JSON-ready dict (amounts as strings, ids as strings)."""
     led, book, funding = sim.ledger, sim.book, sim.funding
     with led.atomic():
@@ -199,7 +209,7 @@ def _id_number(value: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def fresh_world(sim: Simulator) -> None:
+def fresh_world(sim: World) -> None:
     """Back to the state file's world: balances, prices, whitelist, no effects."""
     with sim.ledger.atomic():
         sim.ledger.reset()
@@ -207,7 +217,7 @@ def fresh_world(sim: Simulator) -> None:
         sim.funding.reset()
 
 
-def restore_world(sim: Simulator, data: Any, source: str = "<dump>") -> None:
+def restore_world(sim: World, data: Any, source: str = "<dump>") -> None:
     """Replace the simulator's world with a :func:`dump_world` dict.
 
     Everything is validated before anything changes. Accounts, symbols and coins come from the
@@ -318,7 +328,7 @@ class StateFile:
         ConfigError: the file exists but is unreadable or damaged (named).
     """
 
-    def __init__(self, sim: Simulator, path: Path) -> None:
+    def __init__(self, sim: World, path: Path) -> None:
         self.sim = sim
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
