@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, String, Table, insert, select
 
 from treasury.clock import ManualClock
+from treasury.schema import create_schema
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 from treasury.store.tables import runs
 from treasury.workflow.schedule import CatchUp, ScheduleSpec
 from treasury.workflow.schedule_tables import UTCDateTime, schedule_ticks

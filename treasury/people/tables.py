@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, String, Table, Text
 
-from treasury.store.tables import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 decisions = Table(
