@@ -9,7 +9,7 @@ that file:
 * at construction the file, if present, is loaded on top of the state file's world;
 * a request that only reads first reloads the file if another process replaced it since we
   last saw it (the file is replaced atomically, so reading it needs no lock);
-* a request that may write takes an exclusive ``flock`` on the sidecar ``<file>.lock``,
+* a request that may write takes the exclusive lock on the sidecar ``<file>.lock`` (``filelock``),
   reloads if needed, runs, and, if it changed anything (``Ledger.revision`` moved), saves
   with write-to-temp + ``fsync`` + ``os.replace`` before releasing the lock. Two processes
   therefore never lose each other's effects.
@@ -27,7 +27,6 @@ The file is plain JSON (never pickle), validated with pydantic on load; a damage
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
+from filelock import FileLock
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from treasury.errors import ConfigError
@@ -63,6 +63,7 @@ class World(Protocol):
 FORMAT = "treasury-simulator-state"
 VERSION = 1
 SUFFIX = ".simulator.json"
+LOCK_POLL_SECONDS = 0.001  # filelock polls a held lock; a write holds it for one request
 
 
 # --------------------------------------------------------------------------- the file format
@@ -332,6 +333,8 @@ class StateFile:
         self.sim = sim
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        # the simulator's own ledger lock already serializes this process's threads
+        self._file_lock = FileLock(self.lock_path, mode=0o600, thread_local=False)
         self.generation = 0  # saves of this file so far, by any process
         self._seen: tuple[int, int, int, int] | None = None
         self._depth = 0
@@ -382,12 +385,8 @@ class StateFile:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._file_lock.acquire(poll_interval=LOCK_POLL_SECONDS):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _refresh(self) -> None:
         """Load the file if it changed since we last loaded or saved it."""
