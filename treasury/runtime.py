@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 from treasury.clock import Clock, SystemClock
 from treasury.errors import ConfigError
 from treasury.runs.service import Dispatcher, InlineDispatcher, RunContext, RunService
+from treasury.schema import create_schema
 from treasury.settings import Environment, Settings
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 
 @dataclass
@@ -230,7 +230,8 @@ def build_runtime(
     )
     if dispatcher is None:
         if settings.broker_url is not None:
-            from treasury.worker.dispatch import CeleryDispatcher
+            # Celery is imported only when a broker is configured (CLI start-up speed)
+            from treasury.broker.dispatch import CeleryDispatcher
 
             dispatcher = CeleryDispatcher(settings)
         else:
