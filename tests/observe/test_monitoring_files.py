@@ -48,7 +48,7 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_every_metric_an_alert_or_panel_names_is_exported(sqlite_engine: Engine) -> None:
-    from treasury.store.migrate import create_schema
+    from treasury.schema import create_schema
 
     create_schema(sqlite_engine)
     exported = _exported(sqlite_engine)

@@ -115,9 +115,11 @@ def browsers(tmp_path: Path) -> Iterator[Any]:
         browser.quit()
 
 
+CLI = [sys.executable, "-c", "from treasury.cli.main import main; main()"]
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from treasury.cli.main import main; main()", *args], env=env, cwd=ROOT, text=True,
-                          capture_output=True, timeout=120)
+    return subprocess.run([*CLI, *args], env=env, cwd=ROOT, text=True, capture_output=True, timeout=120)
 
 
 def test_two_approvers_approve_a_payout_in_the_browser(tmp_path: Path, signed_config: Path, browsers: Any) -> None:

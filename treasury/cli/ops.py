@@ -6,12 +6,12 @@ write happens through a workflow, with its approvals, policy and execution recor
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
 
+from treasury.audit import append_event
 from treasury.cli.context import AppContext, pass_app
 from treasury.cli.failures import infrastructure_message
 from treasury.cli.identity import identity_option
@@ -37,16 +37,6 @@ from treasury.models import Permission
 from treasury.operations.registry import get_operation, operations
 
 
-def _audit_hook() -> Callable[..., Any] | None:
-    """``treasury.audit.append_event`` when the audit layer is installed."""
-    try:
-        module = importlib.import_module("treasury.audit")
-    except ImportError:
-        return None
-    hook = getattr(module, "append_event", None)
-    return hook if callable(hook) else None
-
-
 def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
     """Print one error (a JSON object with --json) and exit with its code (1 outcome, 2 usage)."""
     if as_json:
@@ -67,7 +57,7 @@ def _print_table(app: AppContext, columns: Sequence[str], rows: Iterable[Sequenc
 
 
 def _client(app: AppContext) -> HashKeyClient:
-    return build_client(app.settings, clock=app.clock, engine=app.engine(), audit=_audit_hook())
+    return build_client(app.settings, clock=app.clock, engine=app.engine(), audit=append_event)
 
 
 def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -296,7 +286,7 @@ def resume_exchange_command(app: AppContext, user: str | None, identity: str | N
         engine = app.engine()
         with engine.connect() as conn:
             before = [h for h in active_halts(conn, app.clock.now()) if h["kind"] == "banned"]
-        guard = build_limiter(app.settings, app.clock, engine=engine, audit=_audit_hook())
+        guard = build_limiter(app.settings, app.clock, engine=engine, audit=append_event)
         if not isinstance(guard, HaltGuard):  # pragma: no cover - an engine always gives a guard
             raise ConfigError("the limiter has no database guard")
         lifted = guard.resume_count(user)

@@ -3,13 +3,16 @@
 In embedded mode each CLI invocation is a process of its own: two quick ``treasury query``
 calls would each start with an empty in-process budget, and the second one would earn a 429
 and a one-minute suspension. :class:`HostRateLimiter` keeps the budgets, suspensions and the
-ban in a small JSON file under an exclusive ``flock``, so consecutive and concurrent processes
-on the host share them. Time is the wall clock (``clock.time``), the one all processes share.
+ban in a small JSON file, read and rewritten only while holding the exclusive lock on its
+sidecar ``<file>.lock`` (``filelock``), so consecutive and concurrent processes on the host
+share them. Time is the wall clock (``clock.time``), the one all processes share.
+
+``filelock`` waits for a held lock by polling; the poll is kept short (``LOCK_POLL_SECONDS``)
+because the lock is held only for one read and one write of a small file.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -20,11 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
+
 from treasury.clock import Clock
 from treasury.exchange.ratelimit import DEFAULT_INFLIGHT_SECONDS, LimiterState, StateLimiter
 from treasury.settings import RateLimits
 
 log = logging.getLogger("treasury.exchange")
+
+LOCK_POLL_SECONDS = 0.001
 
 
 def default_state_path(exchange: str) -> Path:
@@ -42,25 +49,24 @@ class HostRateLimiter(StateLimiter):
     ) -> None:
         super().__init__(limits, clock, margin=margin, inflight=inflight)
         self.path = path
+        # threads of this process take turns on _thread_lock first, so the file lock needs no
+        # per-thread state of its own
         self._thread_lock = threading.Lock()
+        self._file_lock = FileLock(path.with_name(path.name + ".lock"), mode=0o600, thread_local=False)
 
     def _now(self) -> float:
         return self.clock.time()
 
     @contextmanager
     def _state(self) -> Iterator[LimiterState]:
-        with self._thread_lock:
+        with self._thread_lock, self._file_lock.acquire(poll_interval=LOCK_POLL_SECONDS):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                with os.fdopen(os.dup(fd), "r+", encoding="utf-8") as fh:
-                    state = self._load(fh.read())
-                    yield state
-                    fh.seek(0)
-                    fh.truncate()
-                    json.dump({"windows": state.windows, "suspended": state.suspended, "ban": state.ban}, fh)
-            finally:
-                os.close(fd)  # closing releases the lock
+            with os.fdopen(fd, "r+", encoding="utf-8") as fh:
+                state = self._load(fh.read())
+                yield state
+                fh.seek(0)
+                fh.truncate()
+                json.dump({"windows": state.windows, "suspended": state.suspended, "ban": state.ban}, fh)
 
     def _load(self, text: str) -> LimiterState:
         if not text.strip():

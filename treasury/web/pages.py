@@ -185,9 +185,10 @@ def healthz(request: Request) -> Response:
 def readyz(request: Request) -> Response:
     """Readiness: the database answers and its schema is this release's."""
     from treasury.observe.health import check_database, check_migrations, run_checks
+    from treasury.schema import status
 
     engine = console_of(request).desk.engine
-    report = run_checks([lambda: check_database(engine), lambda: check_migrations(engine)])
+    report = run_checks([lambda: check_database(engine), lambda: check_migrations(engine, status)])
     body: dict[str, Any] = report.to_dict()
     return Response(json.dumps(body, default=str), status_code=200 if report.healthy else 503,
                     media_type="application/json")

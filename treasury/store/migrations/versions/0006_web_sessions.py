@@ -1,7 +1,7 @@
 """The web console's sessions (``web_sessions``): server-side, so time-outs and sign-out are final.
 
-Revision ID: 0005_web_sessions
-Revises: 0004_observe_notify
+Revision ID: 0006_web_sessions
+Revises: 0005_passkeys
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_web_sessions"
-down_revision = "0004_observe_notify"
+revision = "0006_web_sessions"
+down_revision = "0005_passkeys"
 branch_labels = None
 depends_on = None
 
