@@ -122,3 +122,27 @@ def test_a_passkey_nobody_enrolled_cannot_sign_in(console: Console) -> None:
     response = sign_in(console, SoftAuthenticator())
     assert response.status_code == 403 and "not an enrolled passkey" in response.text
     assert console.client.get("/inbox").status_code == 303
+
+
+def test_an_operator_pauses_and_resumes_a_schedule_with_a_signed_decision(console: Console) -> None:
+    from sqlalchemy import select
+
+    from treasury.people.tables import decisions
+
+    olga = enrol(console, "olga")
+    sign_in(console, olga)
+    response = console.client.post("/decisions", data=decision_form(console, "/schedules/treasury-sweep/pause", olga))
+    assert response.status_code == 200 and "schedule treasury-sweep paused" in response.text, response.text
+    page = console.client.get("/schedules").text
+    assert "PAUSED" in page and "by olga" in page and "/schedules/treasury-sweep/resume" in page
+    response = console.client.post("/decisions", data=decision_form(console, "/schedules/treasury-sweep/resume", olga))
+    assert "schedule treasury-sweep resumed" in response.text
+    with console.runtime.engine.connect() as conn:
+        kinds = conn.execute(select(decisions.c.kind).where(decisions.c.person == "olga")).scalars().all()
+    assert sorted(kinds) == ["schedule.pause", "schedule.resume"]
+    assert verify_decisions(console.runtime.engine).ok
+
+
+def test_a_schedule_decision_of_an_approver_without_the_operator_role_is_403(console: Console) -> None:
+    console.sign_in("abe")
+    assert console.client.get("/schedules/treasury-sweep/pause").status_code == 403
