@@ -40,3 +40,12 @@ def test_the_table_keeps_only_the_tokens_hash(console: Console) -> None:
     with console.runtime.engine.connect() as conn:
         row = conn.execute(select(web_sessions)).one()
     assert token not in tuple(str(v) for v in row)
+
+
+def test_a_page_polling_for_changes_does_not_keep_its_session_alive(console: Console) -> None:
+    console.sign_in("alice")
+    for _ in range(7):
+        console.clock.advance(2 * 60)
+        assert console.client.get("/inbox?part=live").status_code == 200
+    console.clock.advance(2 * 60)  # 16 minutes of polling, no use
+    assert console.client.get("/inbox?part=live").status_code == 303

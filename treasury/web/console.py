@@ -102,8 +102,10 @@ def signed_in(request: Request) -> Viewer | None:
     """The viewer of a live session, or None."""
     console = console_of(request)
     with console.desk.engine.begin() as conn:
+        # a page's own polling for changes is not the person using it: it does not reset the idle time
         session = sessions.current_session(conn, request.cookies.get(sessions.COOKIE), now=console.clock.now(),
-                                           idle=console.idle, absolute=console.absolute)
+                                           idle=console.idle, absolute=console.absolute,
+                                           touch=request.query_params.get("part") != "live")
     if session is None:
         return None
     person = console.desk.people().persons.get(session.person)

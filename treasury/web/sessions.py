@@ -47,8 +47,9 @@ def open_session(conn: Connection, person: str, *, now: datetime) -> tuple[str, 
 
 
 def current_session(conn: Connection, token: str | None, *, now: datetime, idle: timedelta,
-                    absolute: timedelta) -> WebSession | None:
-    """The live session of ``token``, marked as used now; None (and the row ended) when timed out."""
+                    absolute: timedelta, touch: bool = True) -> WebSession | None:
+    """The live session of ``token``, marked as used now (unless not ``touch``); None (and the row
+    ended) when timed out."""
     if not token:
         return None
     c = web_sessions.c
@@ -64,7 +65,8 @@ def current_session(conn: Connection, token: str | None, *, now: datetime, idle:
         conn.execute(update(web_sessions).where(c.token_hash == row.token_hash, c.ended_at.is_(None))
                      .values(ended_at=now, end_reason=reason))
         return None
-    conn.execute(update(web_sessions).where(c.token_hash == row.token_hash).values(seen_at=now))
+    if touch:
+        conn.execute(update(web_sessions).where(c.token_hash == row.token_hash).values(seen_at=now))
     return WebSession(person=row.person, csrf=row.csrf, created_at=as_utc(row.created_at),
                       token_hash=row.token_hash)
 
