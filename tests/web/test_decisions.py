@@ -146,3 +146,17 @@ def test_an_operator_pauses_and_resumes_a_schedule_with_a_signed_decision(consol
 def test_a_schedule_decision_of_an_approver_without_the_operator_role_is_403(console: Console) -> None:
     console.sign_in("abe")
     assert console.client.get("/schedules/treasury-sweep/pause").status_code == 403
+
+
+def test_an_operator_lifts_an_exchange_ban_with_a_signed_decision(console: Console) -> None:
+    from treasury.exchange.halts import BANNED, HOST_SCOPE, record_halt
+
+    with console.runtime.engine.begin() as conn:
+        record_halt(conn, scope=HOST_SCOPE, kind=BANNED, reason="HTTP 418 on withdraw", at=console.clock.now())
+    olga = enrol(console, "olga")
+    sign_in(console, olga)
+    page = console.client.get("/exchange").text
+    assert "host banned since" in page and 'href="/exchange/lift"' in page
+    response = console.client.post("/decisions", data=decision_form(console, "/exchange/lift", olga))
+    assert response.status_code == 200 and "1 ban(s) lifted" in response.text, response.text
+    assert "No key suspended, host not banned." in console.client.get("/exchange").text
