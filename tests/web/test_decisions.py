@@ -160,3 +160,28 @@ def test_an_operator_lifts_an_exchange_ban_with_a_signed_decision(console: Conso
     response = console.client.post("/decisions", data=decision_form(console, "/exchange/lift", olga))
     assert response.status_code == 200 and "1 ban(s) lifted" in response.text, response.text
     assert "No key suspended, host not banned." in console.client.get("/exchange").text
+
+
+def test_an_operator_resolves_a_step_that_needs_attention_with_a_signed_decision(console: Console) -> None:
+    lost = [{"method": "POST", "path": WITHDRAW, "mode": "error_after", "status": 500},
+            {"method": "GET", "path": "/api/v1/account/withdrawOrders", "mode": "error_before", "status": 503},
+            {"method": "GET", "path": "/api/v1/account/balanceFlow", "mode": "error_before", "status": 503}]
+    console.runtime.simulator.set_faults(lost)
+    run_id = console.start_payout()
+    console.runtime.service.approve(run_id, "alice")
+    console.runtime.service.approve(run_id, "bob")
+    console.runtime.simulator.set_faults([])
+    assert console.runtime.service.state_of(run_id) == "NEEDS_ATTENTION"
+    olga = enrol(console, "olga")
+    sign_in(console, olga)
+    attention = console.client.get("/attention").text
+    assert run_id in attention and "Reconciliation for" in attention
+    ask = console.client.get(f"/runs/{run_id}/steps/pay/resolve")
+    assert ask.status_code == 200 and 'name="outcome"' in ask.text
+    form = decision_form(console, f"/runs/{run_id}/steps/pay/resolve?outcome=succeeded&note=W-order+in+the+history",
+                         olga)
+    assert '"outcome":"succeeded"' in form["document"]
+    response = console.client.post("/decisions", data=form)
+    assert response.status_code == 200 and "SUCCEEDED" in response.text, response.text
+    assert withdrawals(console) == 1  # settled by a person: nothing sent again
+    assert "No step needs attention." in console.client.get("/attention").text
