@@ -30,11 +30,11 @@ from treasury.errors import (
     TreasuryError,
 )
 from treasury.exchange.client import HashKeyClient
-from treasury.exchange.factory import build_client, build_limiter, load_profile, redis_broker_url
 from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
 from treasury.keys import load_key_specs
 from treasury.models import Permission
 from treasury.operations.registry import get_operation, operations
+from treasury.runtime.exchange import build_client, build_limiter, load_profile, redis_broker_url
 
 
 def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
