@@ -49,6 +49,7 @@ def _run_side_by_side(tmp_path: Path, scripts: dict[str, list[str]], timeout: fl
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("benchmarks-inline")  # never beside the sweep: see below
 def test_benchmarks_without_celery_run_quick(tmp_path: Path) -> None:
     _require_services()
     got = _run_side_by_side(tmp_path, {
@@ -69,6 +70,7 @@ def test_benchmarks_without_celery_run_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("benchmarks-inline")
 def test_sweep_benchmark_runs_quick(tmp_path: Path) -> None:
     """Alone: its threads beside the others would starve the batch benchmark's short rows."""
     _require_services()
