@@ -19,17 +19,22 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, select
 
 from treasury.audit import AuditRecord, append_event, query_events
+from treasury.audit.checkpoint_verify import verify_with_checkpoints
+from treasury.audit.checkpoints import CheckpointStore
 from treasury.errors import ApprovalRefused, DecisionRefused, TreasuryError
 from treasury.exchange.halts import BANNED, HaltGuard, active_halts, describe_halt
 from treasury.models import RunState, StepState, parse_amount
+from treasury.monitoring.marks import audit_verified
 from treasury.people import decisions as dec
 from treasury.people.decisions import SignedDecision
 from treasury.people.registry import People
+from treasury.people.reverify import verify_decisions
 from treasury.policy.movements import movements
 from treasury.runs import runstore, signing
 from treasury.runs.service import RunService
 from treasury.runs.votes import current_digest
-from treasury.runtime import Runtime
+from treasury.runtime import Runtime, checkpoint_dir
+from treasury.runtime.exchange import load_profile
 from treasury.schedules.tick import Scheduler
 from treasury.schedules.timing import ScheduleSpec
 from treasury.store.tables import runs as runs_table
@@ -194,8 +199,6 @@ class RuntimeDesk:
             cached = self._balances.get(key)
             if cached is not None and time.monotonic() - cached[0] < BALANCE_SECONDS:
                 return cached[1]
-        from treasury.exchange.factory import load_profile
-
         value: dict[str, Decimal] | str
         try:
             answer = self.runtime.client.call("balances", load_profile(self.runtime.settings, key))
@@ -277,12 +280,6 @@ class RuntimeDesk:
 
     def audit_status(self) -> dict[str, Any]:
         """The chain's verify result, checkpoints and re-verified decisions (as ``treasury audit verify``)."""
-        from treasury.audit.checkpoint_verify import verify_with_checkpoints
-        from treasury.audit.checkpoints import CheckpointStore
-        from treasury.observe.marks import audit_verified
-        from treasury.people.reverify import verify_decisions
-        from treasury.runtime import checkpoint_dir
-
         folder = checkpoint_dir(self.runtime.settings, self.engine)
         result, report = verify_with_checkpoints(
             self.engine, None if folder is None else CheckpointStore(folder),
@@ -294,8 +291,6 @@ class RuntimeDesk:
 
     def exchange(self, *, check_keys: bool = False) -> dict[str, Any]:
         """Key profiles (with a signed read when ``check_keys``), rate-limit state and halts."""
-        from treasury.exchange.factory import load_profile
-
         now = self.runtime.clock.now()
         with self.engine.connect() as conn:
             halts = active_halts(conn, now)

@@ -23,6 +23,8 @@ from treasury.audit.canonical import canonical_json
 from treasury.display import json_safe
 from treasury.errors import RunStateError
 from treasury.models import RunState
+from treasury.monitoring.health import check_database, check_migrations, run_checks
+from treasury.schema import status
 from treasury.web.console import console_of, problem, render, signed_in, viewer
 from treasury.web.desk import AuditFilter, RunFilter
 from treasury.web.roles import first_page
@@ -184,9 +186,6 @@ def healthz(request: Request) -> Response:
 
 def readyz(request: Request) -> Response:
     """Readiness: the database answers and its schema is this release's."""
-    from treasury.observe.health import check_database, check_migrations, run_checks
-    from treasury.schema import status
-
     engine = console_of(request).desk.engine
     report = run_checks([lambda: check_database(engine), lambda: check_migrations(engine, status)])
     body: dict[str, Any] = report.to_dict()
