@@ -73,9 +73,17 @@ class Browser:
         self.driver.get(path if path.startswith("http") else self.origin + path)
 
     def click(self, css: str) -> None:
+        """Click ``css``; found again if the page's live region was replaced in between."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
 
-        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        for _ in range(5):
+            try:
+                self.driver.find_element(By.CSS_SELECTOR, css).click()
+                return
+            except StaleElementReferenceException:
+                time.sleep(0.2)
+        raise AssertionError(f"{css} kept being replaced at {self.driver.current_url}")
 
     def wait_for(self, text: str) -> None:
         deadline = time.monotonic() + WAIT
@@ -217,8 +225,9 @@ def _scenario(tmp_path: Path, env: dict[str, str], app: Any, origin: str, sim_ur
     bob.wait_for("request.sent")
     run_shot = tmp_path / "run.png"
     bob.screenshot(run_shot)
-    carol.open(f"/runs/{run_id}")  # the requester's page updates too, and still offers no vote
+    # the requester's page, open since before the votes, updates without a reload
     carol.wait_for("SUCCEEDED")
+    assert "Approve…" not in carol.source()
 
     verified = _cli(env, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

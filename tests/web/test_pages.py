@@ -38,6 +38,20 @@ def test_the_inbox_is_only_what_waits_for_me(console: Console) -> None:
     assert live.status_code == 200 and "<html" not in live.text and "Nothing is waiting" in live.text
 
 
+def test_a_live_region_carries_its_version_and_it_changes_only_with_its_content(console: Console) -> None:
+    import re
+
+    run_id = console.start_payout()
+    console.sign_in("alice")
+    page = console.client.get(f"/runs/{run_id}").text
+    shown = re.search(r'data-version="([0-9a-f]+)"', page)
+    assert shown is not None
+    assert console.client.get(f"/runs/{run_id}?part=live").headers["x-live-version"] == shown.group(1)
+    console.runtime.service.approve(run_id, "bob")
+    changed = console.client.get(f"/runs/{run_id}?part=live")
+    assert changed.headers["x-live-version"] != shown.group(1) and "approved by bob" in changed.text
+
+
 def test_runs_filter_by_state_workflow_requester_and_date(console: Console) -> None:
     first = console.start_payout(requester="erin")
     second = console.start_payout(requester="frank")

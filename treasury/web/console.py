@@ -6,6 +6,7 @@ sends the browser to the sign-in page, a role that the page does not allow is a 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -120,6 +122,24 @@ def render(request: Request, template: str, code: int = 200, **context: Any) -> 
     context.setdefault("poll", console.settings.poll_seconds)
     html = console.env.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=code)
+
+
+LIVE_HEADER = "x-live-version"
+
+
+def render_live(request: Request, page: str, region: str, **context: Any) -> HTMLResponse:
+    """A page with a live region: the whole page, or (``?part=live``) the region alone.
+
+    Both carry the region's version (a digest of its HTML: ``data-version`` on the page, a
+    header on the region), so the page's script replaces the region only when it changed.
+    """
+    console = console_of(request)
+    context.setdefault("poll", console.settings.poll_seconds)
+    html = console.env.get_template(region).render(request=request, **context)
+    version = hashlib.sha256(html.encode()).hexdigest()[:16]
+    if request.query_params.get("part") == "live":
+        return HTMLResponse(html, headers={LIVE_HEADER: version})
+    return render(request, page, live_html=Markup(html), live_version=version, **context)
 
 
 def sign_in_redirect(request: Request) -> Response:

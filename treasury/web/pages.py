@@ -25,7 +25,7 @@ from treasury.errors import RunStateError
 from treasury.models import RunState
 from treasury.monitoring.health import check_database, check_migrations, run_checks
 from treasury.schema import status
-from treasury.web.console import console_of, problem, render, signed_in, viewer
+from treasury.web.console import console_of, problem, render, render_live, signed_in, viewer
 from treasury.web.desk import AuditFilter, RunFilter
 from treasury.web.roles import first_page
 
@@ -62,8 +62,7 @@ def home(request: Request) -> Response:
 def inbox(request: Request) -> Response:
     who = viewer(request, "inbox")
     items = console_of(request).desk.inbox(who.person)
-    template = "inbox_live.html" if request.query_params.get("part") == "live" else "inbox.html"
-    return render(request, template, viewer=who, items=items, people=console_of(request).desk.people())
+    return render_live(request, "inbox.html", "inbox_live.html", viewer=who, items=items)
 
 
 def runs(request: Request) -> Response:
@@ -97,8 +96,8 @@ def run(request: Request) -> Response:
     may_vote = (waiting is not None and who.may("approve") and who.person in (waiting.get("eligible") or [])
                 and who.person != data["requested_by"]
                 and not any(v["approver"] == who.person for v in waiting["votes"]))
-    template = "run_live.html" if request.query_params.get("part") == "live" else "run.html"
-    return render(request, template, viewer=who, run=data, waiting=waiting, approval=approval, may_vote=may_vote)
+    return render_live(request, "run.html", "run_live.html", viewer=who, run=data, waiting=waiting, approval=approval,
+                       may_vote=may_vote)
 
 
 def attention(request: Request) -> Response:

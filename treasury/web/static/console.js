@@ -77,19 +77,19 @@ function wirePasskeyForm(form) {
 function wireLive(region) {
   const url = region.dataset.live;
   const every = Math.max(2, parseFloat(region.dataset.poll || "2")) * 1000;
-  let last = null;
   function poll() {
     if (document.hidden) return;
     fetch(url, { credentials: "same-origin", headers: { "accept": "text/html" }, redirect: "manual" })
-      .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) {
-        if (html === null) return;
-        if (html !== last) region.innerHTML = html; // only when something changed
-        last = html;
+      .then(function (r) {
+        const version = r.ok ? r.headers.get("x-live-version") : null;
+        if (!version || version === region.dataset.version) return null; // unchanged: leave the page alone
+        return r.text().then(function (html) {
+          region.innerHTML = html;
+          region.dataset.version = version;
+        });
       })
       .catch(function () {});
   }
-  poll();
   setInterval(poll, every);
 }
 
