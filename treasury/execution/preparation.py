@@ -47,7 +47,7 @@ def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
     field_ = spec.client_id_field
     wires: list[tuple[str, dict[str, Any]]] = []
     for index, part in enumerate(spec.legs.split(req.params)):
-        cid = client_id_for(req.run_id, req.step_id, index if spec.legs.batched else None)
+        cid = client_id_for(req.run_id, req.step_id, spec.legs.number(index))
         wires.append((cid, {**part, field_: cid} if field_ else part))
     # validated once, here: the typed legs are what the client sends
     checked = spec.legs.parts(parse_params(spec, spec.legs.join([wire for _, wire in wires])))

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from treasury.models import Permission, RateClass, RetryStrategy
+from treasury.operations.legs import ONE_LEG, Answered, ItemErrors, LegView, SentLeg, Standing
 from treasury.operations.lookups import Answer, Lookup, Verdict
 from treasury.operations.movement import Movement, Resolvable
 from treasury.operations.params import Params
@@ -74,11 +75,11 @@ class MoneyMoved(Protocol):
 
 
 class Legs(Protocol):
-    """How one step's parameters split into legs, each sent with its own client id."""
+    """How one step's parameters split into legs, each sent with its own client id, and how
+    the exchange's answer is read back onto them (``treasury.operations.legs``)."""
 
-    @property
-    def batched(self) -> bool:
-        """Several legs go out in one request and are answered per leg."""
+    def number(self, index: int) -> int | None:
+        """The number leg ``index``'s client id carries (None: the step's one request has none)."""
         ...
 
     def split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -101,6 +102,15 @@ class Legs(Protocol):
         """The validated request for the legs sent together (a subset of one valid request)."""
         ...
 
+    def answer(self, sent: Sequence[SentLeg], data: Any, *, item_error: ItemErrors) -> Answered:
+        """What a successful answer's JSON says about each leg of ``sent`` (``item_error``
+        reads one item of an answer that carries a result per leg)."""
+        ...
+
+    def standing(self, legs: Sequence[LegView]) -> Standing:
+        """What the step's legs (in leg order) add up to: its state and result."""
+        ...
+
 
 class Baseline(Protocol):
     """Balances noted before a send whose key cannot read the fund statement."""
@@ -117,29 +127,6 @@ class Baseline(Protocol):
                  now: Mapping[str, Any]) -> str:
         """What the balances did since they were noted, in words for a person."""
         ...
-
-
-class OneLeg:
-    """Most operations: the step is one request with one client id."""
-
-    batched = False
-
-    def split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return [dict(params)]
-
-    def join(self, legs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        (leg,) = legs
-        return dict(leg)
-
-    def parts(self, checked: Params) -> list[Params]:
-        return [checked]
-
-    def whole(self, parts: Sequence[Params]) -> Params:
-        (part,) = parts
-        return part
-
-
-ONE_LEG = OneLeg()
 
 
 @dataclass(frozen=True)
