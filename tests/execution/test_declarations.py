@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 import treasury
 from treasury.execution import StepRequest, new_run_id
 from treasury.execution import reconcile as rc
 from treasury.execution.preparation import legs_for
 from treasury.models import StepState
+from treasury.operations import movement as movement_module
 from treasury.operations import params as p
 from treasury.operations.batch_orders import BatchOrdersParams
 from treasury.operations.registry import REGISTRY, get_operation, operations, parse_params
 from treasury.operations.spot_order import SpotOrderParams
+from treasury.policy import parse_policy
 from treasury.policy.model import OPS
+from treasury.policy.tables import policy_reservations
 
-from .harness import make_world
+from .harness import PATHS, make_world
+
+evaluate_module = sys.modules["treasury.policy.evaluate"]  # the module (the package's attribute is the function)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ORDER = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.010", "price": "30000"}
@@ -99,3 +105,51 @@ def test_a_step_is_validated_once_and_the_client_gets_the_model(
     assert out.state is StepState.SUCCEEDED, out
     assert len(given) == 1 and isinstance(given[0], model)
     assert len(validated) == 1
+
+
+POLICY = b"""limits:
+  - {op: withdraw, coin: USDT, max_per_tx: "50000"}
+  - {op: spot_order, symbol: BTCUSDT, max_per_tx: "1000"}
+"""
+
+
+@pytest.mark.parametrize("op", ["withdraw", "batch_orders"])
+def test_the_reservation_and_the_check_before_a_resend_measure_the_validated_model(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    world = make_world(sqlite_engine, policy=parse_policy(POLICY, "policy.yaml"))
+    # the first answer is lost (503 before execution): absence is proven, and it is sent again
+    world.sim.set_faults([{"method": "POST", "path": PATHS[op], "mode": "error_before", "status": 503, "count": 1}])
+    spec = get_operation(op)
+    measured: list[Any] = []
+    original = evaluate_module.movements
+
+    def spy_movements(name: str, params: Any, **kw: Any) -> Any:
+        measured.append(params)
+        return original(name, params, **kw)
+
+    parsed: list[Any] = []
+    parse = movement_module.parse_amount
+
+    def spy_parse(value: Any, **kw: Any) -> Any:
+        parsed.append(value)
+        return parse(value, **kw)
+
+    monkeypatch.setattr(evaluate_module, "movements", spy_movements)
+    monkeypatch.setattr(movement_module, "parse_amount", spy_parse)
+    out = world.executor.execute(world.request(op, max_seconds=300))
+    assert out.state is StepState.SUCCEEDED, out
+    assert len(world.sent(PATHS[op])) == 2
+    stages = [e["payload"].get("stage") for e in world.events("policy.decision")]
+    assert stages == [None, "before sending again"]
+    # reserved, then checked again: both on the model the client sends, no amount parsed again
+    assert len(measured) == 2 and all(isinstance(m, spec.params_model) for m in measured)
+    assert parsed == []
+    [reservation] = reservations(world)
+    expected = "5" if op == "withdraw" else "120"  # a batch counts once, with its summed notional
+    assert reservation == expected
+
+
+def reservations(world: Any) -> list[str]:
+    with world.engine.connect() as conn:
+        return [r.amount for r in conn.execute(select(policy_reservations))]

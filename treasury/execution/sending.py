@@ -44,6 +44,7 @@ from treasury.execution.progress import seconds_text
 from treasury.execution.records import ExecRecord, LeaseLost
 from treasury.models import ExecState
 from treasury.operations.legs import ItemError, LegAnswer
+from treasury.operations.params import Params
 
 
 def send(ctx: StepContext, cids: list[str]) -> None:
@@ -107,7 +108,7 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if svc.policy is None or not recs:
         return cids
-    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=ctx.params, at=svc.clock.now(),
+    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=measured(ctx), at=svc.clock.now(),
                                     account=ctx.profile.account_id)
     denied = [v for v in verdicts if not v.allowed]
     event = (POLICY_DECISION, {"operation": ctx.spec.name, "allowed": not denied, "stage": "before sending again",
@@ -121,6 +122,15 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
         f"{v.rule}: {v.message}" for v in denied)
     ctx.commit([(r, {"state": ExecState.FAILED, "error": error}) for r in recs], events=[event])
     return []
+
+
+def measured(ctx: StepContext) -> Params | Mapping[str, Any]:
+    """What the policy checks again: the step's validated request (every leg's model, as the
+    client sends it), or the parameters as requested when a leg has no model (it is never sent)."""
+    recs = sorted(ctx.legs.values(), key=lambda r: r.leg)
+    if recs and all(r.client_id in ctx.checked for r in recs):
+        return ctx.spec.legs.whole([ctx.checked[r.client_id] for r in recs])
+    return ctx.params
 
 
 def note_baselines(ctx: StepContext, cids: list[str]) -> None:

@@ -17,7 +17,7 @@ from treasury.errors import DuplicateClientId, OutcomeUnknown, ParameterError, R
 from treasury.models import ExecState, Permission, RateClass, RetryStrategy, StepState
 from treasury.operations.legs import Answered, ItemErrors, LegAnswer, LegView, SentLeg, Standing, succeeded
 from treasury.operations.lookups import OrderLookup
-from treasury.operations.movement import Movement, Reader, Resolvable, default_resolvable
+from treasury.operations.movement import Checked, Movement, Reader, Resolvable, default_resolvable
 from treasury.operations.params import Params
 from treasury.operations.spec import OperationSpec
 from treasury.operations.spot_order import POLICY_OP, SpotMoney, SpotOrderParams, order_movement
@@ -151,6 +151,11 @@ class BatchMoney(SpotMoney):
                 continue
             legs.append(order_movement(Reader(order, resolvable), 0, account))
         return _group_by_symbol(legs)
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        if not isinstance(checked, BatchOrdersParams):
+            raise TypeError(f"expected BatchOrdersParams, got {type(checked).__name__}")
+        return _group_by_symbol([order_movement(Checked(order), 0, account) for order in checked.orders])
 
 
 def _group_by_symbol(legs: list[Movement]) -> list[Movement]:

@@ -66,7 +66,12 @@ class MoneyMoved(Protocol):
 
     def movements(self, params: Mapping[str, Any], *, account: str | None,
                   resolvable: Resolvable | None) -> list[Movement]:
-        """The movements of one step (``account``: the key profile's, for parameters naming none)."""
+        """The movements of one step from its raw parameters, which may still hold templates
+        (``account``: the key profile's, for parameters naming none)."""
+        ...
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        """The movements of one step from its validated parameters model, read as it is."""
         ...
 
     def allowlist_text(self, mv: Movement) -> tuple[str, dict[str, str]]:
