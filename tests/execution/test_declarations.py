@@ -153,3 +153,13 @@ def test_the_reservation_and_the_check_before_a_resend_measure_the_validated_mod
 def reservations(world: Any) -> list[str]:
     with world.engine.connect() as conn:
         return [r.amount for r in conn.execute(select(policy_reservations))]
+
+
+def test_a_read_says_how_its_result_is_shown() -> None:
+    shown = get_operation("balances").shown
+    assert shown is not None
+    data = {"userId": "42", "balances": [{"asset": "USDT", "total": "10", "free": "7", "locked": "3", "x": 1}]}
+    assert shown.table(data) == ([("USDT", "10", "7", "3")], "balances (user 42)")
+    assert shown.table({"balances": []}) == ([], "balances (user ?)")
+    assert shown.table({"balances": "none"}) is None and shown.table([data]) is None
+    assert get_operation("open_orders").shown is None

@@ -135,6 +135,29 @@ class Baseline(Protocol):
 
 
 @dataclass(frozen=True)
+class Shown:
+    """How ``treasury query`` shows a result as a table: the list under ``rows``, these
+    ``columns`` of each row, and a ``title`` naming the result's own fields (``{userId}``;
+    one the result lacks reads ``?``)."""
+
+    rows: str
+    columns: tuple[str, ...]
+    title: str
+
+    def table(self, data: Any) -> tuple[list[tuple[Any, ...]], str] | None:
+        """The rows and the title for ``data``, or None when it has no list under ``rows``."""
+        if not isinstance(data, Mapping) or not isinstance(data.get(self.rows), list):
+            return None
+        rows = [tuple(row.get(c) for c in self.columns) for row in data[self.rows]]
+        return rows, self.title.format_map(_Fields(data))
+
+
+class _Fields(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+@dataclass(frozen=True)
 class OperationSpec:
     name: str
     method: Literal["GET", "POST", "DELETE"]
@@ -161,6 +184,7 @@ class OperationSpec:
     # the result is a JSON list (a reference then starts with an index)
     result_fields: frozenset[str] | None = None
     list_result: bool = False
+    shown: Shown | None = None  # how ``treasury query`` shows it (None: a list as a table, else JSON)
 
     @property
     def moves_money(self) -> bool:
