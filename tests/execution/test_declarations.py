@@ -54,14 +54,21 @@ def test_reconciliation_follows_the_declaration_not_the_name() -> None:
     assert plans[0] == plans[1] and [lk.source for lk in plans[0]] == ["withdraw_orders", "balance_flow"]
 
 
-def test_no_branch_on_an_operation_name_in_execution_or_policy() -> None:
+# the layers that read declarations: none of them may branch on an operation's name
+DECLARATION_READERS = ("execution", "policy", "cli", "runs")
+
+
+def test_no_branch_on_an_operation_name_in_execution_policy_cli_or_the_run_service() -> None:
     names = "|".join(re.escape(name) for name in REGISTRY)
-    branch = re.compile(rf'(==|!=)\s*"({names})"|\bin \(\s*"({names})"')
+    branch = re.compile(rf'(==|!=)\s*"({names})"|"({names})"\s*(==|!=)|\bin \(\s*"({names})"|\bcase\s+"({names})"')
     root = Path(treasury.__file__).parent
-    found = [f"{path.relative_to(root)}:{n}: {line.strip()}"
-             for folder in ("execution", "policy") for path in sorted((root / folder).glob("*.py"))
+    paths = [path for folder in DECLARATION_READERS for path in sorted((root / folder).rglob("*.py"))]
+    assert root / "runs" / "service.py" in paths and root / "cli" / "ops.py" in paths
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()}" for path in paths
              for n, line in enumerate(path.read_text().splitlines(), 1) if branch.search(line)]
     assert found == []
+    # the pattern finds what it is for
+    assert branch.search('if op_name == "balances" and data:') and branch.search('case "withdraw":')
 
 
 def test_legs_are_validated_into_the_model_and_a_subset_of_a_batch_is_sent_as_validated() -> None:
