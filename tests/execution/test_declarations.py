@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 import sys
 from dataclasses import replace
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 import treasury
+import treasury.operations as package
 from treasury.execution import StepRequest, new_run_id
 from treasury.execution import reconcile as rc
 from treasury.execution.preparation import legs_for
@@ -20,7 +23,7 @@ from treasury.models import StepState
 from treasury.operations import movement as movement_module
 from treasury.operations import params as p
 from treasury.operations.batch_orders import BatchOrdersParams
-from treasury.operations.registry import REGISTRY, get_operation, operations, parse_params
+from treasury.operations.registry import LISTED, REGISTRY, get_operation, operations, parse_params
 from treasury.operations.spot_order import SpotOrderParams
 from treasury.policy import parse_policy
 from treasury.policy.model import OPS
@@ -170,3 +173,16 @@ def test_a_read_says_how_its_result_is_shown() -> None:
     assert shown.table({"balances": []}) == ([], "balances (user ?)")
     assert shown.table({"balances": "none"}) is None and shown.table([data]) is None
     assert get_operation("open_orders").shown is None
+
+
+def test_the_registry_holds_every_operation_module_that_declares_a_spec() -> None:
+    declared = {m.name: getattr(importlib.import_module(f"treasury.operations.{m.name}"), "SPEC", None)
+                for m in pkgutil.iter_modules(package.__path__)}
+    specs = {name: spec for name, spec in declared.items() if spec is not None}
+    assert set(specs) == set(LISTED)
+    assert all(REGISTRY[spec.name] is spec for spec in specs.values())
+    # ``treasury ops`` lists the reads, the writes in their order, then the cancels
+    names = [spec.name for spec in operations()]
+    writes = [name for name in names if REGISTRY[name].moves_money or name == "whitelist_wallet_signing"]
+    assert writes == [specs[m].name for m in LISTED]
+    assert names[-3:] == ["cancel_order", "cancel_orders_by_ids", "cancel_open_orders"]
