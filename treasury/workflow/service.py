@@ -872,8 +872,19 @@ def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
 
 
 def jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as stored: Decimals become normalised strings (``"1.5"``), everything else is already JSON."""
-    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
+    """Inputs as stored: Decimals become normalised strings (``"1.5"``), also inside list inputs;
+    everything else is already JSON."""
+    return {k: _stored(v) for k, v in inputs.items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    return value
 
 
 __all__ = ["Dispatcher", "InlineDispatcher", "RunContext", "RunService"]

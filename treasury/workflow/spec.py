@@ -110,6 +110,12 @@ class InputSpec(_Model):
     max: Bound = None
     pattern: Annotated[str, Field(max_length=500)] | None = None
     enum: Annotated[list[Annotated[str, BeforeValidator(_refuse_float)]], Field(min_length=1)] | None = None
+    # list inputs: the type of each item, and how many there may be
+    items: InputSpec | None = None
+    min_items: StrictCount | None = None
+    max_items: StrictCount | None = None
+    # object inputs (the items of a list): each field's name and type
+    fields: Annotated[dict[str, InputSpec], Field(min_length=1, max_length=50)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
@@ -123,6 +129,13 @@ class InputSpec(_Model):
     @property
     def required(self) -> bool:
         return self.default is None
+
+    @property
+    def item_fields(self) -> dict[str, InputSpec] | None:
+        """For a list of objects, the fields of each item; None for any other input."""
+        if self.type == "list" and self.items is not None and self.items.type == "object":
+            return dict(self.items.fields or {})
+        return None
 
 
 class ApprovalSpec(_Model):
