@@ -29,8 +29,10 @@ from treasury.workflow.templates import (
     TEMPLATE,
     TemplateContext,
     TemplateError,
+    lookup,
     parse_ref,
     refs_in_string,
+    render_scalar,
     resolve_string,
 )
 
@@ -95,6 +97,83 @@ def expand(spec: WorkflowSpec, inputs: Mapping[str, Any]) -> dict[str, list[Inst
             items = items_of(spec, step, inputs)
             out[step.id] = [Instance(instance_id(step.id, n), step.id, n, item) for n, item in enumerate(items)]
     return out
+
+
+def expanded(spec: WorkflowSpec, inputs: Mapping[str, Any]) -> WorkflowSpec:
+    """``spec`` with each for_each step replaced by its instances, in item order.
+
+    Each instance is the step with its own id, its key and params with ``${{ item... }}``
+    filled in from its item (other templates stay for later), and explicit ``needs``: the
+    step's own dependencies, where a dependency on a for_each step means every instance of it.
+    A spec with no for_each step is returned as it is.
+
+    Raises:
+        TemplateError: a for_each names no list input, or an item lacks a field it uses.
+    """
+    groups = expand(spec, inputs)
+    if not groups:
+        return spec
+    deps = spec.dependencies()
+    widened: dict[str, list[str]] = {}
+
+    def widen(ids: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for d in ids:
+            out.extend(widened.get(d, [d]))
+        return list(dict.fromkeys(out))
+
+    steps: list[StepSpec] = []
+    for step in spec.steps:
+        needs = widen(deps[step.id])
+        if step.id not in groups:
+            steps.append(step.model_copy(update={"needs": needs}))
+            continue
+        instances = groups[step.id]
+        # an empty list: what needs the step needs what it needed
+        widened[step.id] = [i.id for i in instances] or needs
+        for inst in instances:
+            steps.append(step.model_copy(update={
+                "id": inst.id, "needs": needs,
+                "key": fill_item(step.key, inst.item), "params": fill_item(step.params, inst.item),
+            }))
+    return spec.model_copy(update={"steps": steps})
+
+
+def fill_item(value: Any, item: Any) -> Any:
+    """``value`` with every ``${{ item... }}`` replaced by the item's value (rendered as text);
+    every other template is kept as written.
+
+    Raises:
+        TemplateError: the item lacks a field that is used.
+    """
+    if isinstance(value, str):
+        if OPEN not in value:
+            return value
+        ctx = TemplateContext(item={"item": item})
+
+        def substitute(m: re.Match[str]) -> str:
+            ref = parse_ref(m.group(1))
+            if ref.kind != "item":
+                return m.group(0)
+            return render_scalar(lookup(ref, ctx), ref)
+
+        return TEMPLATE.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: fill_item(v, item) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [fill_item(v, item) for v in value]
+    return value
+
+
+def group_of(spec: WorkflowSpec, step_id: str) -> str | None:
+    """The for_each step that ``step_id`` (of the expanded spec) is an instance of, or None."""
+    base, index = split_instance(step_id)
+    if index is None:
+        return None
+    try:
+        return base if spec.step(step_id).for_each is not None else None
+    except KeyError:
+        return None
 
 
 def instance_key(step: StepSpec, ctx: TemplateContext) -> str | None:

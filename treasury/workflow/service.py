@@ -117,6 +117,25 @@ def _load_snapshot(text: str, source: str) -> Any:
     return load_workflow_text(text, source=source)
 
 
+@lru_cache(maxsize=64)
+def _expanded_snapshot(text: str, source: str, inputs_json: str) -> Any:
+    import json
+
+    from treasury.workflow.fanout import expanded
+
+    return expanded(_load_snapshot(text, source).spec, json.loads(inputs_json))
+
+
+def expanded_spec(loaded: Any, stored_inputs: Mapping[str, Any]) -> Any:
+    """The workflow's steps as a run has them: each for_each step as its instances
+    (``pay[0007]``), from the run's stored inputs (see treasury.workflow.fanout)."""
+    from treasury.canonical import canonical_json
+
+    if not any(s.for_each is not None for s in loaded.spec.steps):
+        return loaded.spec
+    return _expanded_snapshot(loaded.text, loaded.source, canonical_json(dict(stored_inputs)))
+
+
 def _audit_fn() -> AuditFn:
     from treasury.audit import append_event
 
@@ -167,8 +186,13 @@ class RunService:
         return {"key_fingerprint": sha256_hex(str(profile.api_key))[:32],
                 "account": getattr(profile, "account_id", None)}
 
-    def spec_of(self, run: Any) -> Any:
+    def source_spec_of(self, run: Any) -> Any:
+        """The run's workflow as written in its snapshot (for_each steps as one step each)."""
         return _load_snapshot(run.workflow_snapshot, run.workflow_file).spec
+
+    def spec_of(self, run: Any) -> Any:
+        """The run's workflow from its snapshot, with for_each steps as their instances."""
+        return expanded_spec(_load_snapshot(run.workflow_snapshot, run.workflow_file), run.inputs)
 
     def _deps(self, spec: Any) -> dict[str, tuple[str, ...]]:
         deps = {k: set(v) for k, v in spec.dependencies().items()}
@@ -177,15 +201,20 @@ class RunService:
         return {k: tuple(sorted(v)) for k, v in deps.items()}
 
     def _view(self, conn: Connection, run: Any) -> eng.RunView:
+        from treasury.workflow.fanout import group_of
+
         spec = self.spec_of(run)
         deps = self._deps(spec)
         rows = store.get_steps(conn, run.id)
+        groups = {r.step_id: group_of(spec, r.step_id) for r in rows}
         return eng.RunView(
             id=run.id,
             state=RunState(run.state),
             steps=tuple(
-                eng.StepView(r.step_id, r.kind, StepState(r.state), deps.get(r.step_id, ())) for r in rows
+                eng.StepView(r.step_id, r.kind, StepState(r.state), deps.get(r.step_id, ()), groups[r.step_id])
+                for r in rows
             ),
+            concurrency={s.id: s.parallel for s in self.source_spec_of(run).steps if s.for_each is not None},
         )
 
     def finish_entry(self) -> None:
@@ -251,7 +280,7 @@ class RunService:
             "version": 0,
         })
         rows = []
-        for idx, step in enumerate(loaded.spec.steps):
+        for idx, step in enumerate(self.instances(loaded, stored_inputs)):
             rows.append({
                 "run_id": run_id, "step_id": step.id, "idx": idx,
                 "kind": "approval" if step.approval is not None else "operation",
@@ -272,6 +301,34 @@ class RunService:
             **(decisions.audit_payload(verified) if verified is not None else {}),
         })
         return run_id
+
+    def instances(self, loaded: Any, stored_inputs: Mapping[str, Any]) -> list[Any]:
+        """The steps a run of ``loaded`` has (for_each steps as their instances), each instance's
+        key profile checked against keys.yaml.
+
+        Raises:
+            ParameterError: an item chooses a key profile that is unknown or lacks the permission
+                the operation needs (naming the instance and the profile).
+        """
+        from treasury.errors import TreasuryError
+        from treasury.operations.registry import REGISTRY
+        from treasury.workflow.fanout import group_of
+
+        try:
+            spec = expanded_spec(loaded, stored_inputs)
+        except TreasuryError as exc:
+            raise ParameterError("for_each", str(exc)) from exc
+        for step in spec.steps:
+            if group_of(spec, step.id) is None or step.key is None or step.op is None:
+                continue
+            profile = self.ctx.keys.get(step.key)
+            op = REGISTRY.get(step.op)
+            if profile is None:
+                raise ParameterError(step.id, f"chooses key profile {step.key!r}, which is not in keys.yaml")
+            if op is not None and op.permission not in profile.permissions:
+                raise ParameterError(step.id, f"chooses key profile {step.key!r}, which lacks the "
+                                              f"{op.permission.value!r} permission that {op.name} needs")
+        return list(spec.steps)
 
     def check_quorums(self, spec: Any, requested_by: str) -> None:
         """Refuse a run whose approvals its own requester would make unreachable.
