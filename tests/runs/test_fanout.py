@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import update
 
 from treasury.audit import query_events, verify_chain
+from treasury.cli.main import cli
 from treasury.errors import ParameterError
 from treasury.execution.ids import client_id_for
 from treasury.models import format_amount
@@ -114,3 +118,53 @@ def test_an_item_that_chooses_an_unknown_key_profile_is_refused_at_start(make_ru
     rt.service.approve(run_id, "alice")
     rt.service.approve(run_id, "bob")
     assert rt.service.state_of(run_id) == "SUCCEEDED" and len(withdrawals(wire)) == 3
+
+
+def test_cli_pays_two_hundred_items_from_a_file_after_one_approval(tmp_path: Path, signed_config: Path) -> None:
+    """issue 18 'done when': a fan-out of 200 payouts from the command line, one approval."""
+    env = {"TREASURY_CONFIG_DIR": str(signed_config), "TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    items = payouts(200)
+    sheet = tmp_path / "payouts.json"
+    sheet.write_text(json.dumps(items))
+    wf = str(ROOT / "workflows" / "batch-payout.yaml")
+
+    def cli_run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    res = cli_run("run", wf, "-i", f"payouts=@{sheet}", "--dry-run")
+    total = format_amount(sum((Decimal(p["amount"]) for p in items), Decimal(0)))
+    assert res.exit_code == 0, res.output
+    assert f"pay: 200 items, 10 at a time; total {total} USDT" in res.output
+    res = cli_run("run", wf, "-i", f"payouts=@{sheet}", "--as", "erin", "--json")
+    assert res.exit_code == 0, res.output
+    run = json.loads(res.output)
+    assert run["state"] == "AWAITING_APPROVAL"
+    assert run["fan_out"] == [{"step": "pay", "items": 200, "concurrency": 10, "totals": {"USDT": total},
+                               "states": {"PENDING": 200}}]
+    shown = cli_run("show", run["id"])
+    assert f"guards pay: 200 items, 10 at a time; PENDING 200; total {total} USDT" in shown.output
+    assert "guards pay[0199]: withdraw with key withdrawals" in shown.output
+    assert cli_run("approve", run["id"], "--as", "alice").exit_code == 0
+    assert cli_run("approve", run["id"], "--as", "bob").exit_code == 0
+    shown = cli_run("show", run["id"])
+    assert f"pay: 200 items, 10 at a time; SUCCEEDED 200; total {total} USDT" in shown.output
+    data = json.loads(cli_run("show", run["id"], "--json").output)
+    assert data["state"] == "SUCCEEDED"
+    assert len({s["client_order_id"] for s in data["steps"] if s["kind"] == "operation"}) == 200
+    assert len([a for a in data["approvals"] if a["decision"] == "approve"]) == 2
+    assert cli_run("audit", "verify").exit_code == 0
+
+
+def test_cli_reports_each_bad_item_with_its_place(tmp_path: Path, signed_config: Path) -> None:
+    env = {"TREASURY_CONFIG_DIR": str(signed_config), "TREASURY_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    items = payouts(3)
+    items[1]["amount"] = "0"
+    items[2]["address"] = "not an address!"
+    sheet = tmp_path / "payouts.json"
+    sheet.write_text(json.dumps(items))
+    wf = str(ROOT / "workflows" / "batch-payout.yaml")
+    res = CliRunner().invoke(cli, ["run", wf, "-i", f"payouts=@{sheet}", "--as", "erin"], env=env)
+    assert res.exit_code == 2
+    assert "[1].amount: must be at least 0.01" in res.output and "[2].address: an address is" in res.output
+    res = CliRunner().invoke(cli, ["run", wf, "-i", f"payouts=@{tmp_path / 'missing.json'}", "--as", "erin"], env=env)
+    assert res.exit_code == 2 and "cannot read" in res.output
