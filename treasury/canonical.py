@@ -30,6 +30,7 @@ from uuid import UUID
 from pydantic import SecretBytes, SecretStr
 
 from treasury.errors import ParameterError
+from treasury.models import format_amount
 
 REDACTED = "[redacted]"
 DecimalForm = Callable[[Decimal], str]
@@ -84,6 +85,22 @@ def to_jsonable(value: Any, path: str = "payload", *, amounts: DecimalForm = pla
     if not strict:
         return value
     raise ParameterError(path, f"has type {type(value).__name__}, which has no JSON form")
+
+
+def inputs_json(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Run inputs as stored: Decimals become normalised strings (``"1.5"``), also inside list
+    inputs; the rest is already JSON."""
+    return {k: _stored(v) for k, v in inputs.items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    return value
 
 
 def canonical_json(value: Any, *, amounts: DecimalForm | None = None) -> str:

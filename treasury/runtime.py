@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
 from treasury.errors import ConfigError
+from treasury.runs.service import Dispatcher, InlineDispatcher, RunContext, RunService
 from treasury.settings import Environment, Settings
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
-from treasury.workflow.service import Dispatcher, InlineDispatcher, RunContext, RunService
 
 
 @dataclass
@@ -101,7 +101,24 @@ def open_engine(settings: Settings, clock: Clock) -> Engine:
     return engine
 
 
-def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
+def passkey_holders(settings: Settings) -> set[str]:
+    """The people with an enrolled passkey (none while the database has no passkeys table yet)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.pool import NullPool
+
+    from treasury.people.credentials import people_with_passkeys
+
+    engine = make_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("passkeys"):
+                return set()
+            return people_with_passkeys(conn)
+    finally:
+        engine.dispose()
+
+
+def load_config(settings: Settings, *, require_credentials: bool = True) -> tuple[dict[str, Any], Any, Any | None]:
     """Key profiles, the people registry and policy from the config folder.
 
     An absent keys or people file means none. An absent policy file gives ``None``: reads
@@ -110,7 +127,9 @@ def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
 
     Raises:
         ConfigError: a file is invalid, or says ``policy: none`` outside the simulator; an old
-            approvers.yaml without people.yaml; in production, a person without a credential.
+            approvers.yaml without people.yaml; in production, a person without a credential
+            (an SSH key in people.yaml or an enrolled passkey), unless ``require_credentials``
+            is False (inviting someone to enrol their first passkey).
     """
     from treasury.keys import load_key_specs
     from treasury.people.registry import People, check_production, load_people
@@ -121,8 +140,8 @@ def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
         approvers = load_people(settings.people_file)
     else:
         approvers = People(users={}, source=str(settings.people_file))
-    if settings.env == Environment.PRODUCTION:
-        check_production(approvers)
+    if settings.env == Environment.PRODUCTION and require_credentials:
+        check_production(approvers, passkey_holders(settings))
     policy = None
     if settings.policy_file.exists():
         from treasury.policy.model import check_environment, load_policy

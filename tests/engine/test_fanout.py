@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from treasury.engine import machine as eng
+from treasury.engine.machine import Dispatch, RequestApproval, RunView, StepFinished, StepView, advance
+from treasury.language.fanout import instance_id
 from treasury.models import RunState, StepState
-from treasury.workflow import engine as eng
-from treasury.workflow.engine import Dispatch, RequestApproval, RunView, StepFinished, StepView, advance
-from treasury.workflow.fanout import instance_id
 
 P, R, S, F, N = (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED, StepState.FAILED,
                  StepState.NEEDS_ATTENTION)

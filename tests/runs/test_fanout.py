@@ -15,9 +15,9 @@ from treasury.audit import query_events, verify_chain
 from treasury.cli.main import cli
 from treasury.errors import ParameterError
 from treasury.execution.ids import client_id_for
+from treasury.language.fanout import instance_id
 from treasury.models import format_amount
 from treasury.store.tables import steps
-from treasury.workflow.fanout import instance_id
 
 from .conftest import ROOT, HeldDispatcher, load
 

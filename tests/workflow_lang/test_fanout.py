@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.fanout import expand, instance_id, instance_key, split_instance
-from treasury.workflow.inputs import coerce_inputs
-from treasury.workflow.templates import TemplateContext, TemplateError, resolve
+from treasury.language.fanout import expand, instance_id, instance_key, split_instance
+from treasury.language.inputs import coerce_inputs
+from treasury.language.templates import TemplateContext, TemplateError, resolve
+from treasury.people.approvers import Approvers
 
 from .helpers import load, load_problems, located, problems
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from treasury.canonical import inputs_json as jsonable
 from treasury.errors import ParameterError
-from treasury.workflow.inputs import MAX_ITEM_PROBLEMS, coerce_inputs
-from treasury.workflow.service import jsonable
+from treasury.language.inputs import MAX_ITEM_PROBLEMS, coerce_inputs
 
 from .helpers import load, load_problems, only
 

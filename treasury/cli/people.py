@@ -1,13 +1,15 @@
-"""``treasury people list|add-key`` and ``treasury decide export|submit`` (signing away from the server)."""
+"""``treasury people list|add-key|invite`` and ``treasury decide export|submit`` (signing away from the server)."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.cli.identity import identity_option
 from treasury.errors import DecisionRefused, ParameterError
 
 
@@ -52,6 +54,42 @@ def people_add_key(app: AppContext, name: str, pubkey_file: Path) -> None:
     click.echo(f"{name}: key {fingerprint} added to {app.settings.people_file}")
 
 
+@people_group.command("invite")
+@click.argument("name")
+@click.option("--ttl", default="24h", show_default=True, help="how long the link stays valid (e.g. 30m, 24h)")
+@click.option("--as", "user", default=None, help="the operator who invites (checked against --identity)")
+@identity_option
+@pass_app
+def people_invite(app: AppContext, name: str, ttl: str, user: str | None, identity: str | None) -> None:
+    """Print a one-time link for NAME to enrol a passkey in the web console.
+
+    The invitation is an operator's signed ``credential.enrol`` decision; the link is shown
+    once, expires after --ttl, works once, and only its hash is stored.
+    """
+    from treasury.audit import append_event
+    from treasury.cli.identity import decision_service, who_signs
+    from treasury.durations import parse_duration
+    from treasury.people.invites import create_invite, enrol_url
+    from treasury.runs.signing import standalone
+
+    try:
+        lifetime = parse_duration(ttl, what="--ttl", maximum=timedelta(days=30))
+    except ValueError as exc:
+        raise ParameterError("--ttl", str(exc)) from None
+    svc = decision_service(app, require_credentials=False)
+    people = svc.ctx.approvers
+    if name not in people.persons:
+        raise ParameterError("NAME", f"{name!r} is not in the people registry ({app.settings.people_file})")
+    operator, signer = who_signs(app, people, user, identity)
+    now = app.clock.now()
+    expires = (now + lifetime).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    verified = standalone(svc, "credential.enrol", operator, signer, invitee=name, expires_at=expires)
+    token = create_invite(app.engine(), name, by=verified.person, ttl=lifetime, now=now, audit=append_event,
+                          decision=verified.signed.doc_id)
+    click.echo(f"enrolment link for {name} (shown once; valid until {expires}, single use):")
+    click.echo(enrol_url(app.settings.web_origin, token))
+
+
 @people_group.command("demo-keys")
 @pass_app
 def people_demo_keys(app: AppContext) -> None:
@@ -90,21 +128,21 @@ def decide_export(app: AppContext, run_id: str, step_id: str | None, user: str, 
     Sign it with: ssh-keygen -Y sign -n treasury -f ~/.ssh/id_ed25519 decision.json
     """
     from treasury.people.decisions import document_text
-    from treasury.workflow import deciding
+    from treasury.runs import signing
 
     svc = app.runtime().service
     if kind in ("approve", "reject"):
         if kind == "reject" and not reason:
             raise click.UsageError("reject needs --reason")
-        doc = deciding.vote_document(svc, run_id, user, kind, comment if kind == "approve" else reason)
+        doc = signing.vote_document(svc, run_id, user, kind, comment if kind == "approve" else reason)
         if step_id is not None and doc.get("step") != step_id:
             raise ParameterError("STEP", f"run {run_id} is waiting on {doc.get('step')!r}, not {step_id!r}")
     elif kind == "cancel":
-        doc = deciding.run_document(svc, "cancel", run_id, user)
+        doc = signing.run_document(svc, "cancel", run_id, user)
     else:
         if not (step_id and outcome and note):
             raise click.UsageError("resolve needs STEP, --outcome and --note")
-        doc = deciding.run_document(svc, "resolve", run_id, user, step_id, outcome=outcome, note=note)
+        doc = signing.run_document(svc, "resolve", run_id, user, step_id, outcome=outcome, note=note)
     click.echo(document_text(doc), nl=False)
 
 

@@ -42,7 +42,7 @@ def signed_requester(conn: Connection, people: People, run: Any, workflows_dir: 
     problems = []
     for signed in stored(conn, run.id, kind="request"):
         try:
-            v = check_signature(signed, people, kind="request")
+            v = check_signature(signed, people, kind="request", conn=conn)
         except DecisionRefused as exc:
             problems.append(str(exc))
             continue
@@ -84,15 +84,15 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     coerced as the scheduler coerces them, exactly the run's stored inputs, and whose cron fires
     at the run's ``due_at``.
     """
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.loader import load_workflow_text
-    from treasury.workflow.service import jsonable
+    from treasury.canonical import inputs_json
+    from treasury.language.inputs import coerce_inputs
+    from treasury.language.loader import load_workflow_text
 
     try:
         spec = load_workflow_text(snapshot, source=f"run {run.id}").spec
         if spec.schedule is None or spec.name != run.schedule:
             return f"its workflow does not declare the schedule {run.schedule!r}"
-        declared = jsonable(coerce_inputs(spec, dict(spec.schedule.inputs)))
+        declared = inputs_json(coerce_inputs(spec, dict(spec.schedule.inputs)))
     except TreasuryError as exc:
         return f"its workflow cannot be read ({exc})"
     if digest_of(declared) != digest_of(run.inputs):
@@ -104,7 +104,7 @@ def _instant_problem(spec: Any, run: Any) -> str | None:
     """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
     from datetime import timedelta
 
-    from treasury.workflow.schedule import ScheduleSpec, next_fire
+    from treasury.schedules.timing import ScheduleSpec, next_fire
 
     due = run.due_at
     if due is None:
@@ -129,7 +129,7 @@ def _signed(conn: Connection, people: People, run_id: str, kind: str, step_id: s
     """
     for signed in stored(conn, run_id, kind=kind, step_id=step_id):
         try:
-            v = check_signature(signed, people, kind=kind, check_role=False)
+            v = check_signature(signed, people, kind=kind, check_role=False, conn=conn)
         except DecisionRefused:
             continue
         if v.doc.get("run") == run_id and (step_id is None or v.doc.get("step") == step_id):
@@ -172,7 +172,7 @@ def check_before_send(
         verified: set[str] = set()
         for signed in stored(conn, run.id, kind="approve", step_id=approval_id):
             try:
-                v = check_signature(signed, people, kind="approve")
+                v = check_signature(signed, people, kind="approve", conn=conn)
             except DecisionRefused:
                 continue
             d = v.doc

@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from treasury.workflow.positions import Path_
-from treasury.workflow.references import for_each_input, item_ref_problem
-from treasury.workflow.spec import StepSpec, WorkflowSpec
-from treasury.workflow.templates import (
+from treasury.language.positions import Path_
+from treasury.language.references import for_each_input, item_ref_problem
+from treasury.language.spec import StepSpec, WorkflowSpec
+from treasury.language.templates import (
     OPEN,
     TEMPLATE,
     TemplateContext,

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from treasury.language.graph import Finding, StepGraph
+from treasury.language.hints import listing, suggest
+from treasury.language.positions import Path_
+from treasury.language.spec import InputSpec, StepSpec, WorkflowSpec
+from treasury.language.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, parse_ref, refs_in_string
 from treasury.operations.registry import operations
-from treasury.workflow.graph import Finding, StepGraph
-from treasury.workflow.hints import listing, suggest
-from treasury.workflow.positions import Path_
-from treasury.workflow.spec import InputSpec, StepSpec, WorkflowSpec
-from treasury.workflow.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, parse_ref, refs_in_string
 
 # Result fields by operation, as each operation declares them (``OperationSpec.result_fields``:
 # the exchange's response JSON as the runner stores it). Operations without them are not checked.
