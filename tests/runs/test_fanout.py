@@ -168,3 +168,23 @@ def test_cli_reports_each_bad_item_with_its_place(tmp_path: Path, signed_config:
     assert "[1].amount: must be at least 0.01" in res.output and "[2].address: an address is" in res.output
     res = CliRunner().invoke(cli, ["run", wf, "-i", f"payouts=@{tmp_path / 'missing.json'}", "--as", "erin"], env=env)
     assert res.exit_code == 2 and "cannot read" in res.output
+
+
+def test_the_rolling_cap_judges_the_whole_list_at_start(make_runtime: Any) -> None:
+    rt, wire = make_runtime()
+    # each item is within the 50000 per-transaction limit; together they pass the 200000 daily cap
+    items = [{"address": VENDORS[0], "amount": "45000"} for _ in range(5)]
+    run_id = rt.service.start(load(rt, "batch-payout.yaml"), {"payouts": items}, requested_by="erin")
+    shown = rt.service.show(run_id, with_audit=False)
+    assert shown["state"] == "FAILED"
+    assert "for_each step 'pay' as a whole (5 items, 225000 USDT in total)" in shown["error"]
+    assert "max_per_window" in shown["error"] or "200000" in shown["error"]
+    assert all(s["state"] == "SKIPPED" for s in shown["steps"])
+    assert wire.writes() == []
+    whole = [e for e in query_events(rt.engine, run_id=run_id, type="policy.decision") if e.step_id == "pay"]
+    assert [(e.payload["total"], e.payload["allowed"]) for e in whole] == [("225000", False)]
+    # four of them fit: approved as one, and sent
+    run_id = rt.service.start(load(rt, "batch-payout.yaml"), {"payouts": items[:4]}, requested_by="erin")
+    rt.service.approve(run_id, "alice")
+    rt.service.approve(run_id, "bob")
+    assert rt.service.state_of(run_id) == "SUCCEEDED" and len(withdrawals(wire)) == 4

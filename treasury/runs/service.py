@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -37,7 +38,7 @@ from treasury.language.inputs import coerce_inputs
 from treasury.language.loader import load_workflow_text
 from treasury.language.templates import TemplateContext, TemplateError, resolve
 from treasury.language.validate import validate_workflow
-from treasury.models import ExecState, RunState, StepState
+from treasury.models import ExecState, RunState, StepState, format_amount
 from treasury.observe import context as log_context
 from treasury.operations.registry import REGISTRY
 from treasury.people import decisions
@@ -356,6 +357,48 @@ class RunService:
             for v in verdicts:
                 if not v.allowed:
                     return f"policy refused step {step.id!r}: {v.message}"
+        return self._fan_out_totals_at_start(conn, run, spec)
+
+    def _fan_out_totals_at_start(self, conn: Connection, run: Any, spec: Any) -> str | None:
+        """Each for_each step's total against the rolling caps: every item passed on its own,
+        but the list as a whole must fit too (each send still reserves its own amount).
+
+        Items are summed per key profile and asset; a cap scoped to one destination is judged
+        against the list's whole total of that asset (stricter, never looser).
+        """
+        assert self.ctx.policy is not None
+        groups: dict[tuple[str, str | None, str], list[tuple[Any, Any, dict[str, Any]]]] = {}
+        for step in spec.steps:
+            group = group_of(spec, step.id)
+            op = REGISTRY.get(step.op) if step.op else None
+            if group is None or op is None or op.money is None:
+                continue
+            params = self.resolve_params(run, step, {})
+            if params is None:
+                continue
+            for mv in op.money.movements(params, account=self.account_of(step.key), resolvable=None):
+                if mv.asset is not None and mv.amount is not None:
+                    groups.setdefault((group, step.key, mv.asset), []).append((step, mv, params))
+        for (group, key, asset), found in groups.items():
+            if len(found) < 2:
+                continue
+            step, first_mv, first_params = found[0]
+            total = sum((mv.amount for _, mv, _ in found), Decimal(0))
+            as_one = {**first_params, first_mv.amount_param: format_amount(total)}
+            verdicts = [v for v in evaluate(conn, self.ctx.policy, op=step.op, params=as_one, at=self.now(),
+                                            account=self.account_of(key))
+                        if (v.rule or "").endswith(".max_per_window")]
+            if not verdicts:
+                continue
+            allowed = all(v.allowed for v in verdicts)
+            self.audit(conn, "policy.decision", "system", run_id=run.id, step_id=group, payload={
+                "stage": "start", "op": step.op, "allowed": allowed, "total": format_amount(total),
+                "asset": asset, "items": len(found), "policy_digest": getattr(self.ctx.policy, "digest", None),
+                "verdicts": [v.to_dict() for v in verdicts]})
+            for v in verdicts:
+                if not v.allowed:
+                    return (f"policy refused for_each step {group!r} as a whole ({len(found)} items, "
+                            f"{format_amount(total)} {asset} in total): {v.message}")
         return None
 
     # ------------------------------------------------------------------ applying events
