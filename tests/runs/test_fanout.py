@@ -74,6 +74,9 @@ def test_a_failed_item_does_not_stop_the_others(make_runtime: Any) -> None:
     (failed,) = [s for s in shown["steps"] if s["state"] == "FAILED"]
     assert failed["id"] == "pay[0004]" and "minimum withdrawal" in failed["error"]
     assert len(withdrawals(wire)) == 11
+    assert shown["error"] == "pay: 1 FAILED, 11 SUCCEEDED"
+    (final,) = [e for e in query_events(rt.engine, run_id=run_id, type="run.state") if e.payload["to"] == "FAILED"]
+    assert final.payload["items"] == {"pay": {"FAILED": 1, "SUCCEEDED": 11}}
 
 
 def test_an_instance_whose_stored_params_were_edited_is_refused_and_the_rest_are_sent(make_runtime: Any) -> None:

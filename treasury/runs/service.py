@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -427,9 +428,17 @@ class RunService:
                 payload["result_digest"] = result_digest
             self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id, payload=payload)
         if t.run_state != view.state:
+            moved: dict[str, Any] = {"from": view.state.value, "to": t.run_state.value}
+            counts = eng.group_counts(eng.RunView(view.id, t.run_state, tuple(
+                replace(s, state=t.step_states.get(s.id, s.state)) for s in view.steps)))
+            if counts and t.run_state in (RunState.SUCCEEDED, RunState.FAILED, RunState.NEEDS_ATTENTION):
+                # the outcome says how many items of each for_each step ended in each state
+                moved["items"] = counts
+                if error is None and t.run_state != RunState.SUCCEEDED:
+                    error = "; ".join(f"{group}: " + ", ".join(f"{n} {state}" for state, n in c.items())
+                                      for group, c in counts.items())
             store.set_run_state(conn, run.id, t.run_state, at, error=error)
-            self.audit(conn, "run.state", actor, run_id=run.id,
-                       payload={"from": view.state.value, "to": t.run_state.value, "error": error})
+            self.audit(conn, "run.state", actor, run_id=run.id, payload={**moved, "error": error})
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):
