@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, String, Table, Text
 
-from treasury.store.tables import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 # a WebAuthn credential id is at most 1023 bytes: 1364 characters in base64url
