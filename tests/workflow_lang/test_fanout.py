@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from treasury.keys import KeySpec
-from treasury.language.fanout import expand, instance_id, instance_key, split_instance
+from treasury.language.fanout import expand, expanded, instance_id, split_instance
 from treasury.language.inputs import coerce_inputs
 from treasury.language.templates import TemplateContext, TemplateError, resolve
 from treasury.people.approvers import Approvers
@@ -156,9 +156,28 @@ def test_expansion_resolves_each_instance_from_its_item() -> None:
     assert [i.id for i in instances] == ["pay[0000]", "pay[0001]"]
     step = spec.step("pay")
     ctx = TemplateContext(inputs=inputs, item={"item": instances[1].item})
-    assert instance_key(step, ctx) == "sub-1002"
     assert resolve(step.params, ctx)["quantity"] == "2"
+    # the run's spec: each instance with its item filled in, and what needs the step needs them all
+    run_spec = expanded(spec, inputs)
+    assert [s.id for s in run_spec.steps] == ["approve", "pay[0000]", "pay[0001]"]
+    assert run_spec.step("pay[0001]").key == "sub-1002"
+    assert run_spec.step("pay[0001]").params["address"] == "0xB"
+    assert run_spec.step("pay[0000]").needs == ["approve"]
     assert resolve(step.params, TemplateContext(inputs=inputs, item={"item": instances[0].item}))[
         "quantity"] == format(Decimal("1.5"))
     with pytest.raises(TemplateError, match="only a step with for_each has an item"):
         resolve(step.params, TemplateContext(inputs=inputs))
+
+
+def test_a_step_after_a_fan_out_needs_every_instance_and_an_empty_list_passes_its_needs_on() -> None:
+    text = GOOD.replace("    max_items: 500\n", "") + """\
+  - id: check
+    op: balances
+    key: ops-read
+"""
+    spec = load(text).spec
+    two = [{"account": "1001", "address": "0xA", "amount": "1"}, {"account": "1002", "address": "0xB", "amount": "2"}]
+    assert expanded(spec, {"payouts": two}).step("check").needs == ["pay[0000]", "pay[0001]"]
+    assert expanded(spec, {"payouts": []}).step("check").needs == ["approve"]
+    plain = load("name: x\nsteps: [{id: t, op: server_time, key: ops-read}]\n").spec
+    assert expanded(plain, {}) is plain

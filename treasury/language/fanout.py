@@ -33,7 +33,6 @@ from treasury.language.templates import (
     parse_ref,
     refs_in_string,
     render_scalar,
-    resolve_string,
 )
 
 INDEX_DIGITS = 4  # up to MAX_ITEMS (inputs.py) items, sorted in order as text
@@ -174,17 +173,6 @@ def group_of(spec: WorkflowSpec, step_id: str) -> str | None:
         return base if spec.step(step_id).for_each is not None else None
     except KeyError:
         return None
-
-
-def instance_key(step: StepSpec, ctx: TemplateContext) -> str | None:
-    """The key profile of one instance: ``key`` with its templates (item, inputs) resolved.
-
-    Raises:
-        TemplateError: a lookup fails.
-    """
-    if step.key is None or OPEN not in step.key:
-        return step.key
-    return resolve_string(step.key, ctx)
 
 
 def fanout_problems(spec: WorkflowSpec) -> list[tuple[Path_, str]]:

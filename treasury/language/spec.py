@@ -241,10 +241,6 @@ class StepSpec(_Model):
         return self.approval is not None
 
     @property
-    def fans_out(self) -> bool:
-        return self.for_each is not None
-
-    @property
     def parallel(self) -> int:
         """How many instances of a for_each step may run at once (1: one after another)."""
         return self.concurrency or 1
