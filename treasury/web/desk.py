@@ -23,6 +23,7 @@ from treasury.audit.checkpoint_verify import verify_with_checkpoints
 from treasury.audit.checkpoints import CheckpointStore
 from treasury.errors import ApprovalRefused, DecisionRefused, TreasuryError
 from treasury.exchange.halts import BANNED, HaltGuard, active_halts, describe_halt
+from treasury.language.fanout import split_instance
 from treasury.models import RunState, StepState, parse_amount
 from treasury.monitoring.marks import audit_verified
 from treasury.people import decisions as dec
@@ -165,18 +166,61 @@ class RuntimeDesk:
         return out
 
     def approval(self, run: Mapping[str, Any], step: Mapping[str, Any]) -> dict[str, Any]:
-        """What an approver must see of a waiting approval step: everything its digest covers and more."""
+        """What an approver must see of a waiting approval step: everything its digest covers and more.
+
+        A fan-out's instances (``pay[0000]``…) come back as one entry of ``fan_outs`` (the step, its
+        items, the total per asset and the balances after that total), never one entry each.
+        """
         guarded = []
+        fans: dict[str, dict[str, Any]] = {}
+        summaries = {f["step"]: f for f in run.get("fan_out") or []}
         for step_id, g in (step.get("waiting_for") or {}).items():
             verdicts = (step.get("policy") or {}).get(step_id, [])
-            guarded.append({
-                "step_id": step_id, "op": g["op"], "key": g["key"], "account": g.get("account"),
-                "params": g["params"], "verdicts": verdicts, "label": _label(verdicts),
-                "projected": self.projected(g["op"], g["key"], g["params"]),
-            })
+            entry = {"step_id": step_id, "op": g["op"], "key": g["key"], "account": g.get("account"),
+                     "params": g["params"], "verdicts": verdicts, "label": _label(verdicts)}
+            parent, index = split_instance(step_id)
+            if index is None:
+                guarded.append({**entry, "projected": self.projected(g["op"], g["key"], g["params"])})
+                continue
+            fan = fans.setdefault(parent, {"step": parent, "op": g["op"], "instances": [], "totals": {},
+                                           "concurrency": (summaries.get(parent) or {}).get("concurrency")})
+            fan["instances"].append(entry)
+        fan_outs = [self._fan_out(f) for f in fans.values()]
         approved = [v["approver"] for v in step["votes"] if v["decision"] == "approve"]
-        return {"run": run, "step": step, "guarded": guarded, "approved": approved,
+        return {"run": run, "step": step, "guarded": guarded, "fan_outs": fan_outs, "approved": approved,
                 "quorum": step.get("quorum"), "expires_at": step.get("expires_at"), "digest": step.get("digest")}
+
+    def _fan_out(self, fan: dict[str, Any]) -> dict[str, Any]:
+        """A fan-out's block: its totals per asset, the parameter names its items carry, and the
+        balances of each paying key after the whole list."""
+        totals: dict[str, Decimal] = {}
+        per_key: dict[str, dict[str, Decimal]] = {}
+        names: set[str] = set()
+        for item in fan["instances"]:
+            names.update(item["params"])
+            for m in movements(item["op"], item["params"]):
+                if m.asset is None or m.amount is None:
+                    continue
+                totals[m.asset] = totals.get(m.asset, Decimal(0)) + m.amount
+                if item["op"] in DEBITS and item["key"] is not None:
+                    moved = per_key.setdefault(item["key"], {})
+                    moved[m.asset] = moved.get(m.asset, Decimal(0)) + m.amount
+        projected = [p for key, moved in sorted(per_key.items()) for p in self._projected_total(key, moved)]
+        keys = sorted({str(i["key"]) for i in fan["instances"]})
+        return {**fan, "totals": dict(sorted(totals.items())), "param_names": sorted(names), "key_profiles": keys,
+                "denied": sum(1 for i in fan["instances"] if any(not v["allowed"] for v in i["verdicts"])),
+                "projected": projected}
+
+    def _projected_total(self, key: str, moved: Mapping[str, Decimal]) -> list[Projection]:
+        balances = self._balances_of(key)
+        out = []
+        for asset, total in sorted(moved.items()):
+            if isinstance(balances, str):
+                out.append(Projection(asset, None, None, None, balances))
+                continue
+            now = balances.get(asset, Decimal(0))
+            out.append(Projection(asset, None, now, now - total))
+        return out
 
     def projected(self, op: str, key: str | None, params: Mapping[str, Any]) -> list[Projection]:
         """The paying account's balance of each asset the step moves, now and after it."""
