@@ -40,6 +40,10 @@ def test_a_fifty_item_payout_is_one_block_with_its_total_and_every_item(console:
         block = block_of(page.text)
         assert f'<strong class="items">{ITEMS}</strong> items' in block and "10 at a time" in block
         assert f'<td class="num total"><span class="amount">{total} <span class=asset>USDT</span>' in block
+        # the paying account the digest binds each instance to
+        bound = console.runtime.service.show(run_id, with_audit=False)
+        account = next(s for s in bound["steps"] if s["id"] == "approve")["waiting_for"]["pay[0000]"]["account"]
+        assert account and f"API key fingerprint <code>{account['key_fingerprint']}</code>" in block
         rows = re.findall(r'<tr id="item-([^"]+)">(.*?)</tr>', block, re.S)
         assert [r[0] for r in rows] == [instance_id("pay", i) for i in range(ITEMS)]
         for i, (_, row) in enumerate(rows):

@@ -8,6 +8,7 @@ module is the one place whose imports change.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -207,7 +208,11 @@ class RuntimeDesk:
                     moved[m.asset] = moved.get(m.asset, Decimal(0)) + m.amount
         projected = [p for key, moved in sorted(per_key.items()) for p in self._projected_total(key, moved)]
         keys = sorted({str(i["key"]) for i in fan["instances"]})
+        # the paying account each key profile is bound to (the digest covers it per instance)
+        accounts = {(str(i["key"]), json.dumps(i["account"], sort_keys=True)): i["account"]
+                    for i in fan["instances"] if i.get("account")}
         return {**fan, "totals": dict(sorted(totals.items())), "param_names": sorted(names), "key_profiles": keys,
+                "accounts": [{"key": k, **a} for (k, _), a in sorted(accounts.items())],
                 "denied": sum(1 for i in fan["instances"] if any(not v["allowed"] for v in i["verdicts"])),
                 "projected": projected}
 
