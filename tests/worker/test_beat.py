@@ -19,8 +19,8 @@ from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.errors import ConfigError, TreasuryError
+from treasury.language.timing import CatchUp
 from treasury.runtime import Runtime, build_runtime
-from treasury.schedules.timing import CatchUp
 from treasury.settings import Settings
 from treasury.store.tables import runs
 from treasury.worker.schedules import Beat, ScheduleLoader, load_schedules

@@ -24,8 +24,8 @@ from treasury.execution import StepRequest
 from treasury.execution.outcomes import resolve_hint
 from treasury.models import StepState
 from treasury.operations.registry import REGISTRY
-from treasury.people import decisions, evidence
-from treasury.runs import result_digests, votes
+from treasury.people import decisions
+from treasury.runs import evidence, result_digests, votes
 from treasury.runs import runstore as store
 from treasury.runs.context import EventHost
 

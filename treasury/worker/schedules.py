@@ -28,8 +28,8 @@ from treasury.clock import Clock
 from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInvalid
 from treasury.files import decode_text
 from treasury.language.loader import read_workflow_bytes
+from treasury.language.timing import CatchUp, ScheduleSpec
 from treasury.schedules.tick import AuditHook, Scheduler, TickReport
-from treasury.schedules.timing import CatchUp, ScheduleSpec
 
 log = logging.getLogger("treasury.beat")
 
