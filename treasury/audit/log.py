@@ -27,6 +27,7 @@ from treasury.audit.redaction import redact
 from treasury.audit.tables import SELECT_HEAD, audit_events, audit_head, read_head, record_columns
 from treasury.audit.verify import verify_chain
 from treasury.errors import ParameterError
+from treasury.store.tables import runs
 
 __all__ = [
     "AuditRecord",
@@ -181,8 +182,6 @@ def query_events(
     the event's run; ``since`` is inclusive, ``until`` exclusive; ``type`` may be one type or
     several. Raises ParameterError for naive datetimes or a non-positive ``batch``/``limit``.
     """
-    from treasury.store.tables import runs
-
     if batch < 1:
         raise ParameterError("batch", "must be at least 1")
     if limit is not None and limit < 1:

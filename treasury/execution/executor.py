@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from treasury.audit import append_event
 from treasury.audit.events import DUPLICATE_SUPPRESSED, REQUEST_SENT, RESPONSE_RECEIVED, STEP_RESOLVED
 from treasury.clock import Clock
 from treasury.errors import Banned, ExchangeHalted, ParameterError, RateLimited, RunStateError, TreasuryError
@@ -90,8 +91,6 @@ def _default_owner() -> str:
 
 
 def _default_audit() -> AuditFn:
-    from treasury.audit import append_event
-
     return append_event
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from treasury.audit.events import EXECUTION_STATE, POLICY_DECISION
+from treasury.audit.tables import audit_events
 from treasury.errors import TreasuryError
 from treasury.execution import records as R
 from treasury.execution.context import Services, policy_api
@@ -29,8 +30,6 @@ class RecordsVanished(TreasuryError):
 
 def _ever_prepared(conn: Connection, run_id: str, step_id: str) -> bool:
     """Whether the audit history shows execution records for this step (chain-protected, unlike rows)."""
-    from treasury.audit.tables import audit_events
-
     c = audit_events.c
     return conn.execute(select(c.seq).where(c.run_id == run_id, c.step_id == step_id,
                                             c.type == EXECUTION_STATE).limit(1)).first() is not None
