@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from treasury.audit import append_event
 from treasury.clock import Clock
 from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInvalid
 from treasury.files import decode_text
@@ -219,8 +220,6 @@ def collector_paused() -> Iterator[None]:
 
 
 def _default_audit() -> AuditHook:
-    from treasury.audit import append_event
-
     hook: AuditHook = append_event
     return hook
 
