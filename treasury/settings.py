@@ -14,7 +14,13 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treasury.errors import ConfigError
-from treasury.observe.logs import LogFormat
+
+
+class LogFormat(StrEnum):
+    """How log lines are written: for a person (console) or for a collector (one JSON object a line)."""
+
+    CONSOLE = "console"
+    JSON = "json"
 
 
 class Environment(StrEnum):

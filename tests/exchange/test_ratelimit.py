@@ -212,7 +212,7 @@ def test_host_limiter_survives_a_damaged_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     limiter = HostRateLimiter(RateLimits(), ManualClock(), path)
     limiter.acquire("k", RateClass.QUERY)
-    assert json.loads(path.read_text())["windows"]["query|k"]
+    assert json.loads(limiter.key_path("k").read_text())["windows"]["query|k"]  # the key's own file
 
 
 def test_host_limiter_is_exclusive_under_concurrency(tmp_path: Path) -> None:
@@ -327,4 +327,5 @@ def test_host_limiter_reads_a_file_written_before_tickets(tmp_path: Path) -> Non
     limiter = HostRateLimiter(RateLimits(query=2), clock, path)
     send(limiter, "k", RateClass.QUERY)
     assert clock.sleeps == [pytest.approx(1.02)]  # the old entry still counted
-    assert [len(e) for e in json.loads(path.read_text())["windows"]["query|k"]] == [3]  # [time, cost, ticket]
+    saved = json.loads(limiter.key_path("k").read_text())["windows"]["query|k"]  # now in the key's own file
+    assert [len(e) for e in saved] == [3]  # [time, cost, ticket]

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from treasury.clock import ManualClock
 from treasury.exchange.halts import BANNED, HOST_SCOPE, record_halt
-from treasury.observe.health import check_database, check_exchange, check_halts, check_migrations
+from treasury.monitoring.health import check_database, check_exchange, check_halts, check_migrations
 from treasury.schema import create_schema, status
 from treasury.simulator import Simulator, SimulatorServer, load_state, serve
 from treasury.store.db import make_engine

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from treasury.clock import ManualClock
+from treasury.monitoring.collector import DatabaseCollector
 from treasury.observe import metrics
-from treasury.observe.metrics import DatabaseCollector
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 NAME = re.compile(r"\btreasury_[a-z_]+")

@@ -12,7 +12,7 @@ from treasury.cli.context import AppContext, pass_app
 @pass_app
 def health_cmd(app: AppContext, as_json: bool) -> None:
     """Check the database, Redis, the exchange's time and our clock, halts and migrations."""
-    from treasury.observe.health import run_checks, standard_checks
+    from treasury.monitoring.health import run_checks, standard_checks
     from treasury.schema import status
     from treasury.store.db import make_engine
 

@@ -15,6 +15,7 @@ from treasury.audit import append_event
 from treasury.cli.context import AppContext, pass_app
 from treasury.cli.failures import infrastructure_message
 from treasury.cli.identity import identity_option
+from treasury.cli.keycheck import DEFAULT_CONCURRENCY, check_all, check_progress_for
 from treasury.display import check_name, escape_lines
 from treasury.errors import (
     AuthenticationFailed,
@@ -30,11 +31,11 @@ from treasury.errors import (
     TreasuryError,
 )
 from treasury.exchange.client import HashKeyClient
-from treasury.exchange.factory import build_client, build_limiter, load_profile, redis_broker_url
 from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
-from treasury.keys import load_key_specs
+from treasury.keys import KeySpec, load_key_specs
 from treasury.models import Permission
-from treasury.operations.registry import get_operation, operations
+from treasury.operations.registry import OperationSpec, get_operation, operations
+from treasury.runtime.exchange import build_client, build_limiter, load_profile, redis_broker_url
 
 
 def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
@@ -99,15 +100,13 @@ def ops_command(app: AppContext, as_json: bool) -> None:
 # --------------------------------------------------------------------------- query
 
 
-def _print_result(app: AppContext, op_name: str, data: Any) -> None:
-    if op_name == "balances" and isinstance(data, dict) and isinstance(data.get("balances"), list):
-        _print_table(
-            app,
-            ("asset", "total", "free", "locked"),
-            [(b.get("asset"), b.get("total"), b.get("free"), b.get("locked")) for b in data["balances"]],
-            title=f"balances (user {data.get('userId', '?')})",
-        )
+def _print_result(app: AppContext, spec: OperationSpec, data: Any) -> None:
+    table = spec.shown.table(data) if spec.shown is not None else None
+    if spec.shown is not None and table is not None:
+        rows, title = table
+        _print_table(app, spec.shown.columns, rows, title=title)
         return
+    op_name = spec.name
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
         columns: list[str] = []
         for row in data:
@@ -148,7 +147,7 @@ def query_command(
     if as_json:
         app.print_json(response.data)
     else:
-        _print_result(app, spec.name, response.data)
+        _print_result(app, spec, response.data)
 
 
 # --------------------------------------------------------------------------- keys check
@@ -176,9 +175,7 @@ def _probe(client: HashKeyClient, profile: Any, permission: Permission) -> tuple
         return f"unknown ({type(exc).__name__})", None
 
 
-def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[str, Any]:
-    specs = load_key_specs(app.settings.keys_file)
-    spec = specs[name]
+def _check_profile(client: HashKeyClient, app: AppContext, name: str, spec: KeySpec) -> dict[str, Any]:
     result: dict[str, Any] = {
         "profile": name,
         "api_key": spec.api_key,
@@ -229,21 +226,27 @@ def keys_group() -> None:
 
 @keys_group.command("check")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=DEFAULT_CONCURRENCY, show_default=True,
+              help="how many keys are checked at once (each within its own rate budget)")
 @pass_app
-def keys_check_command(app: AppContext, as_json: bool) -> None:
+def keys_check_command(app: AppContext, as_json: bool, concurrency: int) -> None:
     """Check every key profile against the exchange: the key, the signature and a signed read.
 
     Warns when a profile claims a permission that the exchange refuses, for each permission a
     signed call without effects can test (read, whitelist); the others are listed as not checkable.
+    Different keys are checked side by side, each within its own rate budget, with progress on
+    standard error.
     """
     try:
         app.require_config()
-        names = list(load_key_specs(app.settings.keys_file))
+        specs = load_key_specs(app.settings.keys_file)
         client = _client(app)
     except TreasuryError as exc:
         _fail(app, exc, as_json)
     with client:
-        results = [_check_profile(client, app, name) for name in names]
+        results = check_all(list(specs), lambda name: _check_profile(client, app, name, specs[name]),
+                            check_progress_for(app.err_console, quiet_lines=as_json),
+                            concurrency=concurrency)
     if as_json:
         app.print_json(results)
     else:

@@ -24,11 +24,13 @@ from typing import Any
 
 from sqlalchemy import Connection, desc, insert, select
 
+from treasury.audit.tables import audit_events, payload_text_column
 from treasury.canonical import canonical_json
 from treasury.errors import DecisionRefused
 from treasury.models import format_amount
 from treasury.people import credentials, sshsig
 from treasury.people.registry import People, canonical_registry, people_from_dict
+from treasury.people.tables import decisions
 
 VERSION = 1
 # the role each kind needs
@@ -223,8 +225,6 @@ def verify_at_door(
 
 
 def nonce_used(conn: Connection, nonce: str) -> bool:
-    from treasury.people.tables import decisions
-
     return conn.execute(select(decisions.c.nonce).where(decisions.c.nonce == nonce)).first() is not None
 
 
@@ -235,8 +235,6 @@ def record(conn: Connection, verified: Verified, *, registry_digest: str, at: da
         DecisionRefused: the nonce was used meanwhile.
     """
     from sqlalchemy.exc import IntegrityError
-
-    from treasury.people.tables import decisions
 
     doc = verified.doc
     try:
@@ -252,8 +250,6 @@ def record(conn: Connection, verified: Verified, *, registry_digest: str, at: da
 
 def stored(conn: Connection, run_id: str, *, kind: str, step_id: str | None = None) -> list[SignedDecision]:
     """The stored signed decisions of one kind for a run (and step)."""
-    from treasury.people.tables import decisions
-
     c = decisions.c
     q = select(c.document, c.signature).where(c.run_id == run_id, c.kind == kind)
     if step_id is not None:
@@ -272,8 +268,6 @@ def audit_payload(verified: Verified) -> dict[str, Any]:
 
 def recorded_registry_digest(conn: Connection) -> str | None:
     """The digest in the newest ``people.changed`` event, if any."""
-    from treasury.audit.tables import audit_events, payload_text_column
-
     row = conn.execute(
         select(payload_text_column(conn)).where(audit_events.c.type == PEOPLE_CHANGED)
         .order_by(desc(audit_events.c.seq)).limit(1)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from treasury.canonical import canonical_json
 from treasury.errors import ConfigError, Problem
+from treasury.located import compose, raise_problems
 from treasury.people.approvers import NAME, Approvers
 from treasury.people.sshsig import PublicKey, SignatureError, parse_public_key
 
@@ -151,8 +152,6 @@ def load_people(path: Path) -> People:
     Raises:
         ConfigError: missing, unparsable, in the old approvers.yaml shape, or invalid.
     """
-    from treasury.policy.located import compose, raise_problems
-
     old = path.with_name("approvers.yaml")
     if not path.exists():
         if old.exists():

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 
@@ -61,3 +62,9 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """One atomic unit of work: commits on success, rolls back on any error."""
     with engine.begin() as conn:
         yield conn
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Any) -> Any:
+    """An INSERT into ``table`` that skips rows whose key exists (PostgreSQL or SQLite)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()

@@ -29,9 +29,9 @@ def start_server(app: TreasuryCelery) -> Any:
     from sqlalchemy.pool import NullPool
 
     from treasury.clock import SystemClock
-    from treasury.observe.health import run_checks, standard_checks
-    from treasury.observe.metrics import DatabaseCollector
-    from treasury.observe.server import MetricsServer, build_registry
+    from treasury.monitoring.collector import DatabaseCollector
+    from treasury.monitoring.health import run_checks, standard_checks
+    from treasury.monitoring.server import MetricsServer, build_registry
     from treasury.schema import status
     from treasury.store.db import make_engine
 

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from treasury.clock import Clock
+from treasury.exchange.halts import active_halts, describe_halt
 
 if TYPE_CHECKING:  # the migration module imports Alembic, which a health check needs only to run
     from treasury.store.migrate import SchemaStatus
@@ -137,10 +138,6 @@ def check_halts(engine: Engine, clock: Clock) -> Check:
     """Exchange halts in force: a 418 ban (every key) or a suspended key fails the check."""
 
     def probe() -> tuple[bool | None, str]:
-        from sqlalchemy import inspect
-
-        from treasury.exchange.halts import active_halts, describe_halt
-
         if not inspect(engine).has_table("exchange_halts"):
             return None, "no schema yet"
         with engine.connect() as conn:
