@@ -7,6 +7,15 @@ if ! command -v ssh-keygen >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
   { apt-get install -y -qq openssh-client || { apt-get update -qq && apt-get install -y -qq openssh-client; }; } \
     >/dev/null 2>&1 || echo "warning: could not install openssh-client (ssh-keygen)" >&2
 fi
+# The web console's browser test drives Debian's headless Chromium with chromedriver
+# (tests/web/test_browser.py; it skips without them, and fails under CI=true).
+if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           chromium chromium-driver; }; } >/dev/null 2>&1 \
+    || echo "warning: could not install chromium and chromium-driver (the browser test needs them)" >&2
+fi
 python3 -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e '.[test]'
 # promtool checks the shipped alert rules (tests/observe/test_monitoring_files.py); without it
 # that test falls back to checking the metric names only

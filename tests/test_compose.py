@@ -18,6 +18,7 @@ import yaml
 from treasury.broker.options import WorkerOptions
 from treasury.cli.main import cli
 from treasury.settings import Settings
+from treasury.web.config import WebSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,11 +38,11 @@ def _option(cmd: list[str], name: str) -> str:
     return cmd[cmd.index(name) + 1]
 
 
-def test_five_services_with_their_images(services: dict[str, Any]) -> None:
-    assert set(services) == {"redis", "postgres", "simulator", "worker", "beat"}
+def test_six_services_with_their_images(services: dict[str, Any]) -> None:
+    assert set(services) == {"redis", "postgres", "simulator", "worker", "beat", "web"}
     assert services["redis"]["image"] == "redis:7"
     assert services["postgres"]["image"] == "postgres:16"
-    for name in ("simulator", "worker", "beat"):
+    for name in ("simulator", "worker", "beat", "web"):
         assert services[name]["build"] == ".", name  # the repository's Dockerfile
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "\nFROM python:3.11-slim\n" in dockerfile
@@ -56,7 +57,7 @@ def test_redis_keeps_messages_and_never_evicts(services: dict[str, Any]) -> None
 
 def test_commands_are_treasury_commands(services: dict[str, Any]) -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    for name, sub in (("simulator", "simulator"), ("worker", "worker"), ("beat", "beat")):
+    for name, sub in (("simulator", "simulator"), ("worker", "worker"), ("beat", "beat"), ("web", "web")):
         cmd = _command(services[name])
         assert cmd[0] in scripts and cmd[1] == sub, cmd
         assert sub in cli.commands, f"`treasury {sub}` does not exist"
@@ -123,3 +124,21 @@ def test_worker_and_beat_are_healthy_when_their_readyz_answers(services: dict[st
     assert f":{_option(_command(sim), '--port')}/api/v1/time" in " ".join(sim["healthcheck"]["test"])
     scrape = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheus.yml").read_text())
     assert f"{name}:{port}" in scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+
+
+def test_the_web_console_serves_its_origin_with_a_health_check(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = services["web"]
+    cmd = _command(web)
+    env = web["environment"]
+    origin = urlsplit(env["TREASURY_WEB_ORIGIN"])
+    assert _option(cmd, "--host") == "0.0.0.0"
+    assert web["ports"] == [f"127.0.0.1:{origin.port}:{_option(cmd, '--port')}"]
+    assert (origin.hostname, env["TREASURY_WEB_RP_ID"]) == ("localhost", "localhost")
+    assert f"127.0.0.1:{_option(cmd, '--port')}/readyz" in " ".join(web["healthcheck"]["test"])
+    assert env["TREASURY_BROKER_URL"] == services["worker"]["environment"]["TREASURY_BROKER_URL"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    assert Settings().web_origin == "http://localhost:8700"
+    WebSettings()

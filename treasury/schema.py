@@ -20,6 +20,7 @@ import treasury.observe.tables
 import treasury.people.tables
 import treasury.policy.tables
 import treasury.schedules.tables
+import treasury.store.sessions
 import treasury.store.tables  # noqa: F401  (each import registers its tables)
 from treasury.store import migrate
 from treasury.store.metadata import metadata

@@ -137,6 +137,15 @@ def reset_state(target: Path, *, echo: Any = click.echo) -> list[Path]:
     return existing
 
 
+def demo_settings(target: Path) -> Settings:
+    """The embedded default over the demo folder: simulator, SQLite, inline execution."""
+    return Settings(env=Environment.SIMULATOR, base_url=None, config_dir=target / "config",
+                    database_url=f"sqlite:///{target / DB_NAME}", broker_url=None, workflows_dir=target / "workflows",
+                    reconcile_deadline_seconds=10,
+                    # in-process: no request outlives its call; settle is the minimum (1.2 s)
+                    http_timeout_seconds=0.5, recv_window_ms=500, settle_margin_seconds=0.2)
+
+
 def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, Any]]:
     """Run every demo case in ``target``; returns (all as expected, a JSON-ready summary).
 
@@ -148,7 +157,7 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
     from treasury.runs.cases import run_all
     from treasury.runtime import build_runtime
 
-    config, workflows = prepare(target)
+    _config, workflows = prepare(target)
     db = target / DB_NAME
     existing = kept_state(target)
     if existing:  # a library caller gets the same protection as the command
@@ -156,12 +165,7 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
     # private from the start; SQLite gives -wal and -shm the database's mode (the simulator's
     # state file is written 0600 by itself)
     os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
-    settings = Settings(env=Environment.SIMULATOR, base_url=None, config_dir=config,
-                        database_url=f"sqlite:///{db}", broker_url=None, workflows_dir=workflows,
-                        reconcile_deadline_seconds=10,
-                        # in-process: no request outlives its call; settle is the minimum (1.2 s)
-                        http_timeout_seconds=0.5, recv_window_ms=500, settle_margin_seconds=0.2)
-    rt = build_runtime(settings)
+    rt = build_runtime(demo_settings(target))
     results = run_all(rt, workflows, demo_only=True)
     runs = rt.service.list(limit=1000)
     events = list(query_events(rt.engine))
@@ -186,13 +190,17 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
               help=f"the folder for the demo's config, workflows and database (default: ./{DEFAULT_DIR})")
 @click.option("--reset", is_flag=True,
               help="delete an earlier demo's database and simulator state in the folder first (lists them)")
+@click.option("--web", is_flag=True,
+              help="then serve the web console over the demo (an enrolment link for each demo person)")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def demo_cmd(app: AppContext, target: Path | None, reset: bool, as_json: bool) -> None:
+def demo_cmd(app: AppContext, target: Path | None, reset: bool, web: bool, as_json: bool) -> None:
     """Run the example workflows on the embedded simulator and print runs and audit trail.
 
     The files stay in the folder for you to inspect and edit. Run again into a folder that
     already holds a demo's data, it refuses (exit 2) and deletes nothing, unless --reset.
+    With --web the web console then serves the demo's database and simulator
+    (TREASURY_WEB_ORIGIN, default http://localhost:8700), until Ctrl-C.
     """
     work = target if target is not None else DEFAULT_DIR
     work.mkdir(parents=True, exist_ok=True)
@@ -208,8 +216,25 @@ def demo_cmd(app: AppContext, target: Path | None, reset: bool, as_json: bool) -
     else:
         _print(app, summary, events)
         click.echo(f"\nthe demo's files are in {work}: cd {work} && treasury runs")
+        click.echo(f"the web console over it: cd {work} && treasury web (or treasury demo --web)")
     if not ok:
         raise SystemExit(1)
+    if web:
+        _serve_web(app, work)
+
+
+def _serve_web(app: AppContext, work: Path) -> None:
+    """Serve the console over the demo just run, with an enrolment link for each demo person."""
+    from treasury.cli.web import invite_links, serve_console
+
+    settings = demo_settings(work).model_copy(update={"web_origin": app.settings.web_origin,
+                                                      "web_rp_id": app.settings.web_rp_id})
+    demo = AppContext(settings=settings, clock=app.clock)
+    click.echo(f"\nweb console: {settings.web_origin} (open it at exactly this address). Enrolment links, "
+               "each valid once for 24 h (demo people; invited with demo operator keys):")
+    for person, link in invite_links(demo).items():
+        click.echo(f"  {person:<8} {link}")
+    serve_console(demo, None, None)
 
 
 def _print(app: AppContext, summary: dict[str, Any], events: list[Any]) -> None:

@@ -21,6 +21,7 @@ from treasury.cli import (
     serve,
     simulator,
     validate,
+    web,
     worker,
 )
 from treasury.cli.context import AppContext
@@ -88,7 +89,7 @@ def cli(ctx: click.Context, debug: bool, log_format: str | None = None) -> None:
 
 # Each command module defines ``register(group)``; the order is the order of ``--help``.
 COMMAND_MODULES = (ops, validate, runs, audit, schedules, worker, serve, simulator, demo, policy, db,
-                   people, health, notify)
+                   people, health, notify, web)
 
 
 def _register_all() -> None:

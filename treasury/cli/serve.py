@@ -16,8 +16,8 @@ log = logging.getLogger("treasury.serve")
 
 
 @click.command("serve")
-@click.option("--host", default=None, help="reserved for the web console (not served yet)")
-@click.option("--port", type=int, default=None, help="reserved for the web console (not served yet)")
+@click.option("--host", default=None, help="reserved (the web console is `treasury web`)")
+@click.option("--port", type=int, default=None, help="reserved (the web console is `treasury web`)")
 @pass_app
 def serve_cmd(app: AppContext, host: str | None, port: int | None) -> None:
     """Run a small desk in one process, with no broker: fire schedules, sweep, execute steps.
@@ -41,7 +41,7 @@ def serve_cmd(app: AppContext, host: str | None, port: int | None) -> None:
             source="environment", field="TREASURY_BROKER_URL",
         )
     if host is not None or port is not None:
-        click.echo("note: --host and --port are reserved for the web console, which is not served yet", err=True)
+        click.echo("note: --host and --port are reserved; the web console is served by `treasury web`", err=True)
     options = ServeOptions.from_worker(load_options())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = app.runtime()
