@@ -185,7 +185,8 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                             "error": None}) for r in recs],
                       events=[(REQUEST_SENT, sent_payload(ctx.spec, ctx.profile.name, r.params,
                                                           r.client_id, r.attempts + 1))
-                              for r in recs])
+                              for r in recs],
+                      durable=True)  # it guards the send: a power loss must not roll it back
     batch = ctx.spec.lookup == "batch_orders"
     wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
     ctx.report(f"sending the {ctx.noun} {', '.join(r.client_id for r in sent)}",
