@@ -2,7 +2,7 @@
 
 10,000 workflow files with a ``schedule:`` block are written to a temporary folder; beat's
 real tick (:class:`treasury.worker.schedules.Beat`: read and hash every file, then
-:class:`treasury.workflow.scheduler.Scheduler` over PostgreSQL) is timed
+:class:`treasury.schedules.tick.Scheduler` over PostgreSQL) is timed
 
 - when nothing is due (the cost of evaluating 10,000 schedules), split into loading the
   files and the scheduler's own evaluation, and

@@ -1,7 +1,7 @@
 """One canonical JSON, two documented Decimal forms, and digests that stored data already holds.
 
 The pinned values below were computed with the code before canonical JSON was shared
-(``treasury.audit.canonical``, ``treasury.workflow.approvals``, ``treasury.people.registry``,
+(``treasury.audit.canonical``, ``treasury.engine.quorum``, ``treasury.people.registry``,
 ``treasury.execution.records``, ``treasury.cli.context``): a change to any of them would break
 audit chains, approvals, signed decisions or leg checks already stored.
 """
@@ -18,14 +18,14 @@ import pytest
 from treasury import canonical
 from treasury.audit.canonical import canonical_json as audit_json
 from treasury.audit.canonical import to_jsonable
+from treasury.canonical import inputs_json
 from treasury.cli.context import dumps
+from treasury.engine.quorum import GuardedStep, approval_digest
+from treasury.engine.quorum import params_digest as approval_params_digest
 from treasury.execution.records import params_digest
 from treasury.models import amount_value, format_amount
 from treasury.people.decisions import digest_of, document_text
 from treasury.people.registry import canonical_registry
-from treasury.workflow.approvals import GuardedStep, approval_digest
-from treasury.workflow.approvals import params_digest as approval_params_digest
-from treasury.workflow.service import jsonable
 
 HK = timezone(timedelta(hours=8))
 PAYLOAD = {"amount": Decimal("1.50"), "big": Decimal("1E+3"), "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=HK),
@@ -44,7 +44,7 @@ def test_audit_payload_hash_is_pinned() -> None:
 
 
 def test_approval_digests_are_pinned() -> None:
-    inputs = jsonable({"amount": Decimal("100.50"), "to": "0xabc", "n": 2})
+    inputs = inputs_json({"amount": Decimal("100.50"), "to": "0xabc", "n": 2})
     assert inputs == {"amount": "100.5", "to": "0xabc", "n": 2}
     params = {"coin": "USDT", "quantity": Decimal("100.50"), "address": "0xabc"}
     guarded = [GuardedStep("pay", "withdraw", "ops", params, {"api_key": "sha256:ff", "account_id": "1001"})]

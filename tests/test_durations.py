@@ -9,9 +9,9 @@ import pytest
 
 from treasury.cli.audit import parse_time
 from treasury.durations import MAX_DURATION, parse_duration, read_duration
+from treasury.language.spec import ApprovalSpec
 from treasury.policy.model import LimitRule
 from treasury.policy.model import parse_duration as parse_window
-from treasury.workflow.spec import ApprovalSpec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.runs.conftest import SHORT_FLIGHT
 from treasury.clock import ManualClock
+from treasury.runs.cases import case_files, load_case_file, run_case
 from treasury.runtime import build_runtime
 from treasury.settings import Settings
-from treasury.workflow.cases import case_files, load_case_file, run_case
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"

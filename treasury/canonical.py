@@ -30,6 +30,7 @@ from uuid import UUID
 from pydantic import SecretBytes, SecretStr
 
 from treasury.errors import ParameterError
+from treasury.models import format_amount
 
 REDACTED = "[redacted]"
 DecimalForm = Callable[[Decimal], str]
@@ -84,6 +85,11 @@ def to_jsonable(value: Any, path: str = "payload", *, amounts: DecimalForm = pla
     if not strict:
         return value
     raise ParameterError(path, f"has type {type(value).__name__}, which has no JSON form")
+
+
+def inputs_json(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Run inputs as stored: Decimals become normalised strings (``"1.5"``), the rest is already JSON."""
+    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
 
 def canonical_json(value: Any, *, amounts: DecimalForm | None = None) -> str:

@@ -15,10 +15,10 @@ from sqlalchemy import Engine
 
 from treasury.clock import Clock, SystemClock
 from treasury.errors import ConfigError
+from treasury.runs.service import Dispatcher, InlineDispatcher, RunContext, RunService
 from treasury.settings import Environment, Settings
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
-from treasury.workflow.service import Dispatcher, InlineDispatcher, RunContext, RunService
 
 
 @dataclass

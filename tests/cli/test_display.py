@@ -99,7 +99,7 @@ def test_key_profile_names_with_control_characters_are_refused(tmp_path: Path) -
 
 def test_input_names_must_be_identifiers_to_the_end(tmp_path: Path) -> None:
     from treasury.errors import WorkflowInvalid
-    from treasury.workflow.loader import load_workflow_text
+    from treasury.language.loader import load_workflow_text
 
     text = (ROOT / "workflows" / "vendor-payout.yaml").read_text()
     bad = text.replace("  amount:", '  "amount\\n":', 1)

@@ -12,7 +12,7 @@ import pytest
 from tests.runs.conftest import ROOT
 from treasury.errors import ConfigError, FileRefused, WorkflowInvalid
 from treasury.files import load_text, read_bounded
-from treasury.workflow.loader import read_workflow_text
+from treasury.language.loader import read_workflow_text
 
 ENDLESS = "/dev/zero"
 # run the command with its address space capped, so a regression fails instead of eating the machine

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from treasury.errors import RunStateError
-from treasury.models import RunState, StepState
-from treasury.workflow import engine as eng
-from treasury.workflow.engine import (
+from treasury.engine import machine as eng
+from treasury.engine.machine import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     ApprovalDecided,
@@ -21,6 +19,8 @@ from treasury.workflow.engine import (
     StepView,
     advance,
 )
+from treasury.errors import RunStateError
+from treasury.models import RunState, StepState
 
 P, R, A, S, F = StepState.PENDING, StepState.RUNNING, StepState.AWAITING_APPROVAL, StepState.SUCCEEDED, StepState.FAILED
 

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from treasury.execution import baseline
 from treasury.execution import reconcile as rc
 from treasury.execution import records as R
 from treasury.models import ExecState, StepState
+from treasury.operations import asset_transfer
+from treasury.operations.balances import total_of
+from treasury.operations.registry import get_operation
 
 from .harness import PATHS, effects, make_world
 
@@ -29,10 +31,10 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 def test_total_of_reads_the_coin_and_counts_an_unlisted_coin_as_zero() -> None:
     answer = {"balances": [{"asset": "USDT", "total": "12.5", "free": "10", "locked": "2.5"}]}
-    assert baseline.total_of(answer, "USDT") == Decimal("12.5")
-    assert baseline.total_of(answer, "BTC") == Decimal(0)
-    assert baseline.total_of({"balances": [{"asset": "USDT", "total": "x"}]}, "USDT") is None
-    assert baseline.total_of(["not", "balances"], "USDT") is None
+    assert total_of(answer, "USDT") == Decimal("12.5")
+    assert total_of(answer, "BTC") == Decimal(0)
+    assert total_of({"balances": [{"asset": "USDT", "total": "x"}]}, "USDT") is None
+    assert total_of(["not", "balances"], "USDT") is None
 
 
 @pytest.mark.parametrize(("now", "says"), [
@@ -41,27 +43,27 @@ def test_total_of_reads_the_coin_and_counts_an_unlisted_coin_as_zero() -> None:
     ({"1001": "249980", "1002": "10"}, "does not match a transfer of 10: other activity moved these accounts"),
 ])
 def test_describe_compares_both_accounts_with_the_quantity(now: dict[str, str], says: str) -> None:
-    text = baseline.describe(PARAMS, NOTED, now)
+    text = asset_transfer.describe(PARAMS, NOTED, now)
     assert says in text and "evidence, not proof" in text
     assert f"1001: USDT 250000 -> {now['1001']}" in text
 
 
 def test_describe_without_a_baseline_or_a_readable_balance_says_so() -> None:
-    assert "no balances were noted" in baseline.describe(PARAMS, None, {"1001": "1", "1002": "2"})
-    text = baseline.describe(PARAMS, NOTED, {"1001": "the lookup failed (HTTP 500)", "1002": "10"})
+    assert "no balances were noted" in asset_transfer.describe(PARAMS, None, {"1001": "1", "1002": "2"})
+    text = asset_transfer.describe(PARAMS, NOTED, {"1001": "the lookup failed (HTTP 500)", "1002": "10"})
     assert "now unreadable (the lookup failed (HTTP 500))" in text and "cannot be compared" in text
     partial = {**NOTED, "totals": {"1002": "0"}, "errors": {"1001": "HTTP 500"}}
-    assert "1001: not noted before sending" in baseline.describe(PARAMS, partial, {"1001": "1", "1002": "10"})
+    assert "1001: not noted before sending" in asset_transfer.describe(PARAMS, partial, {"1001": "1", "1002": "10"})
 
 
 def test_the_plan_reads_balances_and_the_verdict_is_final_but_never_found_or_absent() -> None:
-    lookups = rc.plan("transfer", "T1", PARAMS, sent_at=None, now=NOW,
+    lookups = rc.plan(get_operation("asset_transfer"), "T1", PARAMS, sent_at=None, now=NOW,
                       fund_statement=False)
     assert [(lk.source, lk.operation, lk.params) for lk in lookups] == [
         ("balances:1001", "balances", {"accountId": "1001"}), ("balances:1002", "balances", {"accountId": "1002"})]
     answers: dict[str, Any] = {"balances:1001": {"balances": [{"asset": "USDT", "total": "249990"}]},
                                "balances:1002": {"balances": [{"asset": "USDT", "total": "10"}]}}
-    v = rc.verdict_for("transfer", "T1", answers, params=PARAMS, noted=NOTED, fund_statement=False)
+    v = rc.verdict_for(get_operation("asset_transfer"), "T1", answers, params=PARAMS, noted=NOTED, fund_statement=False)
     assert isinstance(v, rc.Inconclusive) and v.final
     assert "fund_statement: false" in v.reason and "both moved by exactly 10" in v.reason
 

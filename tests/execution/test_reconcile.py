@@ -9,6 +9,7 @@ import pytest
 from treasury.errors import ExchangePermissionDenied, NotFound, OperationNotPermitted, OutcomeUnknown
 from treasury.execution import reconcile as rc
 from treasury.models import Permission
+from treasury.operations.registry import get_operation
 
 CID = "Tr000000000001abcdef12"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -84,23 +85,23 @@ def test_rows_under_a_key_and_non_list_answers() -> None:
 
 def test_plans_name_the_client_id_and_a_window_around_the_send() -> None:
     sent = datetime(2026, 1, 1, 11, 59, tzinfo=UTC)
-    (order,) = rc.plan("order", CID, {}, sent_at=sent, now=NOW)
+    (order,) = rc.plan(get_operation("spot_order"), CID, {}, sent_at=sent, now=NOW)
     assert order.params == {"origClientOrderId": CID}
-    orders, flow = rc.plan("withdraw", CID, {"coin": "USDT"}, sent_at=sent, now=NOW)
+    orders, flow = rc.plan(get_operation("withdraw"), CID, {"coin": "USDT"}, sent_at=sent, now=NOW)
     assert orders.operation == "withdraw_orders" and orders.params["coin"] == "USDT"
     assert flow.params["type"] == "withdraw" and flow.params["clientOrderId"] == CID
     start_ms = int(sent.timestamp() * 1000) - 5 * 60 * 1000
     assert flow.params["startTime"] == start_ms
     assert flow.params["endTime"] > int(NOW.timestamp() * 1000)
-    (fiat,) = rc.plan("fiat_withdraw", CID, {}, sent_at=sent, now=NOW)
+    (fiat,) = rc.plan(get_operation("fiat_withdraw"), CID, {}, sent_at=sent, now=NOW)
     assert fiat.params["type"] == "withdraw"
     with pytest.raises(ValueError, match="no reconciliation lookup"):
-        rc.plan("nope", CID, {}, sent_at=sent, now=NOW)
+        rc.plan(get_operation("balances"), CID, {}, sent_at=sent, now=NOW)
 
 
 def test_run_lookups_without_read_permission_reads_nothing() -> None:
     calls: list[rc.Lookup] = []
-    v = rc.run_lookups("withdraw", CID, {}, sent_at=NOW, now=NOW, read=calls.append,
+    v = rc.run_lookups(get_operation("withdraw"), CID, {}, sent_at=NOW, now=NOW, read=calls.append,
                        permissions=[Permission.WITHDRAW])
     assert isinstance(v, rc.Inconclusive) and "read permission" in v.reason and calls == []
 
@@ -113,7 +114,7 @@ def test_run_lookups_turns_errors_into_answers_and_reports_each_lookup() -> None
             raise OperationNotPermitted("balance_flow", "p", "read")
         return []
 
-    v = rc.run_lookups("withdraw", CID, {}, sent_at=NOW, now=NOW, read=read, permissions=[Permission.READ],
-                       on_lookup=lambda lookup, answer: seen.append(lookup.source))
+    v = rc.run_lookups(get_operation("withdraw"), CID, {}, sent_at=NOW, now=NOW, read=read,
+                       permissions=[Permission.READ], on_lookup=lambda lookup, answer: seen.append(lookup.source))
     assert seen == ["withdraw_orders", "balance_flow"]
     assert isinstance(v, rc.Inconclusive) and "read permission" in v.reason

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Engine
 
 from treasury.clock import ManualClock
+from treasury.runs.service import InlineDispatcher
 from treasury.runtime import Runtime, build_runtime
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state
-from treasury.workflow.service import InlineDispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 MONDAY_10_HKT = 1_780_279_200.0

@@ -17,12 +17,12 @@ from sqlalchemy import Engine, insert, text, update
 
 from tests.identities import signed_config_copy
 from treasury.audit import query_events
+from treasury.engine.quorum import GuardedStep, approval_digest, sha256_hex
 from treasury.errors import ApprovalRefused, DecisionRefused
 from treasury.people.decisions import sign_document
 from treasury.people.reverify import verify_decisions
+from treasury.runs import signing, votes
 from treasury.store.tables import approvals, runs, steps
-from treasury.workflow import approving, deciding
-from treasury.workflow.approvals import GuardedStep, approval_digest, sha256_hex
 
 from .conftest import PAYOUT, ROOT, HeldDispatcher, load
 
@@ -62,7 +62,7 @@ def test_a_signed_two_of_three_approval_reaches_the_exchange(make_runtime: Any) 
 def test_alices_document_signed_with_bobs_key_is_refused(make_runtime: Any) -> None:
     rt, wire = make_runtime()
     run_id = _start(rt)
-    doc = deciding.vote_document(rt.service, run_id, "alice", "approve", None)
+    doc = signing.vote_document(rt.service, run_id, "alice", "approve", None)
     forged = sign_document(doc, _key(rt, "bob"))
     with pytest.raises(DecisionRefused, match="not one of the person's keys") as info:
         rt.service.approve(run_id, "alice", signed=forged)
@@ -88,7 +88,7 @@ def test_a_signature_over_other_parameters_is_refused(make_runtime: Any) -> None
     rt, wire = make_runtime()
     run_id = _start(rt)
     other = _start(rt, payout={**PAYOUT, "amount": "9"})
-    doc = deciding.vote_document(rt.service, other, "alice", "approve", None)
+    doc = signing.vote_document(rt.service, other, "alice", "approve", None)
     doc["run"] = run_id  # the approval of a small payout, presented for the big one
     with pytest.raises(DecisionRefused, match="params_digest"):
         rt.service.approve(run_id, "alice", signed=sign_document(doc, _key(rt, "alice")))
@@ -98,13 +98,13 @@ def test_a_signature_over_other_parameters_is_refused(make_runtime: Any) -> None
 def test_a_reused_nonce_and_a_stale_document_are_refused(make_runtime: Any) -> None:
     rt, wire = make_runtime()
     run_id = _start(rt)
-    first = deciding.vote_document(rt.service, run_id, "alice", "approve", None)
+    first = signing.vote_document(rt.service, run_id, "alice", "approve", None)
     rt.service.approve(run_id, "alice", signed=sign_document(first, _key(rt, "alice")))
-    replay = deciding.vote_document(rt.service, run_id, "bob", "approve", None)
+    replay = signing.vote_document(rt.service, run_id, "bob", "approve", None)
     replay["nonce"] = first["nonce"]
     with pytest.raises(DecisionRefused, match=r"nonce .* was already used"):
         rt.service.approve(run_id, "bob", signed=sign_document(replay, _key(rt, "bob")))
-    stale = deciding.vote_document(rt.service, run_id, "bob", "approve", None)
+    stale = signing.vote_document(rt.service, run_id, "bob", "approve", None)
     rt.clock.advance(11 * 60)
     with pytest.raises(DecisionRefused, match="TREASURY_DECISION_MAX_AGE"):
         rt.service.approve(run_id, "bob", signed=sign_document(stale, _key(rt, "bob")))
@@ -122,7 +122,7 @@ def test_a_person_without_the_approver_role_is_refused(make_runtime: Any, tmp_pa
     make_demo_identities(config)
     rt, wire = make_runtime(config_dir=config)
     run_id = _start(rt)
-    doc = deciding.vote_document(rt.service, run_id, "grace", "approve", None)
+    doc = signing.vote_document(rt.service, run_id, "grace", "approve", None)
     with pytest.raises((ApprovalRefused, DecisionRefused), match=r"not an approver|'approver' role"):
         rt.service.approve(run_id, "grace", signed=sign_document(doc, _key(rt, "grace")))
     with pytest.raises(DecisionRefused, match="'requester' role"):
@@ -136,10 +136,10 @@ def test_a_vote_arriving_after_expiry_is_refused_inside_the_locked_transaction(
     rt, wire = make_runtime()
     run_id = _start(rt)
     rt.service.approve(run_id, "alice")
-    doc = deciding.vote_document(rt.service, run_id, "bob", "approve", None)
+    doc = signing.vote_document(rt.service, run_id, "bob", "approve", None)
     rt.clock.advance(24 * 3600 + 1)
     # the expiry sweep that runs before the vote has not seen it yet (a race): the lock must
-    monkeypatch.setattr(approving, "expire_due", lambda svc: [])
+    monkeypatch.setattr(votes, "expire_due", lambda svc: [])
     doc["issued_at"] = rt.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(ApprovalRefused, match="expired before this vote arrived"):
         rt.service.approve(run_id, "bob", signed=sign_document(doc, _key(rt, "bob")))

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, String, Table, insert, select
 
 from treasury.clock import ManualClock
+from treasury.schedules.tables import UTCDateTime, schedule_ticks
+from treasury.schedules.tick import Scheduler
+from treasury.schedules.timing import CatchUp, ScheduleSpec
 from treasury.store.db import make_engine
 from treasury.store.migrate import create_schema
 from treasury.store.tables import runs
-from treasury.workflow.schedule import CatchUp, ScheduleSpec
-from treasury.workflow.schedule_tables import UTCDateTime, schedule_ticks
-from treasury.workflow.scheduler import Scheduler
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # ManualClock's default start
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from croniter import croniter
 
-from treasury.workflow.cron import parse_cron
+from treasury.language.cron import parse_cron
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from treasury.clock import ManualClock
+from treasury.schedules.tables import schedule_state
+from treasury.schedules.tick import Scheduler
+from treasury.schedules.timing import CatchUp, ScheduleSpec
 from treasury.store.tables import runs
-from treasury.workflow.schedule import CatchUp, ScheduleSpec
-from treasury.workflow.schedule_tables import schedule_state
-from treasury.workflow.scheduler import Scheduler
 
 from .conftest import T0, audit_rows, minutes, run_dues, run_rows, spec, start_run, tick_rows
 
@@ -194,7 +194,7 @@ def test_invalid_files_are_audited_once_per_change_and_others_keep_firing(
     a, b = spec("alpha", "*/5 * * * *"), spec("beta", "*/5 * * * *")
     sched.tick([a, b])
     broken = [(b.workflow_file, "steps[0].op: unknown operation 'withdrawl'")]
-    with caplog.at_level(logging.ERROR, logger="treasury.workflow.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="treasury.schedules.tick"):
         for _ in range(3):
             clock.advance(minutes(5))
             report = sched.tick([a], invalid=broken)

@@ -188,7 +188,7 @@ def test_beat_entries_are_named_as_internal_not_like_a_workflow() -> None:
     (``treasury-sweep``, which is also a demo workflow) reads as that workflow firing."""
     import re
 
-    from treasury.workflow.spec import NAME_PATTERN
+    from treasury.language.spec import NAME_PATTERN
 
     entries = celery_config(Settings(broker_url="redis://127.0.0.1:6379/14"), WorkerOptions())["beat_schedule"]
     assert set(entries) == {TICK_ENTRY, SWEEP_ENTRY, NOTIFY_ENTRY}

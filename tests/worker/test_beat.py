@@ -20,10 +20,10 @@ from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.errors import ConfigError, TreasuryError
 from treasury.runtime import Runtime, build_runtime
+from treasury.schedules.timing import CatchUp
 from treasury.settings import Settings
 from treasury.store.tables import runs
 from treasury.worker.schedules import Beat, ScheduleLoader, load_schedules
-from treasury.workflow.schedule import CatchUp
 
 START = datetime(2026, 3, 2, 1, 0, 30, tzinfo=UTC)  # a Monday, 09:00:30 in Hong Kong
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from treasury.keys import KeySpec, load_key_specs
+from treasury.people.approvers import Approvers
 from treasury.people.registry import load_people
-from treasury.workflow.approvers import Approvers
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"

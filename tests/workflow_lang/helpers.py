@@ -8,9 +8,9 @@ from typing import Any
 
 from treasury.errors import Problem, WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.loader import LoadedWorkflow, load_workflow_text
-from treasury.workflow.validate import validate_workflow
+from treasury.language.loader import LoadedWorkflow, load_workflow_text
+from treasury.language.validate import validate_workflow
+from treasury.people.approvers import Approvers
 
 
 def load(text: str, source: str = "wf.yaml") -> LoadedWorkflow:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from treasury.errors import ConfigError
+from treasury.people.approvers import Approvers
 from treasury.people.registry import load_people
-from treasury.workflow.approvers import Approvers
 
 from .conftest import CONFIG
 

@@ -17,9 +17,9 @@ import pytest
 
 from treasury.errors import WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.loader import load_workflow
-from treasury.workflow.validate import validate_workflow
+from treasury.language.loader import load_workflow
+from treasury.language.validate import validate_workflow
+from treasury.people.approvers import Approvers
 
 BROKEN = Path(__file__).parent / "broken"
 EXPECT = re.compile(rb"^# expect: (\d+):(\d+) (.+)$")

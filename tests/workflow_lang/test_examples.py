@@ -12,11 +12,11 @@ import pytest
 
 from treasury.cli.validate import workflow_json_schema
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.inputs import coerce_inputs
-from treasury.workflow.loader import load_workflow, parse_yaml
-from treasury.workflow.templates import TemplateContext, find_refs, resolve
-from treasury.workflow.validate import check_files
+from treasury.language.inputs import coerce_inputs
+from treasury.language.loader import load_workflow, parse_yaml
+from treasury.language.templates import TemplateContext, find_refs, resolve
+from treasury.language.validate import check_files
+from treasury.people.approvers import Approvers
 
 from .conftest import WORKFLOWS
 from .helpers import load

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from treasury.errors import WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.loader import load_workflow_text
-from treasury.workflow.templates import TemplateContext, TemplateError, find_refs, resolve
-from treasury.workflow.validate import _with_partial_checks, validate_workflow
+from treasury.language.loader import load_workflow_text
+from treasury.language.templates import TemplateContext, TemplateError, find_refs, resolve
+from treasury.language.validate import _with_partial_checks, validate_workflow
+from treasury.people.approvers import Approvers
 
 from .conftest import WORKFLOWS
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from treasury.errors import ParameterError
-from treasury.workflow.inputs import coerce_inputs, input_problems
+from treasury.language.inputs import coerce_inputs, input_problems
 
 from .helpers import load
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from treasury.errors import WorkflowInvalid
-from treasury.workflow.loader import MAX_WORKFLOW_BYTES, load_workflow, load_workflow_bytes, load_workflow_text
+from treasury.language.loader import MAX_WORKFLOW_BYTES, load_workflow, load_workflow_bytes, load_workflow_text
 
 from .helpers import load, load_problems, located, only
 

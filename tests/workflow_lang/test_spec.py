@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from treasury.workflow.durations import format_duration, parse_duration
+from treasury.durations import format_duration, parse_duration
 
 from .helpers import load, load_problems, located, only
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from treasury.workflow.templates import (
+from treasury.language.templates import (
     Ref,
     TemplateContext,
     TemplateError,

@@ -10,8 +10,8 @@ import pytest
 
 from treasury.errors import WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.validate import check_files, ensure_valid
+from treasury.language.validate import check_files, ensure_valid
+from treasury.people.approvers import Approvers
 
 from .helpers import load, located, only, problems
 

@@ -145,8 +145,8 @@ def run_demo(target: Path, *, echo: Any = click.echo) -> tuple[bool, dict[str, A
             deleted; see :func:`reset_state`).
     """
     from treasury.audit import query_events, verify_chain
+    from treasury.runs.cases import run_all
     from treasury.runtime import build_runtime
-    from treasury.workflow.cases import run_all
 
     config, workflows = prepare(target)
     db = target / DB_NAME

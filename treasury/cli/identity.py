@@ -69,8 +69,8 @@ def _who_signs(app: AppContext, people: Any, user: str | None, identity: str | N
 
 def decision_service(app: AppContext) -> Any:
     """A run service for decisions that need no exchange (schedules, halts): registry, keyring, clock."""
+    from treasury.runs.service import InlineDispatcher, RunContext, RunService
     from treasury.runtime import demo_keyring, load_config
-    from treasury.workflow.service import InlineDispatcher, RunContext, RunService
 
     keys, people, policy = load_config(app.settings)
     ctx = RunContext(keys=keys, approvers=people, policy=policy, executor=None, dispatcher=InlineDispatcher(),

@@ -288,7 +288,7 @@ def resume_exchange_command(app: AppContext, user: str | None, identity: str | N
         if user is not None:
             check_name(user, "--as")
         from treasury.cli.identity import decision_service, who_signs
-        from treasury.workflow.deciding import standalone
+        from treasury.runs.signing import standalone
 
         service = decision_service(app)
         person, signer = who_signs(app, service.ctx.approvers, user, identity)

@@ -90,21 +90,21 @@ def decide_export(app: AppContext, run_id: str, step_id: str | None, user: str, 
     Sign it with: ssh-keygen -Y sign -n treasury -f ~/.ssh/id_ed25519 decision.json
     """
     from treasury.people.decisions import document_text
-    from treasury.workflow import deciding
+    from treasury.runs import signing
 
     svc = app.runtime().service
     if kind in ("approve", "reject"):
         if kind == "reject" and not reason:
             raise click.UsageError("reject needs --reason")
-        doc = deciding.vote_document(svc, run_id, user, kind, comment if kind == "approve" else reason)
+        doc = signing.vote_document(svc, run_id, user, kind, comment if kind == "approve" else reason)
         if step_id is not None and doc.get("step") != step_id:
             raise ParameterError("STEP", f"run {run_id} is waiting on {doc.get('step')!r}, not {step_id!r}")
     elif kind == "cancel":
-        doc = deciding.run_document(svc, "cancel", run_id, user)
+        doc = signing.run_document(svc, "cancel", run_id, user)
     else:
         if not (step_id and outcome and note):
             raise click.UsageError("resolve needs STEP, --outcome and --note")
-        doc = deciding.run_document(svc, "resolve", run_id, user, step_id, outcome=outcome, note=note)
+        doc = signing.run_document(svc, "resolve", run_id, user, step_id, outcome=outcome, note=note)
     click.echo(document_text(doc), nl=False)
 
 

@@ -76,7 +76,7 @@ def _print(app: AppContext, loaded: Policy, report: dict[str, Any]) -> None:
             title="limits",
         )
     rows = []
-    for op in ("withdraw", "fiat_withdraw", "asset_transfer"):
+    for op in loaded.destinations.ops():
         for i, entry in enumerate(loaded.destinations.for_op(op) or ()):
             rows.append((f"destinations.{op}[{i}]", entry.label,
                          ", ".join(f"{k}={v}" for k, v in entry.model_dump(exclude_none=True).items()

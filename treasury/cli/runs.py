@@ -15,9 +15,9 @@ from treasury.cli.identity import identity_option, who_signs
 from treasury.cli.liveness import worker_status
 from treasury.display import check_name, escape_lines, escape_text
 from treasury.errors import ParameterError
+from treasury.language.loader import read_workflow_text
 from treasury.models import RunState
 from treasury.observe import context as log_context
-from treasury.workflow.loader import read_workflow_text
 
 
 def _log_fields(**fields: str | None) -> None:

@@ -38,7 +38,7 @@ class _Schedules:
         Returns the person who signed.
         """
         from treasury.cli.identity import who_signs
-        from treasury.workflow.deciding import standalone
+        from treasury.runs.signing import standalone
 
         person, signer = who_signs(app, self.service.ctx.approvers, user, identity)
         if person not in self.service.ctx.approvers.users:

@@ -12,12 +12,12 @@ import click
 from treasury.cli.context import AppContext, pass_app
 from treasury.errors import ConfigError
 from treasury.keys import KeySpec, load_key_specs
+from treasury.language.spec import WorkflowSpec
+from treasury.language.validate import check_files
 from treasury.operations.registry import REGISTRY
+from treasury.people.approvers import Approvers
 from treasury.people.registry import load_people
 from treasury.policy.model import check_environment, load_policy
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.spec import WorkflowSpec
-from treasury.workflow.validate import check_files
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://treasury.invalid/schemas/workflow.schema.json"

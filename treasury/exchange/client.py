@@ -195,7 +195,7 @@ class HashKeyClient:
             raise ParameterError("key", f"operation {spec.name!r} is signed and needs a key profile")
         checked = self._check_params(spec, params)
         wire = checked.to_wire()
-        client_id = _client_id(spec, wire)
+        client_id = _client_id(spec, checked)
         if spec.signed and self._needs_sync:
             self._first_sync()
         try:
@@ -437,12 +437,10 @@ class HashKeyClient:
         return data, response.status_code, elapsed
 
 
-def _client_id(spec: OperationSpec, wire: Mapping[str, Any]) -> str | None:
+def _client_id(spec: OperationSpec, checked: Params) -> str | None:
+    """The request's client id (a batch's legs' ids, comma-separated), from the validated model."""
     field = spec.client_id_field
     if field is None:
         return None
-    if spec.body == "json":
-        ids = [str(leg.get(field)) for leg in wire.get("orders", []) if leg.get(field)]
-        return ",".join(ids) or None
-    value = wire.get(field)
-    return str(value) if value is not None else None
+    ids = [str(value) for part in spec.legs.parts(checked) if (value := getattr(part, field, None)) is not None]
+    return ",".join(ids) or None

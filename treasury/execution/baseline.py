@@ -8,15 +8,13 @@ shows the change to the person who must decide.
 
 The change is evidence, never proof: a deposit, a trade or another transfer on the same
 accounts can fake it or hide it. So it never re-sends and never settles a transfer by itself;
-it only tells the person what the balances did (see ``reconcile.balance_verdict``).
-
-Everything here except :func:`take` is pure.
+it only tells the person what the balances did. Which balances, and what their change
+means, the operation declares (``OperationSpec.baseline``; a transfer's in
+``treasury.operations.asset_transfer``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from treasury.audit.events import EXECUTION_BASELINE
@@ -25,32 +23,14 @@ from treasury.execution.context import StepContext
 from treasury.execution.outcomes import error_text
 from treasury.execution.records import ExecRecord
 from treasury.keys import KeyProfile
-from treasury.operations.registry import OperationSpec
+from treasury.operations.balances import total_of
+from treasury.operations.spec import OperationSpec
 
 
 def needed(spec: OperationSpec, profile: KeyProfile, rec: ExecRecord) -> bool:
-    """A transfer sent with a key that cannot read the fund statement, with no baseline yet."""
-    return spec.lookup == "transfer" and not profile.fund_statement and rec.baseline is None
-
-
-def accounts(params: Mapping[str, Any]) -> tuple[str, str]:
-    """The transfer's (from, to) account ids."""
-    return str(params.get("fromAccountId", "")), str(params.get("toAccountId", ""))
-
-
-def total_of(answer: Any, coin: str) -> Decimal | None:
-    """The ``total`` of ``coin`` in a ``GET /api/v1/account`` answer (0 when the coin is not
-    listed), or None when the answer is not a balances answer or the figure is unreadable."""
-    rows = answer.get("balances") if isinstance(answer, dict) else None
-    if not isinstance(rows, list):
-        return None
-    for row in rows:
-        if isinstance(row, dict) and coin in (row.get("asset"), row.get("assetId")):
-            try:
-                return Decimal(str(row.get("total")))
-            except (InvalidOperation, ValueError):
-                return None
-    return Decimal(0)
+    """An operation that takes a baseline, sent with a key that cannot read the fund statement,
+    with no baseline yet."""
+    return spec.baseline is not None and not profile.fund_statement and rec.baseline is None
 
 
 def _read_totals(ctx: StepContext, coin: str, ids: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
@@ -87,52 +67,14 @@ def take(ctx: StepContext, rec: ExecRecord) -> ExecRecord:
         ExchangeHalted, Banned, RateLimited: traffic is stopped; the record is unchanged.
         LeaseLost: another worker took the record over.
     """
-    coin = str(rec.params.get("coin", ""))
-    totals, errors = _read_totals(ctx, coin, tuple(dict.fromkeys(accounts(rec.params))))
+    declared = ctx.spec.baseline
+    if declared is None:
+        raise ValueError(f"operation {ctx.spec.name!r} declares no baseline")
+    coin = declared.coin(rec.params)
+    totals, errors = _read_totals(ctx, coin, declared.accounts(rec.params))
     baseline: dict[str, Any] = {"coin": coin, "at": ctx.svc.clock.now().isoformat(), "totals": totals}
     if errors:
         baseline["errors"] = errors
     (fresh,) = ctx.commit([(rec, {"baseline": baseline})],
                           events=[(EXECUTION_BASELINE, {"client_id": rec.client_id, **baseline})])
     return fresh
-
-
-def describe(params: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
-    """What the balances did since the baseline, in words, and whether that fits the transfer.
-
-    ``now`` is account id -> total (a string or Decimal), or an error text for a failed read.
-    """
-    source, target = accounts(params)
-    coin = str(params.get("coin", ""))
-    try:
-        quantity = Decimal(str(params.get("quantity")))
-    except (InvalidOperation, ValueError):
-        quantity = None
-    if not baseline or not isinstance(baseline.get("totals"), dict):
-        return "no balances were noted before sending, so there is nothing to compare"
-    before = baseline["totals"]
-    parts: list[str] = []
-    deltas: dict[str, Decimal] = {}
-    for account in dict.fromkeys((source, target)):
-        was, is_ = before.get(account), now.get(account)
-        if was is None:
-            parts.append(f"{account}: not noted before sending")
-            continue
-        try:
-            delta = Decimal(str(is_)) - Decimal(str(was))
-        except (InvalidOperation, ValueError):
-            parts.append(f"{account}: {coin} {was} before, now unreadable ({is_})")
-            continue
-        deltas[account] = delta
-        parts.append(f"{account}: {coin} {was} -> {is_} ({delta:+f})")
-    text = "balances since before sending: " + "; ".join(parts)
-    if quantity is None or set(deltas) != {source, target} or source == target:
-        return text + "; this cannot be compared with the transfer"
-    if deltas[source] == -quantity and deltas[target] == quantity:
-        verdict = f"both moved by exactly {quantity}, as this transfer would make them"
-    elif deltas[source] == 0 and deltas[target] == 0:
-        verdict = "neither moved, as if this transfer had not happened"
-    else:
-        verdict = f"the change does not match a transfer of {quantity}: other activity moved these accounts"
-    return (f"{text}; {verdict}. Balances are evidence, not proof (other movements on the same "
-            "accounts can fake or hide a transfer): check the accounts' history before deciding")

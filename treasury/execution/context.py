@@ -23,12 +23,13 @@ from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
 from treasury.clock import Clock
 from treasury.execution import records as R
 from treasury.execution.lease import LeaseKeeper, RenewingClock
-from treasury.execution.outcomes import WHAT, ExecutionSettings, StepOutcome, error_text, reason_text, settled
+from treasury.execution.outcomes import ExecutionSettings, StepOutcome, error_text, reason_text, settled
 from treasury.execution.progress import NO_PROGRESS, ProgressListener, Wait, seconds_text
 from treasury.execution.records import ExecRecord
 from treasury.execution.retry import RetryPolicy
 from treasury.keys import KeyProfile
 from treasury.models import ExecState, StepState
+from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec
 from treasury.store.db import durable_transaction
 
@@ -138,6 +139,9 @@ class StepContext:
     # client id -> digest of the parameters this step was asked (and approved) to send; a
     # record whose stored parameters no longer hash to it is never sent
     expected: dict[str, str] = field(default_factory=dict)
+    # client id -> the leg's parameters as validated when the step was prepared (what the
+    # client sends); a leg without one is never sent
+    checked: dict[str, Params] = field(default_factory=dict)
     # the step's parameters as requested (without client ids): what its policy reservation
     # was evaluated on, and what a later send is checked against again
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -161,7 +165,7 @@ class StepContext:
     @property
     def noun(self) -> str:
         """What a person calls this step's request ("withdrawal", "internal transfer")."""
-        return WHAT.get(self.spec.name, (self.spec.name,))[0]
+        return self.spec.what
 
     def report(self, what: str, detail: str = "", until: float | None = None) -> None:
         """Tell the progress listener what this step waits for now."""
@@ -177,7 +181,7 @@ class StepContext:
 
     def reason(self, rec: ExecRecord, why: str, *, story: str | None = None) -> str:
         """The plain-language reason a person reads for this step's record ``rec``."""
-        return reason_text(self.spec.name, self.run_id, self.step_id, rec, why, story=story)
+        return reason_text(self.spec, self.run_id, self.step_id, rec, why, story=story)
 
     def event(self, type_: str, payload: dict[str, Any]) -> None:
         """Append one audit event for this step in its own transaction."""

@@ -242,7 +242,7 @@ class StepExecutor:
 
     def _execute_safe(self, spec: OperationSpec, req: StepRequest) -> StepOutcome:
         try:
-            parse_params(spec, req.params)
+            checked = parse_params(spec, req.params)
             client, profile = self.clients(req.key_profile)
         except TreasuryError as exc:
             return StepOutcome(StepState.FAILED, error=str(exc))
@@ -257,7 +257,7 @@ class StepExecutor:
             svc.event(REQUEST_SENT, req.actor, req.run_id, req.step_id, sent_payload(
                 spec, req.key_profile, dict(req.params), None, attempt))
             try:
-                response = client.call(spec, profile, dict(req.params))
+                response = client.call(spec, profile, checked)
             except TreasuryError as exc:
                 svc.event(RESPONSE_RECEIVED, req.actor, req.run_id, req.step_id,
                           error_payload(spec, None, attempt, exc))
@@ -333,6 +333,7 @@ class StepExecutor:
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
                           legs={r.client_id: r for r in recs},
                           expected=wanted, params=req.params,
+                          checked={leg.client_id: leg.checked for leg in legs if leg.checked is not None},
                           policy_fresh=reserved_now, not_after=req.not_after, timeout_text=req.timeout_text)
         try:
             ctx.claim()

@@ -29,15 +29,6 @@ def resolve_hint(run_id: str, step_id: str) -> str:
     """What a person runs to settle a NEEDS_ATTENTION step (see ``RESOLVE_HINT``)."""
     return RESOLVE_HINT.format(run=run_id, step=step_id)
 HALT_HINT = "a person must run `treasury resume-exchange`"
-# operation -> (what a person calls the request, where on HashKey to look for it)
-WHAT = {
-    "asset_transfer": ("internal transfer", "fund statement (balance flow) for transfers"),
-    "withdraw": ("withdrawal", "withdrawal history"),
-    "fiat_withdraw": ("fiat withdrawal", "fiat withdrawal history"),
-    "spot_order": ("spot order", "order history"),
-    "batch_orders": ("batch order leg", "order history"),
-    "whitelist_wallet_signing": ("wallet-signing", "whitelist and deposit records"),
-}
 
 
 @dataclass(frozen=True)
@@ -125,10 +116,10 @@ def halt_message(exc: BaseException) -> str:
     return f"exchange halted: {error_text(exc)}; {HALT_HINT}"
 
 
-def reason_text(operation: str, run_id: str, step_id: str, rec: ExecRecord, why: str, *,
+def reason_text(spec: OperationSpec, run_id: str, step_id: str, rec: ExecRecord, why: str, *,
                 story: str | None = None) -> str:
     """The plain-language reason a person reads: what happened, what to check, what to run."""
-    what, where = WHAT.get(operation, (operation, "history"))
+    what, where = spec.what, spec.history
     story = story or f"got no definite answer ({rec.error or 'no answer'}) and {why}"
     return (f"The {what} request (client id {rec.client_id}) {story}. Check HashKey's {where} for "
             f"client id {rec.client_id}, then " + resolve_hint(run_id, step_id) + ".")
@@ -175,7 +166,7 @@ def outcome_of(spec: OperationSpec, recs: Sequence[ExecRecord]) -> StepOutcome:
     """The step's outcome from its records (all final, or the latest state of each)."""
     recs = sorted(recs, key=lambda r: r.leg)
     cids = [r.client_id for r in recs]
-    if spec.lookup == "batch_orders":
+    if spec.legs.batched:
         legs = [{"clientOrderId": r.client_id, "orderId": r.exchange_order_id, "status": r.state.value,
                  "error": r.error if r.state is not ExecState.SUCCEEDED else None} for r in recs]
         result: dict[str, Any] | None = {"legs": legs}

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from treasury.audit import NewEvent
 from treasury.audit.events import EXECUTION_STATE, POLICY_DECISION
-from treasury.errors import ParameterError, TreasuryError
+from treasury.errors import TreasuryError
 from treasury.execution import records as R
 from treasury.execution.context import Services, policy_api
 from treasury.execution.ids import client_id_for
@@ -38,27 +38,22 @@ def _ever_prepared(conn: Connection, run_id: str, step_id: str) -> bool:
 
 
 def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
-    """The step's legs with their client ids set in the wire parameters (one leg per batch order).
+    """The step's legs (as the operation splits it) with their client ids set in the wire parameters,
+    each with its parameters validated into the operation's model.
 
     Raises:
-        ParameterError: a batch has no orders, or the parameters do not fit the operation.
+        ParameterError: the parameters cannot be split into legs, or do not fit the operation.
         ValueError: a parameter value cannot be parsed.
     """
-    params = dict(req.params)
     field_ = spec.client_id_field
-    if spec.lookup == "batch_orders":
-        orders = params.get("orders")
-        if not isinstance(orders, list) or not orders:
-            raise ParameterError("orders", "must be a non-empty list of orders")
-        legs = [NewRecord(client_id_for(req.run_id, req.step_id, i), i,
-                          {**dict(order), str(field_): client_id_for(req.run_id, req.step_id, i)})
-                for i, order in enumerate(orders)]
-        parse_params(spec, {"orders": [leg.params for leg in legs]})
-        return legs
-    cid = client_id_for(req.run_id, req.step_id)
-    wire = {**params, field_: cid} if field_ else params
-    parse_params(spec, wire)
-    return [NewRecord(cid, 0, wire)]
+    wires: list[tuple[str, dict[str, Any]]] = []
+    for index, part in enumerate(spec.legs.split(req.params)):
+        cid = client_id_for(req.run_id, req.step_id, index if spec.legs.batched else None)
+        wires.append((cid, {**part, field_: cid} if field_ else part))
+    # validated once, here: the typed legs are what the client sends
+    checked = spec.legs.parts(parse_params(spec, spec.legs.join([wire for _, wire in wires])))
+    return [NewRecord(cid, index, wire, model)
+            for index, ((cid, wire), model) in enumerate(zip(wires, checked, strict=True))]
 
 
 def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,

@@ -17,7 +17,7 @@ from treasury.errors import Banned, ExchangeHalted
 from treasury.execution import reconcile as rc
 from treasury.execution import records as R
 from treasury.execution.context import StepContext
-from treasury.execution.outcomes import WHAT, error_text
+from treasury.execution.outcomes import error_text
 from treasury.execution.progress import seconds_text
 from treasury.execution.sending import wait_out
 from treasury.models import ExecState, RetryStrategy
@@ -47,7 +47,7 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
         # A worker stopped between "sending" and recording the answer: it may have happened.
         rec = ctx.commit([(rec, {"state": ExecState.UNKNOWN, "unknown_since": now, "error":
                                  "the answer was never recorded (the worker stopped while sending)"})])[0]
-    if ctx.spec.lookup is None:
+    if ctx.spec.reconcile is None:
         ctx.commit([(rec, {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
             rec, "the exchange offers no lookup for this operation")})])
         return False
@@ -59,7 +59,7 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
                                           "operation": lookup.operation, "params": lookup.params, **shown}))
 
     passes = int((rec.response or {}).get("reconcile_passes", 0)) + 1 if isinstance(rec.response, dict) else 1
-    planned = len(rc.plan(ctx.spec.lookup, cid, rec.params, sent_at=rec.sent_at, now=now,
+    planned = len(rc.plan(ctx.spec, cid, rec.params, sent_at=rec.sent_at, now=now,
                           fund_statement=ctx.profile.fund_statement))
     decide_by = ((rec.unknown_since or now) + timedelta(seconds=settings.deadline_seconds)).timestamp()
     done: list[rc.Lookup] = []
@@ -72,7 +72,7 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
         return read(ctx, lookup)
 
     try:
-        verdict = rc.run_lookups(ctx.spec.lookup, cid, rec.params, sent_at=rec.sent_at, now=now,
+        verdict = rc.run_lookups(ctx.spec, cid, rec.params, sent_at=rec.sent_at, now=now,
                                  read=read_one,
                                  permissions=ctx.profile.permissions, on_lookup=on_lookup,
                                  fund_statement=ctx.profile.fund_statement, noted=rec.baseline)
@@ -105,7 +105,7 @@ def reconcile_leg(ctx: StepContext, cid: str) -> bool:
         else:
             values = {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
                 rec, f"only {' and '.join(verdict.sources)} could be checked, and a "
-                     f"{WHAT.get(ctx.spec.name, (ctx.spec.name,))[0]} is re-sent only when "
+                     f"{ctx.spec.what} is re-sent only when "
                      f"{needed} independent lookups show it is absent")}
     elif verdict.final and settled:
         values = {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(rec, verdict.reason)}

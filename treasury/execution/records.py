@@ -25,6 +25,7 @@ from treasury.canonical import canonical_json
 from treasury.clock import as_utc
 from treasury.errors import ExecutionError
 from treasury.models import ExecState
+from treasury.operations.params import Params
 from treasury.store.tables import execution_records as T
 
 TERMINAL = frozenset({ExecState.SUCCEEDED, ExecState.FAILED, ExecState.NEEDS_ATTENTION})
@@ -169,6 +170,8 @@ class NewRecord:
     client_id: str
     leg: int
     params: dict[str, Any]
+    # the leg's parameters validated into the operation's model (what is sent), when known
+    checked: Params | None = None
 
 
 def insert_prepared(

@@ -122,8 +122,8 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
 
 
 def note_baselines(ctx: StepContext, cids: list[str]) -> None:
-    """Before a transfer's first send with a key that cannot read the fund statement, note
-    both accounts' balances (``treasury.execution.baseline``).
+    """Before the first send with a key that cannot read the fund statement, note the balances
+    the operation declares (a transfer's two accounts; ``treasury.execution.baseline``).
 
     Raises:
         RateLimited, ExchangeHalted, Banned: nothing may be read now (nothing was sent).
@@ -168,11 +168,13 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if not recs:
         return
-    altered = [r for r in recs if R.params_digest(r.params) != ctx.expected.get(r.client_id)]
+    altered = [r for r in recs if R.params_digest(r.params) != ctx.expected.get(r.client_id)
+               or r.client_id not in ctx.checked]
     if altered:
         # The stored parameters changed after this step was asked for (and approved): sending
         # them would send something nobody approved. Nothing goes out; a person looks. (A leg
-        # with no expected digest at all counts as changed: only a step's own call may send.)
+        # with no expected digest or no validated parameters counts as changed: only a step's
+        # own call may send.)
         ctx.commit([(r, {"state": ExecState.NEEDS_ATTENTION, "reason": ctx.reason(
             r, "", story="was about to be sent, but its stored parameters no longer match what the "
                          "step asked for (the record was changed in the database); nothing was sent")})
@@ -187,13 +189,14 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                                                           r.client_id, r.attempts + 1))
                               for r in recs],
                       durable=True)  # it guards the send: a power loss must not roll it back
-    batch = ctx.spec.lookup == "batch_orders"
-    wire = {"orders": [r.params for r in sent]} if batch else sent[0].params
+    # the parameters validated when the step was prepared, equal to the stored ones (their
+    # digests matched above): sent as they are, not parsed from the records again
+    request = ctx.spec.legs.whole([ctx.checked[r.client_id] for r in sent])
     ctx.report(f"sending the {ctx.noun} {', '.join(r.client_id for r in sent)}",
                f"attempt {sent[0].attempts} of {ctx.max_attempts}")
     error: TreasuryError | None = None
     try:
-        response = ctx.client.call(ctx.spec, ctx.profile, wire,
+        response = ctx.client.call(ctx.spec, ctx.profile, request,
                                    before_sign=ctx.before_sign([r.client_id for r in sent]))
     except LeaseLost:
         raise  # checked before signing: nothing was sent, and the records are another worker's now
@@ -228,7 +231,7 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     if error is not None:
         to_unknown(ctx, sent, error)  # not in the table: assume it may have happened
         return
-    if batch:
+    if ctx.spec.legs.batched:
         batch_answer(ctx, sent, response)
         return
     rec = sent[0]

@@ -130,7 +130,7 @@ class Sender:
 
     def _route_new(self) -> int:
         """Delivery rows for events not routed yet; events with no route are done."""
-        from treasury.workflow.schedule_rows import insert_ignoring_conflicts
+        from treasury.schedules.state import insert_ignoring_conflicts
 
         now = self.clock.now()
         done = 0

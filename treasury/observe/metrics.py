@@ -184,8 +184,8 @@ class DatabaseCollector:
 
         from treasury.exchange.halts import active_halts
         from treasury.observe.tables import AUDIT_VERIFY, marks
+        from treasury.schedules.tables import schedule_ticks
         from treasury.store.tables import execution_records, runs, steps
-        from treasury.workflow.schedule_tables import schedule_ticks
 
         now = self.clock.now()
         with self.engine.connect() as conn:

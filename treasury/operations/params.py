@@ -1,4 +1,6 @@
-"""Parameter models for every HashKey operation, named exactly as on the wire.
+"""Parameter models, named exactly as on the wire: the shared field types, and the models of
+the reads and cancels. A money-moving operation's model is in its own module
+(``treasury.operations.withdraw``…).
 
 Amounts are ``Decimal`` (parsed strictly: no floats, exponents, NaN or negatives) and are
 rendered back as plain strings by ``to_wire``. Account ids are strings.
@@ -157,84 +159,7 @@ class BalanceFlowParams(Params):
     limit: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
-# --------------------------------------------------------------------------- writes
-
-
-class AssetTransferParams(Params):
-    fromAccountId: AccountId
-    toAccountId: AccountId
-    coin: Coin
-    quantity: Amount
-    remark: Annotated[str, Field(max_length=128)] | None = None
-    clientOrderId: ClientId | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> AssetTransferParams:
-        if self.fromAccountId == self.toAccountId:
-            raise ValueError("fromAccountId and toAccountId must differ")
-        return self
-
-
-class WithdrawParams(Params):
-    coin: Coin
-    chainType: Chain
-    address: Address
-    addressExt: Annotated[str, Field(max_length=100)] | None = None
-    quantity: Amount
-    clientOrderId: ClientId | None = None
-
-
-class FiatWithdrawParams(Params):
-    asset: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    amount: Amount
-    bankAccount: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._/-]+$")]
-    remark: Annotated[str, Field(max_length=128)] | None = None
-    clientOrderId: ClientId | None = None
-
-
-class SpotOrderParams(Params):
-    symbol: Symbol
-    side: Side
-    type: OrderType
-    quantity: Amount | None = None
-    amount: Amount | None = None
-    price: Amount | None = None
-    timeInForce: TimeInForce | None = None
-    newClientOrderId: ClientId | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> SpotOrderParams:
-        if self.quantity is not None and self.amount is not None:
-            raise ValueError("send quantity or amount, not both")
-        if self.type in (OrderType.LIMIT, OrderType.LIMIT_MAKER):
-            if self.price is None or self.quantity is None:
-                raise ValueError(f"a {self.type.value} order needs price and quantity")
-            if self.amount is not None:
-                raise ValueError("amount is only for MARKET orders")
-        else:
-            if self.price is not None:
-                raise ValueError("a MARKET order takes no price")
-            if self.quantity is None and self.amount is None:
-                raise ValueError("a MARKET order needs quantity or amount")
-        return self
-
-
-MAX_BATCH_LEGS = 20
-
-
-class BatchOrdersParams(Params):
-    orders: Annotated[list[SpotOrderParams], Field(min_length=1)]
-
-    # a field validator, so that the error names ``orders`` rather than the whole parameter set
-    @field_validator("orders")
-    @classmethod
-    def _legs(cls, orders: list[SpotOrderParams]) -> list[SpotOrderParams]:
-        if len(orders) > MAX_BATCH_LEGS:
-            raise ValueError(f"at most {MAX_BATCH_LEGS} orders per batch, got {len(orders)}")
-        symbols = {o.symbol for o in orders}
-        if len(symbols) > 1:
-            raise ValueError(f"all orders in a batch must share one symbol, got {sorted(symbols)}")
-        return orders
+# --------------------------------------------------------------------------- cancels
 
 
 class CancelOrderParams(Params):
@@ -273,16 +198,6 @@ class CancelOpenOrdersParams(Params):
 class DepositAddressParams(Params):
     coin: Coin
     chainType: Chain
-
-
-class WalletSigningParams(Params):
-    """Wallet ownership proof by message signing (the simulator documents the model)."""
-
-    coin: Coin
-    chainType: Chain
-    address: Address
-    message: Annotated[str, Field(min_length=1, max_length=500)]
-    walletSignature: Annotated[str, Field(pattern=r"^(0x)?[0-9a-fA-F]{16,200}$")]
 
 
 class WhitelistVerifyParams(Params):

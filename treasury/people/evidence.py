@@ -84,15 +84,15 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     coerced as the scheduler coerces them, exactly the run's stored inputs, and whose cron fires
     at the run's ``due_at``.
     """
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.loader import load_workflow_text
-    from treasury.workflow.service import jsonable
+    from treasury.canonical import inputs_json
+    from treasury.language.inputs import coerce_inputs
+    from treasury.language.loader import load_workflow_text
 
     try:
         spec = load_workflow_text(snapshot, source=f"run {run.id}").spec
         if spec.schedule is None or spec.name != run.schedule:
             return f"its workflow does not declare the schedule {run.schedule!r}"
-        declared = jsonable(coerce_inputs(spec, dict(spec.schedule.inputs)))
+        declared = inputs_json(coerce_inputs(spec, dict(spec.schedule.inputs)))
     except TreasuryError as exc:
         return f"its workflow cannot be read ({exc})"
     if digest_of(declared) != digest_of(run.inputs):
@@ -104,7 +104,7 @@ def _instant_problem(spec: Any, run: Any) -> str | None:
     """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
     from datetime import timedelta
 
-    from treasury.workflow.schedule import ScheduleSpec, next_fire
+    from treasury.schedules.timing import ScheduleSpec, next_fire
 
     due = run.due_at
     if due is None:

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from treasury.canonical import canonical_json
 from treasury.errors import ConfigError, Problem
+from treasury.people.approvers import NAME, Approvers
 from treasury.people.sshsig import PublicKey, SignatureError, parse_public_key
-from treasury.workflow.approvers import NAME, Approvers
 
 Role = Literal["requester", "approver", "operator", "auditor"]
 ROLES: tuple[str, ...] = ("requester", "approver", "operator", "auditor")

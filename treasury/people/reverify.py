@@ -146,8 +146,8 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
 
 def _changed_results(conn: Connection, run_id: str | None) -> list[str]:
     """Succeeded steps whose stored result is not the one audited at their success, by run."""
+    from treasury.runs.result_digests import audited_digests, changed_text, result_digest
     from treasury.store.tables import steps
-    from treasury.workflow.result_digests import audited_digests, changed_text, result_digest
 
     q = select(steps.c.run_id, steps.c.step_id, steps.c.result).where(steps.c.state == "SUCCEEDED")
     if run_id is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -44,10 +44,13 @@ from treasury.errors import ConfigError, FileRefused
 from treasury.files import read_bounded
 from treasury.located import compose, raise_problems
 from treasury.models import amount_value, format_amount
+from treasury.operations.movement import Movement, normalize_destination
+from treasury.operations.registry import REGISTRY, operations
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
-# Operations whose amounts the policy understands; batch_orders legs count as spot_order.
-OPS = ("withdraw", "fiat_withdraw", "asset_transfer", "spot_order")
+# Operations whose amounts the policy understands, as each declares (``OperationSpec.money``);
+# one counted as another (batch_orders legs count as spot_order) is named by that other.
+OPS = tuple(op.name for op in operations() if op.money is not None and op.money.policy_op == op.name)
 DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -61,8 +64,10 @@ def _amount(value: Any) -> Decimal:
 
 
 def _op(value: Any) -> str:
-    if value == "batch_orders":
-        raise ValueError("batch_orders is covered by spot_order rules (a batch counts per symbol)")
+    spec = REGISTRY.get(value) if isinstance(value, str) else None
+    money = spec.money if spec is not None else None
+    if money is not None and money.policy_op != value:
+        raise ValueError(f"{value} is covered by {money.policy_op} rules ({money.counted_note})")
     if value not in OPS:
         raise ValueError(f"unknown operation {value!r}; policy rules cover {', '.join(OPS)}")
     return str(value)
@@ -131,8 +136,9 @@ class LimitRule(_Targeted):
             raise ValueError("max_per_window needs a window such as 24h")
         if self.window is not None and self.max_per_window is None:
             raise ValueError("window is only meaningful with max_per_window")
-        if self.destination is not None and self.op == "spot_order":
-            raise ValueError("spot_order has no destination; drop destination from this rule")
+        money = REGISTRY[self.op].money
+        if self.destination is not None and money is not None and not money.has_destination:
+            raise ValueError(f"{self.op} has no destination; drop destination from this rule")
         return self
 
     @property
@@ -147,16 +153,53 @@ class WithdrawDestination(_Rule):
     address_ext: Text | None = None  # memo/tag; when absent, a withdrawal must not carry one
     label: Text
 
+    names_asset: ClassVar[bool] = True
+
+    @property
+    def key(self) -> str:
+        """What a limit's ``destination`` or a movement's destination is compared with."""
+        return self.address
+
+    def matches(self, mv: Movement) -> bool:
+        return (
+            mv.destination is not None
+            and self.coin.upper() == mv.asset
+            and self.chain.upper() == mv.chain
+            and normalize_destination(self.address) == mv.destination
+            and self.address_ext == mv.address_ext
+        )
+
 
 class FiatDestination(_Rule):
     reference: Text
     label: Text
     asset: Text | None = None
 
+    @property
+    def names_asset(self) -> bool:
+        return self.asset is not None
+
+    @property
+    def key(self) -> str:
+        return self.reference
+
+    def matches(self, mv: Movement) -> bool:
+        return (mv.destination is not None and self.reference == mv.destination
+                and (self.asset is None or self.asset.upper() == mv.asset))
+
 
 class TransferDestination(_Rule):
     account: Text
     label: Text
+
+    names_asset: ClassVar[bool] = False
+
+    @property
+    def key(self) -> str:
+        return self.account
+
+    def matches(self, mv: Movement) -> bool:
+        return mv.destination is not None and self.account == mv.destination
 
 
 Destination = WithdrawDestination | FiatDestination | TransferDestination
@@ -176,15 +219,17 @@ class Destinations(_Rule):
             raise ValueError("give a list of entries ([] refuses every such operation) or leave the key out")
         return value
 
+    @classmethod
+    def ops(cls) -> tuple[str, ...]:
+        """The operations a policy file may give an allowlist (its keys under ``destinations``)."""
+        return tuple(cls.model_fields)
+
     def for_op(self, op: str) -> Sequence[Destination] | None:
         """The allowlist for ``op``, or None when the op has none."""
-        if op == "withdraw":
-            return self.withdraw
-        if op == "fiat_withdraw":
-            return self.fiat_withdraw
-        if op == "asset_transfer":
-            return self.asset_transfer
-        return None
+        if op not in type(self).model_fields:
+            return None
+        entries: Sequence[Destination] | None = getattr(self, op)
+        return entries
 
 
 class WindowRule(_Rule):
@@ -293,7 +338,7 @@ class Policy:
         d = self.destinations
         return not (
             self.limits or self.windows or self.approval_tiers
-            or d.withdraw is not None or d.fiat_withdraw is not None or d.asset_transfer is not None
+            or any(d.for_op(op) is not None for op in d.ops())
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,16 +15,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from treasury.models import format_amount
-from treasury.policy.model import (
-    DAYS,
-    Destination,
-    FiatDestination,
-    LimitRule,
-    Policy,
-    Verdict,
-    WindowRule,
-    WithdrawDestination,
-)
+from treasury.operations.registry import REGISTRY
+from treasury.policy.model import DAYS, LimitRule, Policy, Verdict, WindowRule
 from treasury.policy.movements import Movement, normalize_destination
 
 
@@ -40,16 +32,8 @@ def limit_destinations(policy: Policy, rule: LimitRule) -> set[str]:
     keys = {normalize_destination(rule.destination)}
     for entry in policy.destinations.for_op(rule.op) or ():
         if entry.label == rule.destination:
-            keys.add(normalize_destination(_entry_key(entry)))
+            keys.add(normalize_destination(entry.key))
     return keys
-
-
-def _entry_key(entry: Destination) -> str:
-    if isinstance(entry, WithdrawDestination):
-        return entry.address
-    if isinstance(entry, FiatDestination):
-        return entry.reference
-    return entry.account
 
 
 def match_limit(policy: Policy, rule: LimitRule, mv: Movement) -> Match:
@@ -134,44 +118,20 @@ def destination_verdicts(policy: Policy, mv: Movement, *, strict: bool) -> list[
     if entries is None:
         return []
     rule = f"destinations.{mv.op}"
-    needed: tuple[str, ...]
-    if mv.op == "withdraw":
-        needed = ("asset", "chain", "destination", "address_ext")
-        shown = f"{mv.asset} on {mv.chain} to {mv.destination}" + (
-            f" (addressExt {mv.address_ext})" if mv.address_ext else "")
-        details = {"coin": mv.asset or "", "chain": mv.chain or "", "address": mv.destination or ""}
-    elif mv.op == "fiat_withdraw":
-        # the asset matters only when some entry names one
-        named = any(isinstance(e, FiatDestination) and e.asset for e in entries)
-        needed = ("asset", "destination") if named else ("destination",)
-        shown = f"{mv.asset} to bank account {mv.destination}"
-        details = {"asset": mv.asset or "", "reference": mv.destination or ""}
-    else:
-        needed = ("destination",)
-        shown = f"{mv.asset} to account {mv.destination}"
-        details = {"asset": mv.asset or "", "account": mv.destination or ""}
+    money = REGISTRY[mv.op].money
+    if money is None:
+        return []
+    needed = money.allowlist_needs
+    if any(entry.names_asset for entry in entries):
+        needed = (*needed, "asset")
+    shown, details = money.allowlist_text(mv)
     if not mv.known(*needed) and not strict:
         return []
     for index, entry in enumerate(entries):
-        if _entry_matches(mv, entry):
+        if entry.matches(mv):
             return [Verdict(True, f"{rule}[{index}]", f"{mv.op} {shown} is on the allowlist as "
                             f"{entry.label!r}", {**details, "label": entry.label})]
     return [Verdict(False, rule, f"{mv.op} {shown} is refused: not on the allowlist", details)]
-
-
-def _entry_matches(mv: Movement, entry: Destination) -> bool:
-    if mv.destination is None:
-        return False
-    if isinstance(entry, WithdrawDestination):
-        return (
-            entry.coin.upper() == mv.asset
-            and entry.chain.upper() == mv.chain
-            and normalize_destination(entry.address) == mv.destination
-            and entry.address_ext == mv.address_ext
-        )
-    if isinstance(entry, FiatDestination):
-        return entry.reference == mv.destination and (entry.asset is None or entry.asset.upper() == mv.asset)
-    return entry.account == mv.destination
 
 
 def in_window(window: WindowRule, at: datetime) -> bool:

@@ -88,8 +88,8 @@ def import_tables() -> None:
     import treasury.observe.tables
     import treasury.people.tables
     import treasury.policy.tables
-    import treasury.store.tables
-    import treasury.workflow.schedule_tables  # noqa: F401
+    import treasury.schedules.tables
+    import treasury.store.tables  # noqa: F401
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from treasury.worker.factory import EXECUTE_STEP, KICK_RUN, TreasuryCelery
 from treasury.worker.options import WorkerOptions
 
 if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+    from treasury.runs.service import RunService
 
 log = logging.getLogger("treasury.worker")
 

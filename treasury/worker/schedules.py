@@ -27,9 +27,9 @@ from sqlalchemy import Connection, Engine
 from treasury.clock import Clock
 from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInvalid
 from treasury.files import decode_text
-from treasury.workflow.loader import read_workflow_bytes
-from treasury.workflow.schedule import CatchUp, ScheduleSpec
-from treasury.workflow.scheduler import AuditHook, Scheduler, TickReport
+from treasury.language.loader import read_workflow_bytes
+from treasury.schedules.tick import AuditHook, Scheduler, TickReport
+from treasury.schedules.timing import CatchUp, ScheduleSpec
 
 log = logging.getLogger("treasury.beat")
 

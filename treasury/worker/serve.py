@@ -200,8 +200,8 @@ def build_server(runtime: Runtime, options: ServeOptions) -> Server:
     no executor, so it never sends anything.
     """
     from treasury.policy.watch import PolicyWatch
+    from treasury.runs.service import InlineDispatcher, RunContext, RunService
     from treasury.runtime import load_config
-    from treasury.workflow.service import InlineDispatcher, RunContext, RunService
 
     settings = runtime.settings
     keys, approvers, policy = load_config(settings)

@@ -1,25 +1,21 @@
 """Approval operations of the run service: requesting, voting, expiry, and the check before sending.
 
 Functions take the ``RunService`` so they share its transactions, clock and audit; the rules
-themselves (who may vote, the digest) are the pure functions in ``treasury.workflow.approvals``.
+themselves (who may vote, the digest) are the pure functions in ``treasury.engine.quorum``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
 from treasury.clock import as_utc
 from treasury.durations import parse_duration
-from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
-from treasury.models import StepState
-from treasury.observe import metrics
-from treasury.workflow import engine as eng
-from treasury.workflow import runstore as store
-from treasury.workflow.approvals import (
+from treasury.engine import machine as eng
+from treasury.engine.quorum import (
     GuardedStep,
     approval_digest,
     check_vote,
@@ -27,17 +23,22 @@ from treasury.workflow.approvals import (
     quorum_reached,
     sha256_hex,
 )
+from treasury.errors import ApprovalRefused, DecisionRefused, DigestMismatch
+from treasury.models import StepState
+from treasury.observe import metrics
+from treasury.people.decisions import audit_payload, check_signature
+from treasury.policy import evaluate
+from treasury.runs import runstore as store
+from treasury.runs import signing
+from treasury.runs.context import EventHost
 
-if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
 
-
-def guarded_by(svc: RunService, spec: Any, approval_step_id: str) -> list[Any]:
+def guarded_by(svc: EventHost, spec: Any, approval_step_id: str) -> list[Any]:
     guards = spec.guards()
     return [s for s in spec.steps if s.op is not None and approval_step_id in guards.get(s.id, [])]
 
 
-def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) -> None:
+def request_approval(svc: EventHost, conn: Connection, run: Any, step_id: str) -> None:
     spec = svc.spec_of(run)
     step = spec.step(step_id)
     results = svc.step_results(conn, run.id)
@@ -53,8 +54,6 @@ def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) 
     eligible = sorted(svc.ctx.approvers.eligible(step.approval.approvers, exclude=run.requested_by))
     verdicts: dict[str, Any] = {}
     if svc.ctx.policy is not None:
-        from treasury.policy import evaluate
-
         for g in guarded:
             full = svc.resolve_params(run, spec.step(g.step_id), results)
             if full is not None:
@@ -75,7 +74,7 @@ def request_approval(svc: RunService, conn: Connection, run: Any, step_id: str) 
     })
 
 
-def current_digest(svc: RunService, run: Any, step_row: Any) -> str:
+def current_digest(svc: EventHost, run: Any, step_row: Any) -> str:
     material = step_row.params or {}
     guarded = [GuardedStep(k, v["op"], v["key"], v["params"], v.get("account"))
                for k, v in material.get("guarded", {}).items()]
@@ -84,20 +83,13 @@ def current_digest(svc: RunService, run: Any, step_row: Any) -> str:
                            inputs=run.inputs, guarded=guarded)
 
 
-def waiting_step(svc: RunService, conn: Connection, run: Any) -> Any:
-    for r in store.get_steps(conn, run.id):
-        if r.state == StepState.AWAITING_APPROVAL.value:
-            return r
-    raise ApprovalRefused(f"run {run.id} is {run.state}; it is not waiting for approval")
-
-
-def refuse(svc: RunService, run_id: str, step_id: str | None, user: str, action: str, reason: str) -> None:
+def refuse(svc: EventHost, run_id: str, step_id: str | None, user: str, action: str, reason: str) -> None:
     with svc.engine.begin() as conn:
         svc.audit(conn, "approval.refused", user, run_id=run_id, step_id=step_id,
                    payload={"action": action, "reason": reason})
 
 
-def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
+def vote(svc: EventHost, run_id: str, signed: Any, decision: str) -> str:
     """Record a signed ``approve`` or ``reject`` after verifying it at the door.
 
     The person is whoever signed: the signature must verify against their registered key,
@@ -109,9 +101,6 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
         DecisionRefused: the door refuses the document (audited ``decision.refused``).
         ApprovalRefused: the rules refuse the vote (four eyes, eligibility, one vote each; audited).
     """
-    from treasury.people.decisions import audit_payload, check_signature
-    from treasury.workflow import deciding
-
     svc.refresh_people()
     expire_due(svc)
     dispatch: list[tuple[str, str]] = []
@@ -124,7 +113,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
         user = str(signed.parsed().get("person"))
         with svc.engine.begin() as conn:
             run = store.lock_run(conn, run_id)
-            step = waiting_step(svc, conn, run)
+            step = store.waiting_step(conn, run)
             step_id = step.step_id
             if step.expires_at is not None and as_utc(step.expires_at) <= svc.now():
                 expired = True  # expired between expire_due and the lock: it fails closed here
@@ -136,7 +125,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
             raise ApprovalRefused(f"approval {step_id!r} of run {run_id} expired before this vote arrived")
         with svc.engine.begin() as conn:
             run = store.lock_run(conn, run_id)
-            step = waiting_step(svc, conn, run)
+            step = store.waiting_step(conn, run)
             step_id = step.step_id
             if step.expires_at is not None and as_utc(step.expires_at) <= svc.now():
                 raise ApprovalRefused(f"approval {step_id!r} of run {run_id} expired before this vote arrived")
@@ -150,12 +139,12 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
                 )
             # who signed (authentication) first, then the rules of the vote, then the rest of the door
             user = check_signature(signed, svc.ctx.approvers, kind=decision, check_role=False).person
-            requester = deciding.requester_of(conn, svc, run)
+            requester = signing.requester_of(conn, svc, run)
             eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
             votes = store.votes_for(conn, run_id, step.step_id)
             check_vote(user=user, requester=requester, eligible=eligible,
                        known_users=set(svc.ctx.approvers.users), votes=votes)
-            verified = deciding.accept(svc, conn, signed, kind=decision, expect=deciding.vote_expect(run, step))
+            verified = signing.accept(svc, conn, signed, kind=decision, expect=signing.vote_expect(run, step))
             comment = verified.doc.get("comment" if decision == "approve" else "reason")
             store.insert_vote(conn, run_id=run_id, step_id=step.step_id, approver=user, decision=decision,
                               comment=comment, digest=digest, at=svc.now())
@@ -172,7 +161,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
                 decided = "granted"
             requested_at = step.started_at
     except DecisionRefused as exc:
-        deciding.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
+        signing.refuse(svc, signed, str(exc), kind=decision, run_id=run_id, step_id=step_id)
         raise
     except ApprovalRefused as exc:
         refuse(svc, run_id, step_id, user, decision, str(exc))
@@ -185,7 +174,7 @@ def vote(svc: RunService, run_id: str, signed: Any, decision: str) -> str:
 
 
 def check_approvals(
-    svc: RunService, conn: Connection, run: Any, spec: Any, step: Any, params: Mapping[str, Any]
+    svc: EventHost, conn: Connection, run: Any, spec: Any, step: Any, params: Mapping[str, Any]
 ) -> dict[str, str]:
     """Recompute every guarding approval's digest from what is about to be sent.
 
@@ -222,7 +211,7 @@ def check_approvals(
     return out
 
 
-def expire_due(svc: RunService) -> list[tuple[str, str]]:
+def expire_due(svc: EventHost) -> list[tuple[str, str]]:
     """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
     with svc.engine.connect() as conn:
         due = store.due_approvals(conn, svc.now())

@@ -49,19 +49,8 @@ from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from treasury.clock import Clock
-from treasury.store.tables import runs
-from treasury.workflow.schedule import (
-    ScheduleSpec,
-    TickPlan,
-    due_between,
-    next_fire,
-    next_fire_screened,
-    plan_tick,
-    validate_cron,
-    validate_timezone,
-)
-from treasury.workflow.schedule_admin import ScheduleAdmin, ScheduleStatus
-from treasury.workflow.schedule_rows import (
+from treasury.schedules.admin import ScheduleAdmin, ScheduleStatus
+from treasury.schedules.state import (
     NOT_RUNNING,
     STATE,
     TICK_READ,
@@ -74,7 +63,7 @@ from treasury.workflow.schedule_rows import (
     start_of,
     sync,
 )
-from treasury.workflow.schedule_tables import (
+from treasury.schedules.tables import (
     TICK_FIRED,
     TICK_MISSED,
     TICK_SKIPPED_INVALID,
@@ -82,6 +71,17 @@ from treasury.workflow.schedule_tables import (
     schedule_state,
     schedule_ticks,
 )
+from treasury.schedules.timing import (
+    ScheduleSpec,
+    TickPlan,
+    due_between,
+    next_fire,
+    next_fire_screened,
+    plan_tick,
+    validate_cron,
+    validate_timezone,
+)
+from treasury.store.tables import runs
 
 log = logging.getLogger(__name__)
 

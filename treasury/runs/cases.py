@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from treasury.errors import ApprovalRefused, TreasuryError
-from treasury.workflow.loader import read_workflow_text
+from treasury.language.loader import read_workflow_text
 from treasury.yamlfile import config_error_from, load_yaml
 
 EFFECT_KINDS = ("transfers", "withdrawals", "fiat_withdrawals", "orders", "wallet_signings")

@@ -10,126 +10,59 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import socket
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from treasury.audit.events import STEP_START_LIMIT
-from treasury.clock import Clock, as_utc
+from treasury.audit import append_event
+from treasury.canonical import inputs_json
+from treasury.engine import machine as eng
+from treasury.engine.quorum import sha256_hex
 from treasury.errors import (
     ApprovalRefused,
     ConfigError,
     DecisionRefused,
-    DigestMismatch,
     ParameterError,
     RunStateError,
+    TreasuryError,
     WorkflowInvalid,
 )
 from treasury.execution.ids import new_run_id
-from treasury.execution.outcomes import resolve_hint
-from treasury.models import ExecState, RunState, StepState, format_amount
+from treasury.language.inputs import coerce_inputs
+from treasury.language.loader import load_workflow_text
+from treasury.language.templates import TemplateContext, TemplateError, resolve
+from treasury.language.validate import validate_workflow
+from treasury.models import ExecState, RunState, StepState
 from treasury.observe import context as log_context
-from treasury.people import decisions, evidence
-from treasury.workflow import approving, deciding, result_digests, views
-from treasury.workflow import engine as eng
-from treasury.workflow import runstore as store
+from treasury.people import decisions
+from treasury.policy import evaluate
+from treasury.runs import runstore as store
+from treasury.runs import signing, views, votes
+from treasury.runs.context import AuditFn, Dispatcher, InlineDispatcher, RunContext
+from treasury.runs.steps import StepRunner, needs_policy, step_done
 
 log = logging.getLogger("treasury.runs")
 
-AuditFn = Callable[..., Any]
-
-
-class Dispatcher(Protocol):
-    """Carries out ``Dispatch`` commands: inline (a local queue) or on Celery workers."""
-
-    def dispatch(self, run_id: str, step_id: str) -> None: ...
-
-    def flush(self, service: RunService) -> None: ...
-
-
-class InlineDispatcher:
-    """Runs dispatched steps in this process, one after another, when the caller flushes."""
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[str, str]] = deque()
-        self._draining = False
-
-    def dispatch(self, run_id: str, step_id: str) -> None:
-        self.queue.append((run_id, step_id))
-
-    def flush(self, service: RunService) -> None:
-        if self._draining:  # a step finishing dispatches the next; the outer loop runs it
-            return
-        self._draining = True
-        try:
-            while self.queue:
-                run_id, step_id = self.queue.popleft()
-                service.execute_step(run_id, step_id)
-        finally:
-            self._draining = False
-
-
-@dataclass
-class RunContext:
-    """What the service needs besides the database: config, the executor and the clock."""
-
-    keys: Mapping[str, Any]  # name -> KeySpec
-    approvers: Any  # treasury.workflow.approvers.Approvers
-    policy: Any | None  # treasury.policy Policy
-    executor: Any  # treasury.execution.StepExecutor
-    dispatcher: Dispatcher
-    clock: Clock
-    step_start_limit: int = 5  # Settings.step_start_limit
-    worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
-    # treasury.policy.watch.PolicyWatch: keeps ``policy`` equal to its file (None: fixed policy)
-    policy_watch: Any | None = None
-    # treasury.people.keyring.Keyring: demo keys that sign for people (simulator only; else None)
-    keyring: Any | None = None
-    decision_max_age: float = 600.0  # Settings.decision_max_age (seconds)
-    # where scheduled runs' workflow files live (a scheduled run is backed by its file, not a person)
-    workflows_dir: Any | None = None
-    # treasury.people.watch.PeopleWatch: keeps ``approvers`` equal to people.yaml (None: fixed)
-    people_watch: Any | None = None
-
-
-def needs_policy(op: str | None) -> bool:
-    """Whether a step with operation ``op`` may only run under a policy: every operation that
-    moves money or changes exchange state (an unknown name too: fail closed). Reads do not."""
-    if op is None:
-        return False
-    from treasury.operations.registry import REGISTRY
-
-    spec = REGISTRY.get(op)
-    return spec is None or spec.mutates
-
-
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
-    from treasury.workflow.loader import load_workflow_text
-
     return load_workflow_text(text, source=source)
-
-
-def _audit_fn() -> AuditFn:
-    from treasury.audit import append_event
-
-    return append_event
 
 
 class RunService:
     def __init__(self, engine: Engine, ctx: RunContext, audit: AuditFn | None = None) -> None:
         self.engine = engine
         self.ctx = ctx
-        self._audit = audit or _audit_fn()
+        self._audit = audit or append_event
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def audit_fn(self) -> AuditFn:
+        """The function that appends audit events (``treasury.audit.append_event`` unless replaced)."""
+        return self._audit
 
     def now(self) -> datetime:
         return self.ctx.clock.now()
@@ -150,9 +83,6 @@ class RunService:
         Taken from the profile the executor signs with (keys.yaml as this process loaded it),
         so an approval binds the account, not only the profile's name.
         """
-        from treasury.errors import TreasuryError
-        from treasury.workflow.approvals import sha256_hex
-
         profile: Any = None
         clients = getattr(self.ctx.executor, "clients", None)
         if key_profile and clients is not None:
@@ -199,8 +129,6 @@ class RunService:
         Raises:
             WorkflowInvalid: every problem, located.
         """
-        from treasury.workflow.validate import validate_workflow
-
         loaded = _load_snapshot(path_or_text, source)
         problems = validate_workflow(
             loaded, keys=self.ctx.keys, approvers=self.ctx.approvers, policy=self.ctx.policy
@@ -223,19 +151,17 @@ class RunService:
             ParameterError: an input is missing or invalid (names the input).
             DecisionRefused: the signed request does not verify or does not match.
         """
-        from treasury.workflow.inputs import coerce_inputs
-
         inputs = coerce_inputs(loaded.spec, raw_inputs)
         self.check_quorums(loaded.spec, requested_by)
         # the run records the policy in force now
         reloaded = self.refresh_policy_for(loaded.spec, conn) or policy_reloaded
-        stored_inputs = jsonable(inputs)
+        stored_inputs = inputs_json(inputs)
         run_id = new_run_id()
         verified = None
         if request is not None:
             run_id = str(request.parsed().get("run") or "")
-            verified = deciding.accept(self, conn, request, kind="request",
-                                       expect=deciding.request_expect(self, loaded, stored_inputs, run_id))
+            verified = signing.accept(self, conn, request, kind="request",
+                                       expect=signing.request_expect(self, loaded, stored_inputs, run_id))
             if verified.person != requested_by:
                 raise DecisionRefused(f"the request is signed by {verified.person!r}, not {requested_by!r}")
         elif schedule is not None:
@@ -321,7 +247,7 @@ class RunService:
                                          schedule=schedule, due_at=due_at, request=signed,
                                          policy_reloaded=reloaded)
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="request", person=requested_by)
+            signing.refuse(self, signed, str(exc), kind="request", person=requested_by)
             raise
         self.kick(run_id)
         return run_id
@@ -333,18 +259,18 @@ class RunService:
         Raises:
             DecisionRefused: no identity to sign with (audited).
         """
-        doc = deciding.request_document(self, loaded, raw_inputs, person, new_run_id())
+        doc = signing.request_document(self, loaded, raw_inputs, person, new_run_id())
         return self._signed(person, doc, signer, kind="request")
 
     def _signed(self, person: str, doc: Mapping[str, Any], signer: Any | None, *, kind: str,
                 run_id: str | None = None, step_id: str | None = None) -> Any:
         try:
-            return deciding.sign(self, person, doc, signer)
+            return signing.sign(self, person, doc, signer)
         except DecisionRefused as exc:
-            deciding.refuse(self, None, str(exc), kind=kind, run_id=run_id, step_id=step_id, person=person)
+            signing.refuse(self, None, str(exc), kind=kind, run_id=run_id, step_id=step_id, person=person)
             raise
         except ApprovalRefused as exc:
-            approving.refuse(self, run_id or "", step_id, person, kind, str(exc))
+            votes.refuse(self, run_id or "", step_id, person, kind, str(exc))
             raise
 
     def kick(self, run_id: str) -> None:
@@ -364,8 +290,6 @@ class RunService:
         """Evaluate policy for every operation step whose parameters are known now."""
         if self.ctx.policy is None:
             return None
-        from treasury.policy import evaluate
-
         spec = self.spec_of(run)
         for step in spec.steps:
             if step.op is None:
@@ -416,7 +340,7 @@ class RunService:
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):
-                approving.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
+                votes.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
             else:
                 dispatch.append((run.id, cmd.step_id))
                 self.audit(conn, "step.dispatched", actor, run_id=run.id, step_id=cmd.step_id)
@@ -435,8 +359,6 @@ class RunService:
 
     def resolve_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any] | None:
         """The step's parameters fully resolved, or None if some depend on unfinished steps."""
-        from treasury.workflow.templates import TemplateError, resolve
-
         try:
             return dict(resolve(step.params or {}, _ctx(run, results)))
         except TemplateError:
@@ -444,8 +366,6 @@ class RunService:
 
     def bind_params(self, run: Any, step: Any, results: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters with every resolvable template resolved; the rest keep their template text."""
-        from treasury.workflow.templates import TemplateError, resolve
-
         ctx = _ctx(run, results)
 
         def bind(value: Any) -> Any:
@@ -484,16 +404,16 @@ class RunService:
               signed: Any | None) -> str:
         if signed is None:
             try:
-                doc = deciding.vote_document(self, run_id, user, kind, text)
+                doc = signing.vote_document(self, run_id, user, kind, text)
             except ApprovalRefused as exc:
-                approving.refuse(self, run_id, None, user, kind, str(exc))
+                votes.refuse(self, run_id, None, user, kind, str(exc))
                 raise
             signed = self._signed(user, doc, signer, kind=kind, run_id=run_id)
-        return approving.vote(self, run_id, signed, kind)
+        return votes.vote(self, run_id, signed, kind)
 
     def expire_due(self) -> list[tuple[str, str]]:
         """Expire approvals whose time has passed (fails closed: the run becomes EXPIRED)."""
-        return approving.expire_due(self)
+        return votes.expire_due(self)
 
     def cancel(self, run_id: str, user: str, *, signer: Any | None = None, signed: Any | None = None) -> str:
         """Cancel a run that has not finished (a signed ``cancel`` by its requester or an operator).
@@ -501,7 +421,7 @@ class RunService:
         Steps already sending finish and are recorded.
         """
         if signed is None:
-            signed = self._signed(user, deciding.run_document(self, "cancel", run_id, user), signer,
+            signed = self._signed(user, signing.run_document(self, "cancel", run_id, user), signer,
                                   kind="cancel", run_id=run_id)
         try:
             with self.engine.begin() as conn:
@@ -509,18 +429,18 @@ class RunService:
                 if RunState(run.state).terminal:
                     raise RunStateError(f"run {run_id} is already {run.state}")
                 person = str(signed.parsed().get("person"))
-                requester = deciding.requester_of(conn, self, run)
+                requester = signing.requester_of(conn, self, run)
                 operator = self.ctx.approvers.has_role(person, "operator")
                 if person != requester and not operator:
                     raise ApprovalRefused(f"{person!r} may not cancel run {run_id}: not its requester or an operator")
-                verified = deciding.accept(self, conn, signed, kind="cancel", expect={
+                verified = signing.accept(self, conn, signed, kind="cancel", expect={
                     "run": run_id, "workflow_digest": decisions.digest_of(run.workflow_snapshot)},
                     role="operator" if operator else "requester")
                 self.audit(conn, "run.cancel_requested", person, run_id=run_id,
                            payload=decisions.audit_payload(verified))
                 self.apply_event(conn, run, eng.Cancel(), actor=person, error=f"cancelled by {person}")
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="cancel", run_id=run_id)
+            signing.refuse(self, signed, str(exc), kind="cancel", run_id=run_id)
             raise
         return self.state_of(run_id)
 
@@ -586,151 +506,7 @@ class RunService:
 
     def _execute_step_bound(self, run_id: str, step_id: str) -> None:
         log_context.bind(run_id=run_id, step_id=step_id)
-        self._execute_step(run_id, step_id)
-
-    def _execute_step(self, run_id: str, step_id: str) -> None:
-        from treasury.execution import StepRequest
-
-        actor = self.ctx.worker_actor
-        try:
-            self.refresh_people()
-            self.refresh_policy()
-        except ConfigError as exc:
-            # fail closed: nothing of this step is sent under a policy nobody can read (or none at
-            # all); the step stays as it is (the sweeper brings it back) and says why
-            with self.engine.begin() as conn:
-                row = store.get_step(conn, run_id, step_id)
-                if needs_policy(row.operation):
-                    log.error("step %s/%s not executed: %s", run_id, step_id, exc)
-                    if row.state in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                        store.update_step(conn, run_id, step_id, self.now(),
-                                          error=f"not executed, nothing sent: {exc}; will retry once it is mended")
-                    return
-        refused: list[tuple[str, str]] | None = None
-        with self.engine.begin() as conn:
-            run = store.lock_run(conn, run_id)
-            row = store.get_step(conn, run_id, step_id)
-            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                log.info("step %s/%s is %s; nothing to do", run_id, step_id, row.state)
-                return
-            spec = self.spec_of(run)
-            step = spec.step(step_id)
-            params = row.params
-            starts = (row.open_starts or 0) + 1
-            params_changed = False  # stored parameters that are not what the templates resolve to
-            if starts > self.ctx.step_start_limit:
-                # every earlier start died or raised before recording an end: stop the loop
-                reason = (f"started {starts - 1} times without finishing (a worker may be dying on it); "
-                          f"check its execution records and the exchange, then {resolve_hint(run_id, step_id)}")
-                self.audit(conn, STEP_START_LIMIT, actor, run_id=run_id, step_id=step_id,
-                           payload={"starts": starts - 1, "limit": self.ctx.step_start_limit})
-                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                          error=reason)
-                params = None
-            else:
-                # one write for the start count and, on the first start, the resolved parameters
-                values: dict[str, Any] = {"open_starts": starts}
-                resolved = params is None
-                rows = store.get_steps(conn, run_id)
-                stored = {r.step_id: r.result for r in rows if r.state == StepState.SUCCEEDED.value}
-                changed = result_digests.changed_results(conn, run_id, stored,
-                                                         result_digests.steps_read(step.params))
-                problem: tuple[str, str, dict[str, Any]] | None = None
-                if changed:
-                    # a result a template reads is not the one audited: resolve nothing, send nothing
-                    problem = (result_digests.RESULT_CHANGED, result_digests.changed_message(changed),
-                               {"steps": changed})
-                else:
-                    fresh = self.resolve_params(run, step, {k: v or {} for k, v in stored.items()})
-                    if resolved:
-                        params = values["params"] = fresh
-                    elif fresh is None or decisions.digest_of(fresh) != decisions.digest_of(params):
-                        # stored at an earlier start (or written before the first): they must still be
-                        # what the step's templates resolve to, or the database chose what is sent
-                        # (parked after the approval check, which fails what it can see on its own)
-                        params_changed = True
-                if problem is not None:
-                    event, why, payload = problem
-                    self.audit(conn, event, actor, run_id=run_id, step_id=step_id, payload=payload)
-                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                              error=f"not sent: {why}")
-                    params = None
-                elif params is None:
-                    refused = self._step_done(conn, run, step_id, StepState.FAILED, actor=actor,
-                                              error="a template could not be resolved")
-                else:
-                    store.update_step(conn, run_id, step_id, self.now(), **values)
-                    if resolved:
-                        self.audit(conn, "step.params", actor, run_id=run_id, step_id=step_id,
-                                   payload={"op": step.op, "key": step.key, "params": params})
-            if refused is None and params is not None:
-                try:
-                    digests = approving.check_approvals(self, conn, run, spec, step, params)
-                    evidence.check_before_send(conn, self.ctx.approvers, run, spec, step_id, digests,
-                                               workflows_dir=self.ctx.workflows_dir)
-                except DigestMismatch as exc:
-                    self.audit(conn, "approval.digest_mismatch", actor, run_id=run_id, step_id=step_id,
-                               payload={"approved": exc.approved, "actual": exc.actual})
-                    refused = self._step_done(conn, run, step_id, StepState.FAILED, error=str(exc), actor=actor)
-                except evidence.EvidenceMissing as exc:
-                    # the database says go, the signatures do not: park it for people to look at
-                    self.audit(conn, "decision.unverified", actor, run_id=run_id, step_id=step_id,
-                               payload={"reason": str(exc)})
-                    refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                              error=f"not sent: {exc}")
-            if refused is None and params_changed:
-                assert params is not None
-                self.audit(conn, result_digests.PARAMS_CHANGED, actor, run_id=run_id, step_id=step_id,
-                           payload={"stored_digest": decisions.digest_of(params)})
-                refused = self._step_done(conn, run, step_id, StepState.NEEDS_ATTENTION, actor=actor,
-                                          error=f"not sent: {result_digests.params_changed_message(step_id)}")
-        if refused is not None:
-            self.carry_out(refused)
-            return
-        assert params is not None
-        budget = step.retry
-        not_after = None
-        if step.timeout_after is not None:
-            # counted from the step's first start (dispatch), across redeliveries and restarts
-            began = row.started_at or self.now()
-            not_after = as_utc(began).timestamp() \
-                + step.timeout_after.total_seconds()
-        request = StepRequest(
-            run_id=run_id, step_id=step_id, operation=step.op, key_profile=step.key, params=params,
-            actor=actor,
-            max_attempts=budget.max_attempts if budget else 5,
-            max_seconds=budget.max_seconds if budget else 120.0,
-            not_after=not_after, timeout_text=step.timeout,
-        )
-        outcome = self.ctx.executor.execute(request)
-        if outcome.state == StepState.RUNNING:
-            log.info("step %s/%s still running: %s", run_id, step_id, outcome.error)
-            with self.engine.begin() as conn:
-                store.update_step(conn, run_id, step_id, self.now(), error=outcome.error, open_starts=0)
-            return
-        with self.engine.begin() as conn:
-            run = store.lock_run(conn, run_id)
-            row = store.get_step(conn, run_id, step_id)
-            if row.state not in (StepState.RUNNING.value, StepState.UNKNOWN.value):
-                return  # another worker recorded it first
-            dispatch = self._step_done(conn, run, step_id, outcome.state, result=outcome.result,
-                                       error=outcome.reason or outcome.error, actor=actor)
-        self.carry_out(dispatch)
-
-    def _step_done(self, conn: Connection, run: Any, step_id: str, state: StepState, *,
-                   actor: str, result: Any = None, error: str | None = None) -> list[tuple[str, str]]:
-        store.update_step(conn, run.id, step_id, self.now(), result=result, error=error, open_starts=0)
-        digest = None
-        if state == StepState.SUCCEEDED:
-            # the result as stored (read back), so that a later read hashes the same bytes' value
-            digest = result_digests.result_digest(store.get_step(conn, run.id, step_id).result)
-        run_error = None
-        if state == StepState.FAILED:
-            run_error = f"step {step_id!r} failed: {error}"
-        elif state == StepState.NEEDS_ATTENTION:
-            run_error = f"step {step_id!r} needs attention: {error}"
-        return self.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error,
-                                result_digest=digest)
+        StepRunner(self).run(run_id, step_id)
 
     def resolve(self, run_id: str, step_id: str, *, user: str, outcome: str, note: str,
                 signer: Any | None = None, signed: Any | None = None) -> str:
@@ -752,15 +528,15 @@ class RunService:
             raise RunStateError(f"step {step_id!r} of run {run_id} is {row.state}, not NEEDS_ATTENTION")
         _check_against_records(run_id, step_id, outcome, records)
         if signed is None:
-            doc = deciding.run_document(self, "resolve", run_id, user, step_id, outcome=outcome, note=note)
+            doc = signing.run_document(self, "resolve", run_id, user, step_id, outcome=outcome, note=note)
             signed = self._signed(user, doc, signer, kind="resolve", run_id=run_id, step_id=step_id)
         try:
             with self.engine.begin() as conn:
                 run = store.lock_run(conn, run_id)
-                verified = deciding.accept(self, conn, signed, kind="resolve", expect={
+                verified = signing.accept(self, conn, signed, kind="resolve", expect={
                     "run": run_id, "step": step_id, "outcome": outcome, "note": note,
                     "workflow_digest": decisions.digest_of(run.workflow_snapshot)})
-                if verified.person == deciding.requester_of(conn, self, run):
+                if verified.person == signing.requester_of(conn, self, run):
                     raise DecisionRefused(
                         f"{verified.person!r} requested run {run_id} and cannot resolve its step (four eyes: "
                         "resolving releases policy reservations); ask another operator")
@@ -768,7 +544,7 @@ class RunService:
                 self.audit(conn, "step.resolve_signed", user, run_id=run_id, step_id=step_id,
                            payload={"outcome": outcome, **decisions.audit_payload(verified)})
         except DecisionRefused as exc:
-            deciding.refuse(self, signed, str(exc), kind="resolve", run_id=run_id, step_id=step_id)
+            signing.refuse(self, signed, str(exc), kind="resolve", run_id=run_id, step_id=step_id)
             raise
         settled_by_executor = False
         if records:
@@ -784,9 +560,9 @@ class RunService:
                 self.audit(conn, "step.resolved", user, run_id=run_id, step_id=step_id,
                            payload={"outcome": outcome, "note": note})
             state = StepState.SUCCEEDED if outcome == "succeeded" else StepState.FAILED
-            dispatch = self._step_done(conn, run, step_id, state, actor=user,
-                                       result=row.result, error=None if state == StepState.SUCCEEDED
-                                       else f"settled as failed by {user}: {note}")
+            dispatch = step_done(self, conn, run, step_id, state, actor=user,
+                                 result=row.result, error=None if state == StepState.SUCCEEDED
+                                 else f"settled as failed by {user}: {note}")
         self.carry_out(dispatch)
         self.finish_entry()
         return self.state_of(run_id)
@@ -828,7 +604,8 @@ class RunService:
         """Everything about one run: steps with client ids, results, approvals, audit timeline."""
         return views.show_run(self, run_id, with_audit=with_audit)
 
-    def list(self, *, state: str | None = None, workflow: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, state: str | None = None, workflow: str | None = None,
+             limit: int = 100) -> list[views.RunListing]:
         """Runs, newest first."""
         return views.list_runs(self, state=state, workflow=workflow, limit=limit)
 
@@ -865,15 +642,9 @@ def _check_against_records(run_id: str, step_id: str, outcome: str, records: Seq
 
 
 def _ctx(run: Any, results: Mapping[str, Any]) -> Any:
-    from treasury.workflow.templates import TemplateContext
-
     return TemplateContext(inputs=run.inputs, steps=results,
                            run={"id": run.id, "requested_by": run.requested_by})
 
-
-def jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs as stored: Decimals become normalised strings (``"1.5"``), everything else is already JSON."""
-    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
 
 __all__ = ["Dispatcher", "InlineDispatcher", "RunContext", "RunService"]

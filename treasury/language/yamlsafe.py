@@ -28,7 +28,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from treasury.errors import Problem, WorkflowInvalid
-from treasury.workflow.positions import Path_, Position, PositionMap, field_path
+from treasury.language.positions import Path_, Position, PositionMap, field_path
 
 MAX_WORKFLOW_BYTES = 256 * 1024
 MAX_DEPTH = 64

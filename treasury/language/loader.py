@@ -1,6 +1,6 @@
 """Loading a workflow file: safe YAML with positions, then the pydantic models.
 
-The YAML layer (``treasury.workflow.yamlsafe``) is deliberately smaller than YAML: no tags
+The YAML layer (``treasury.language.yamlsafe``) is deliberately smaller than YAML: no tags
 beyond plain values, lists and mappings, no anchors or aliases, no duplicate or merge keys,
 one document, at most 256 KiB, nesting of at most 64 levels, and YAML 1.2-style scalars
 (only ``true``/``false`` are booleans; ``007`` stays a string).
@@ -23,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 from treasury.durations import DURATION_PATTERN
 from treasury.errors import FileRefused, Problem, WorkflowInvalid
 from treasury.files import decode_text, read_bounded
-from treasury.workflow.positions import Path_, Position, PositionMap, field_path
-from treasury.workflow.spec import (
+from treasury.language.positions import Path_, Position, PositionMap, field_path
+from treasury.language.spec import (
     ApprovalSpec,
     InputSpec,
     RetryBudget,
@@ -32,7 +32,7 @@ from treasury.workflow.spec import (
     StepSpec,
     WorkflowSpec,
 )
-from treasury.workflow.yamlsafe import (
+from treasury.language.yamlsafe import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
     MAX_WORKFLOW_BYTES,

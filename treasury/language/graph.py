@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from treasury.workflow.hints import suggest
-from treasury.workflow.positions import Path_, PositionMap
-from treasury.workflow.spec import WorkflowSpec
+from treasury.language.hints import suggest
+from treasury.language.positions import Path_, PositionMap
+from treasury.language.spec import WorkflowSpec
 
 Finding = tuple[Path_, str]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
-from treasury.errors import UnknownRun, UnknownStep
+from treasury.engine.quorum import Vote
+from treasury.errors import ApprovalRefused, UnknownRun, UnknownStep
 from treasury.models import RunState, StepState
 from treasury.store.tables import approvals, execution_records, runs, steps
-from treasury.workflow.approvals import Vote
 
 # Statements on every step's path, built once (see execution/records.py); ``b_`` parameter
 # names never collide with the column names an UPDATE's SET takes from the parameters.
@@ -57,6 +57,18 @@ def get_step(conn: Connection, run_id: str, step_id: str) -> Row[Any]:
         get_run(conn, run_id)
         raise UnknownStep(run_id, step_id, [s.step_id for s in get_steps(conn, run_id)])
     return row
+
+
+def waiting_step(conn: Connection, run: Any) -> Row[Any]:
+    """The step ``run`` waits on for approval.
+
+    Raises:
+        ApprovalRefused: the run is not waiting for approval.
+    """
+    for r in get_steps(conn, run.id):
+        if r.state == StepState.AWAITING_APPROVAL.value:
+            return r
+    raise ApprovalRefused(f"run {run.id} is {run.state}; it is not waiting for approval")
 
 
 def insert_run(conn: Connection, values: Mapping[str, Any]) -> None:

@@ -11,44 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from treasury.workflow.graph import Finding, StepGraph
-from treasury.workflow.hints import listing, suggest
-from treasury.workflow.positions import Path_
-from treasury.workflow.spec import StepSpec, WorkflowSpec
-from treasury.workflow.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, refs_in_string
+from treasury.language.graph import Finding, StepGraph
+from treasury.language.hints import listing, suggest
+from treasury.language.positions import Path_
+from treasury.language.spec import StepSpec, WorkflowSpec
+from treasury.language.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, refs_in_string
+from treasury.operations.registry import operations
 
-# Result fields by operation: the exchange's response JSON as the runner stores it
-# (hashkey-pro-api.md and the simulator). Operations missing here are not checked.
+# Result fields by operation, as each operation declares them (``OperationSpec.result_fields``:
+# the exchange's response JSON as the runner stores it). Operations without them are not checked.
 RESULT_FIELDS: Mapping[str, frozenset[str]] = {
-    "server_time": frozenset({"serverTime"}),
-    "check_api_key": frozenset({"accountType"}),
-    "balances": frozenset({"balances", "userId"}),
-    "deposit_address": frozenset({
-        "canDeposit", "address", "addressExt", "minQuantity", "needAddressTag", "requiredConfirmTimes",
-        "canWithdrawConfirmTimes", "coinType",
-    }),
-    "asset_transfer": frozenset({"success", "timestamp", "clientOrderId", "orderId"}),
-    "withdraw": frozenset({"success", "id", "orderId", "accountId", "clientOrderId"}),
-    "fiat_withdraw": frozenset({
-        "success", "orderId", "clientOrderId", "accountId", "asset", "amount", "fee", "status",
-    }),
-    "spot_order": frozenset({
-        "accountId", "symbol", "symbolName", "clientOrderId", "orderId", "transactTime", "price", "origQty",
-        "executedQty", "cumulativeQuoteQty", "status", "timeInForce", "type", "side", "reqAmount",
-        "concentration",
-    }),
-    "batch_orders": frozenset({"code", "result", "concentration"}),
-    "cancel_open_orders": frozenset({"success"}),
-    "cancel_orders_by_ids": frozenset({"code", "result"}),
-    "whitelist_wallet_signing": frozenset({
-        "success", "id", "coin", "chainType", "address", "verified", "whitelisted",
-    }),
+    op.name: op.result_fields for op in operations() if op.result_fields is not None
 }
 # Operations whose result is a JSON list: a reference must start with an index.
-LIST_RESULTS = frozenset({
-    "account_types", "open_orders", "trade_orders", "withdraw_orders", "deposit_orders", "fiat_history",
-    "balance_flow",
-})
+LIST_RESULTS = frozenset(op.name for op in operations() if op.list_result)
 # Free text where ``${{`` is just text (never resolved, so never refused).
 PROSE = frozenset({"description", "comment"})
 STRAY_TEMPLATE = "templates are resolved only in step params; this value would be used as written"

@@ -2,7 +2,7 @@
 
 Pure: no I/O and no clock. Every datetime in or out is timezone-aware; results are UTC.
 
-Cron syntax lives in ``treasury.workflow.cron`` and croniter matches (five fields, names, aliases;
+Cron syntax lives in ``treasury.language.cron`` and croniter matches (five fields, names, aliases;
 when both day fields are restricted a day matches either one, as in Vixie cron and croniter).
 
 Cron times are wall-clock times in the schedule's timezone. Daylight saving:
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 from treasury.errors import ConfigError
-from treasury.workflow.cron import Cron, CronSyntax, parse_cron, validate_cron
+from treasury.language.cron import Cron, CronSyntax, parse_cron, validate_cron, validate_timezone
+from treasury.language.cron import zone as _zone
 
 __all__ = [
     "CatchUp",
@@ -88,22 +89,6 @@ class TickPlan:
 
 
 # --------------------------------------------------------------------------- timezones and compiled specs
-
-
-def validate_timezone(name: str) -> str | None:
-    """Check an IANA timezone name. Returns None when it is known, else a message."""
-    if not isinstance(name, str) or not name.strip():
-        return "timezone must be an IANA name such as 'Asia/Hong_Kong'"
-    try:
-        _zone(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown timezone {name!r}; use an IANA name such as 'Asia/Hong_Kong' or 'UTC'"
-    return None
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> tzinfo:
-    return ZoneInfo(name)
 
 
 @lru_cache(maxsize=4096)

@@ -19,34 +19,34 @@ request a run, so it checks ``quorum <= eligible approvers``; a run requested by
 eligible people is refused when it starts or is planned (``RunService.check_quorums``: it
 then needs ``quorum <= eligible - 1``), before anything is stored.
 
-The step-graph checks live in ``treasury.workflow.graph`` and the template checks in
-``treasury.workflow.references``; this module runs them all and locates every problem.
+The step-graph checks live in ``treasury.language.graph`` and the template checks in
+``treasury.language.references``; this module runs them all and locates every problem.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from treasury.errors import Problem, TreasuryError, WorkflowInvalid
 from treasury.keys import KeySpec
-from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
-from treasury.workflow.approvers import Approvers
-from treasury.workflow.graph import StepGraph
-from treasury.workflow.hints import listing, suggest
-from treasury.workflow.inputs import input_problems
-from treasury.workflow.loader import LoadedWorkflow, Path_, cap_problems, load_workflow
-from treasury.workflow.references import (
+from treasury.language.graph import StepGraph
+from treasury.language.hints import listing, suggest
+from treasury.language.inputs import input_problems
+from treasury.language.loader import LoadedWorkflow, Path_, cap_problems, load_workflow
+from treasury.language.references import (
     LIST_RESULTS,
     RESULT_FIELDS,
     STRAY_TEMPLATE,
     param_templates,
     stray_templates,
 )
-from treasury.workflow.spec import StepSpec
-from treasury.workflow.templates import TEMPLATE
+from treasury.language.spec import StepSpec
+from treasury.language.templates import TEMPLATE
+from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
+from treasury.people.approvers import Approvers
+from treasury.policy import ApprovalGuard, check_tiers, evaluate_static, required_approval
 
 
 def validate_workflow(
@@ -286,13 +286,13 @@ class _Checker:
     # ------------------------------------------------------------------ policy
 
     def check_policy(self, i: int, step: StepSpec, op: OperationSpec, params: Mapping[str, Any]) -> None:
-        api = _policy_api()
-        if api is None:
+        policy = self.policy
+        if policy is None:
             return
         base: Path_ = ("steps", i, "params")
         try:
-            verdicts = api.evaluate_static(self.policy, op.name, params)
-            tiers = api.required_approval(self.policy, op.name, self._bounded(params))
+            verdicts = evaluate_static(policy, op.name, params)
+            tiers = required_approval(policy, op.name, self._bounded(params))
         except (TreasuryError, ValueError, TypeError, LookupError) as exc:
             self.add(base, f"policy check failed: {exc}")
             return
@@ -306,11 +306,11 @@ class _Checker:
         for guard_id in self.spec.guards().get(step.id, []):
             approval = self.spec.steps[self.graph.index[guard_id]].approval
             assert approval is not None
-            guards.append(api.ApprovalGuard(
+            guards.append(ApprovalGuard(
                 quorum=approval.quorum, approvers=frozenset(approval.users),
                 groups=frozenset(approval.groups), members=members,
             ))
-        for message in api.check_tiers(tiers, guards):
+        for message in check_tiers(tiers, guards):
             self.add(("steps", i, "op"), f"policy {message}")
 
     def _bounded(self, params: Any) -> Any:
@@ -333,16 +333,6 @@ class _Checker:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _policy_api() -> Any | None:
-    """``treasury.policy`` when it provides the static checks, else None (checks skipped)."""
-    try:
-        module = importlib.import_module("treasury.policy")
-    except ImportError:
-        return None
-    needed = ("evaluate_static", "required_approval", "check_tiers", "ApprovalGuard")
-    return module if all(hasattr(module, n) for n in needed) else None
 
 
 def _keys_named(value: Any, name: str, path: Path_ = ()) -> list[Path_]:

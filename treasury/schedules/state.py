@@ -17,11 +17,11 @@ from sqlalchemy import Connection, Engine, Row, Select, case, delete, insert, li
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from treasury.workflow.schedule import ScheduleSpec
-from treasury.workflow.schedule_tables import UTCDateTime, schedule_invalid, schedule_state
+from treasury.schedules.tables import UTCDateTime, schedule_invalid, schedule_state
+from treasury.schedules.timing import ScheduleSpec
 
-# the scheduler's log, as before these parts moved out of treasury.workflow.scheduler
-log = logging.getLogger("treasury.workflow.scheduler")
+# the tick's log: one logger for the scheduler and the parts it is made of
+log = logging.getLogger("treasury.schedules.tick")
 
 # the reason recorded for an instant that neither fired on time nor was run by catch-up
 NOT_RUNNING = "no scheduler was running when it fell due"

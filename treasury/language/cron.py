@@ -1,4 +1,5 @@
-"""Cron expressions: parsing and validation here, matching over naive wall-clock minutes by croniter.
+"""The ``schedule:`` block's grammar: cron expressions (parsed and validated here, matched over
+naive wall-clock minutes by croniter) and the IANA timezone they are read in.
 
 Five fields (minute hour day-of-month month day-of-week) with ``*``, lists, ranges, steps,
 ``JAN``-``DEC`` and ``SUN``-``SAT`` names (``7`` is Sunday too) and the aliases ``@hourly
@@ -7,7 +8,7 @@ Five fields (minute hour day-of-month month day-of-week) with ``*``, lists, rang
 
 We parse and validate (so messages name the field and what is wrong, and the semantics above
 are ours), then hand croniter a normalised expression of plain numbers to walk. Matching
-knows nothing of timezones: ``treasury.workflow.schedule`` turns the wall-clock
+knows nothing of timezones: ``treasury.schedules.timing`` turns the wall-clock
 minutes found here into instants. Parsed crons are cached.
 """
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
@@ -168,3 +170,20 @@ def validate_cron(expr: str) -> str | None:
     except CronSyntax as exc:
         return str(exc)
     return None
+
+
+def validate_timezone(name: str) -> str | None:
+    """Check an IANA timezone name. Returns None when it is known, else a message."""
+    if not isinstance(name, str) or not name.strip():
+        return "timezone must be an IANA name such as 'Asia/Hong_Kong'"
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown timezone {name!r}; use an IANA name such as 'Asia/Hong_Kong' or 'UTC'"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> tzinfo:
+    """The IANA timezone ``name`` (cached). Raises ZoneInfoNotFoundError or ValueError."""
+    return ZoneInfo(name)

@@ -3,7 +3,7 @@
 Everything here is shape: types, patterns, and rules that a single model can check
 (one of ``op``/``approval`` per step, input defaults within their bounds). Rules that
 need the registry, key profiles, approvers, the step graph or the policy live in
-``treasury.workflow.validate``.
+``treasury.language.validate``.
 
 Cross-field problems are raised as ``PydanticCustomError("workflow", ...)`` whose
 context carries ``wf_at`` (the path below the model that is at fault) and ``wf_more``
@@ -31,12 +31,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from treasury.durations import DURATION_PATTERN, parse_duration
-from treasury.workflow.cron import validate_cron
-from treasury.workflow.inputs import InputType, check_input_declaration
-from treasury.workflow.schedule import validate_timezone
-
-SubPath = tuple[str | int, ...]
-Issue = tuple[SubPath, str]
+from treasury.language.cron import validate_cron, validate_timezone
+from treasury.language.inputs import InputType, Issue, check_input_declaration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"

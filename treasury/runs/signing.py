@@ -11,28 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
+from treasury.canonical import inputs_json
 from treasury.errors import ApprovalRefused, DecisionRefused
+from treasury.language.inputs import coerce_inputs
 from treasury.people import decisions as dec
 from treasury.people.decisions import SignedDecision, Verified, digest_of
-from treasury.workflow import runstore as store
-
-if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+from treasury.runs import runstore as store
+from treasury.runs.context import RunHost
 
 
-def people(svc: RunService) -> Any:
+def people(svc: RunHost) -> Any:
     return svc.ctx.approvers
 
 
-def max_age(svc: RunService) -> timedelta:
+def max_age(svc: RunHost) -> timedelta:
     return timedelta(seconds=svc.ctx.decision_max_age)
 
 
-def sign(svc: RunService, person: str, doc: Mapping[str, Any], signer: Any | None) -> SignedDecision:
+def sign(svc: RunHost, person: str, doc: Mapping[str, Any], signer: Any | None) -> SignedDecision:
     """Sign ``doc`` as ``person``: with ``signer``, or in the simulator with the person's demo key.
 
     Raises:
@@ -58,7 +58,7 @@ def sign(svc: RunService, person: str, doc: Mapping[str, Any], signer: Any | Non
     return dec.sign_document(doc, signer)
 
 
-def refuse(svc: RunService, signed: SignedDecision | None, reason: str, *, kind: str,
+def refuse(svc: RunHost, signed: SignedDecision | None, reason: str, *, kind: str,
            run_id: str | None = None, step_id: str | None = None, person: str | None = None) -> None:
     """Audit a refused decision (``decision.refused``) in its own transaction."""
     payload: dict[str, Any] = {"kind": kind, "reason": reason}
@@ -73,7 +73,7 @@ def refuse(svc: RunService, signed: SignedDecision | None, reason: str, *, kind:
         svc.audit(conn, dec.DECISION_REFUSED, person or "unknown", run_id=run_id, step_id=step_id, payload=payload)
 
 
-def accept(svc: RunService, conn: Connection, signed: SignedDecision, *, kind: str,
+def accept(svc: RunHost, conn: Connection, signed: SignedDecision, *, kind: str,
            expect: Mapping[str, Any], role: str | None = None) -> Verified:
     """Verify at the door and record the decision (nonce spent) inside ``conn``'s transaction.
 
@@ -82,7 +82,7 @@ def accept(svc: RunService, conn: Connection, signed: SignedDecision, *, kind: s
     """
     verified = dec.verify_at_door(signed, people(svc), kind=kind, now=svc.now(), max_age=max_age(svc),
                                   expect=expect, conn=conn, role=role)
-    registry = dec.ensure_registry_recorded(conn, people(svc), svc._audit, svc.now())
+    registry = dec.ensure_registry_recorded(conn, people(svc), svc.audit_fn, svc.now())
     dec.record(conn, verified, registry_digest=registry, at=svc.now())
     return verified
 
@@ -90,20 +90,17 @@ def accept(svc: RunService, conn: Connection, signed: SignedDecision, *, kind: s
 # ---------------------------------------------------------------- documents
 
 
-def request_document(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], person: str,
+def request_document(svc: RunHost, loaded: Any, raw_inputs: Mapping[str, Any], person: str,
                      run_id: str) -> dict[str, Any]:
     """The ``request`` a requester signs: the workflow's bytes and the inputs, by digest."""
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.service import jsonable
-
-    inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
+    inputs = inputs_json(coerce_inputs(loaded.spec, raw_inputs))
     return dec.new_document(
         "request", person, at=svc.now(), run=run_id, workflow=loaded.spec.name,
         workflow_digest=digest_of(loaded.text), params_digest=digest_of(inputs),
         policy_digest=getattr(svc.ctx.policy, "digest", None) or "none")
 
 
-def request_expect(svc: RunService, loaded: Any, inputs: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+def request_expect(svc: RunHost, loaded: Any, inputs: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     return {"run": run_id, "workflow_digest": digest_of(loaded.text), "params_digest": digest_of(dict(inputs)),
             "policy_digest": getattr(svc.ctx.policy, "digest", None) or "none"}
 
@@ -115,18 +112,16 @@ def vote_expect(run: Any, step: Any) -> dict[str, Any]:
             "params_digest": f"sha256:{step.digest}", "policy_digest": digest_of(material.get("policy", {}))}
 
 
-def vote_document(svc: RunService, run_id: str, person: str, kind: str, text: str | None) -> dict[str, Any]:
+def vote_document(svc: RunHost, run_id: str, person: str, kind: str, text: str | None) -> dict[str, Any]:
     """The ``approve`` or ``reject`` document for the step ``run_id`` is waiting on."""
-    from treasury.workflow.approving import waiting_step
-
     with svc.engine.connect() as conn:
         run = store.get_run(conn, run_id)
-        step = waiting_step(svc, conn, run)
+        step = store.waiting_step(conn, run)
     field = "comment" if kind == "approve" else "reason"
     return dec.new_document(kind, person, at=svc.now(), **vote_expect(run, step), **{field: text})
 
 
-def run_document(svc: RunService, kind: str, run_id: str, person: str, step_id: str | None = None,
+def run_document(svc: RunHost, kind: str, run_id: str, person: str, step_id: str | None = None,
                  **extra: Any) -> dict[str, Any]:
     """A ``cancel`` or ``resolve`` document for a run (and step)."""
     with svc.engine.connect() as conn:
@@ -135,7 +130,7 @@ def run_document(svc: RunService, kind: str, run_id: str, person: str, step_id: 
                             workflow_digest=digest_of(run.workflow_snapshot), **extra)
 
 
-def requester_of(conn: Connection, svc: RunService, run: Any) -> str:
+def requester_of(conn: Connection, svc: RunHost, run: Any) -> str:
     """The requester by signature (the signer of ``request``); the row for system runs."""
     for signed in dec.stored(conn, run.id, kind="request"):
         try:
@@ -147,7 +142,7 @@ def requester_of(conn: Connection, svc: RunService, run: Any) -> str:
     return str(run.requested_by)
 
 
-def standalone(svc: RunService, kind: str, person: str, signer: Any | None, **fields: Any) -> Verified:
+def standalone(svc: RunHost, kind: str, person: str, signer: Any | None, **fields: Any) -> Verified:
     """Sign (as ``person``) and accept a decision about no run: a schedule, an exchange halt.
 
     ``fields`` (e.g. ``schedule=NAME``) are written into the document and must be in it.

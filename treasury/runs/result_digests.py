@@ -20,8 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from treasury.audit.events import STEP_PARAMS_CHANGED, STEP_RESULT_CHANGED, STEP_STATE
+from treasury.audit.tables import audit_events, payload_text_column
+from treasury.language.templates import TemplateError, find_refs
 from treasury.people.decisions import digest_of
-from treasury.workflow.templates import TemplateError, find_refs
 
 RESULT_CHANGED = STEP_RESULT_CHANGED
 PARAMS_CHANGED = STEP_PARAMS_CHANGED
@@ -46,8 +47,6 @@ def audited_digests(conn: Connection, run_id: str | None,
                     step_ids: Iterable[str] | None = None) -> dict[tuple[str, str], str | None]:
     """(run id, step id) -> ``result_digest`` of the latest audited success (None: that event has
     none). A step absent from the answer has no audited success at all. ``run_id`` None: every run."""
-    from treasury.audit.tables import audit_events, payload_text_column
-
     c = audit_events.c
     q = select(c.run_id, c.step_id, payload_text_column(conn)).where(c.type == STEP_STATE)
     if run_id is not None:

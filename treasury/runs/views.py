@@ -3,24 +3,70 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, NotRequired, TypedDict
 
+from treasury.audit import query_events
+from treasury.canonical import inputs_json
 from treasury.execution.ids import client_id_for
+from treasury.language.inputs import coerce_inputs
 from treasury.operations.registry import get_operation
-from treasury.workflow import runstore as store
+from treasury.policy import evaluate
+from treasury.runs import runstore as store
+from treasury.runs.context import ParamsHost
 
-if TYPE_CHECKING:
-    from treasury.workflow.service import RunService
+
+class RunListing(TypedDict):
+    """One run in the run list (``treasury runs``); scheduled runs add their schedule and due time."""
+
+    id: str
+    workflow: str
+    state: str
+    requested_by: str
+    created_at: datetime
+    schedule: NotRequired[str]
+    due_at: NotRequired[datetime | None]
 
 
-def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
+class ExecutionView(TypedDict):
+    """One execution record of a step, as ``treasury show`` lists it."""
+
+    client_id: str
+    leg: int
+    state: str
+    attempts: int
+    exchange_order_id: str | None
+    reason: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    last_seen: datetime | None
+
+
+class PolicyCheck(TypedDict):
+    """One audited policy decision about a step (at start or before a send)."""
+
+    at: datetime
+    stage: str
+    allowed: bool
+    verdicts: list[dict[str, Any]]
+
+
+class AuditEntry(TypedDict):
+    """One audit event of a run, as ``treasury show`` prints its timeline."""
+
+    seq: int
+    at: datetime
+    actor: str
+    step_id: str | None
+    type: str
+    payload: dict[str, Any]
+
+
+def plan_run(svc: ParamsHost, loaded: Any, raw_inputs: Mapping[str, Any], *, requested_by: str) -> dict[str, Any]:
     """What a run would do: resolved parameters and policy verdicts. Sends and stores nothing."""
     from types import SimpleNamespace
 
-    from treasury.workflow.inputs import coerce_inputs
-    from treasury.workflow.service import jsonable
-
-    inputs = jsonable(coerce_inputs(loaded.spec, raw_inputs))
+    inputs = inputs_json(coerce_inputs(loaded.spec, raw_inputs))
     svc.check_quorums(loaded.spec, requested_by)  # refused here exactly as a real start would be
     fake_run = SimpleNamespace(id="r00000000000", inputs=inputs, requested_by=requested_by)
     out_steps = []
@@ -40,8 +86,6 @@ def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, req
                               "params": full if full is not None else svc.bind_params(fake_run, step, {}),
                               "resolved": full is not None})
                 if svc.ctx.policy is not None and full is not None:
-                    from treasury.policy import evaluate
-
                     verdicts = evaluate(conn, svc.ctx.policy, op=step.op, params=full, at=svc.now(),
                                         account=svc.account_of(step.key))
                     entry["policy"] = [v.to_dict() for v in verdicts]
@@ -52,7 +96,7 @@ def plan_run(svc: RunService, loaded: Any, raw_inputs: Mapping[str, Any], *, req
             "dry_run": True}
 
 
-def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
+def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
     """Everything about one run: steps with client ids, results, approvals, audit timeline."""
     with svc.engine.connect() as conn:
         run = store.get_run(conn, run_id)
@@ -79,10 +123,10 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
         }
         if recs:
             entry["executions"] = [
-                {"client_id": rec.client_id, "leg": rec.leg, "state": rec.state, "attempts": rec.attempts,
-                 "exchange_order_id": rec.exchange_order_id, "reason": rec.reason,
-                 # who holds it, until when, and when its worker last renewed or changed it
-                 "lease_owner": rec.lease_owner, "lease_until": rec.lease_until, "last_seen": rec.updated_at}
+                ExecutionView(client_id=rec.client_id, leg=rec.leg, state=rec.state, attempts=rec.attempts,
+                              exchange_order_id=rec.exchange_order_id, reason=rec.reason,
+                              # who holds it, until when, and when its worker last renewed or changed it
+                              lease_owner=rec.lease_owner, lease_until=rec.lease_until, last_seen=rec.updated_at)
                 for rec in recs
             ]
         if r.kind == "approval":
@@ -95,16 +139,14 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
                 "votes": [v for v in votes if v["step_id"] == r.step_id],
             })
         steps_out.append(entry)
-    from treasury.audit import query_events
-
-    verdicts: dict[str, list[dict[str, Any]]] = {}
+    verdicts: dict[str, list[PolicyCheck]] = {}
     for e in query_events(svc.engine, run_id=run_id, type="policy.decision"):
         if e.step_id:
             vs = e.payload.get("verdicts", [])
-            verdicts.setdefault(e.step_id, []).append({
-                "at": e.at, "stage": e.payload.get("stage", "send"),
-                "allowed": all(v.get("allowed") for v in vs), "verdicts": vs,
-            })
+            verdicts.setdefault(e.step_id, []).append(PolicyCheck(
+                at=e.at, stage=e.payload.get("stage", "send"),
+                allowed=all(v.get("allowed") for v in vs), verdicts=vs,
+            ))
     for entry in steps_out:
         if entry["kind"] == "operation":
             entry["policy"] = verdicts.get(entry["id"], [])
@@ -117,25 +159,23 @@ def show_run(svc: RunService, run_id: str, *, with_audit: bool = True) -> dict[s
         "steps": steps_out, "approvals": votes,
     }
     if with_audit:
-        from treasury.audit import query_events
-
         out["audit"] = [
-            {"seq": e.seq, "at": e.at, "actor": e.actor, "step_id": e.step_id, "type": e.type,
-             "payload": e.payload}
+            AuditEntry(seq=e.seq, at=e.at, actor=e.actor, step_id=e.step_id, type=e.type, payload=e.payload)
             for e in query_events(svc.engine, run_id=run_id)
         ]
     return out
 
 
 def list_runs(
-    svc: RunService, *, state: str | None = None, workflow: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
+    svc: ParamsHost, *, state: str | None = None, workflow: str | None = None, limit: int = 100
+) -> list[RunListing]:
+    """Runs, newest first, filtered by state and workflow name."""
     with svc.engine.connect() as conn:
         rows = store.list_runs(conn, state=state, workflow=workflow, limit=limit)
     out = []
     for r in rows:
-        item: dict[str, Any] = {"id": r.id, "workflow": r.workflow, "state": r.state,
-                                "requested_by": r.requested_by, "created_at": r.created_at}
+        item = RunListing(id=r.id, workflow=r.workflow, state=r.state, requested_by=r.requested_by,
+                          created_at=r.created_at)
         if r.schedule:
             item["schedule"] = r.schedule
             item["due_at"] = r.due_at

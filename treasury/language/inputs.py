@@ -11,15 +11,43 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from treasury.errors import ParameterError
 from treasury.models import amount_value, format_amount
 
-if TYPE_CHECKING:
-    from treasury.workflow.spec import InputSpec, Issue, WorkflowSpec
-
 InputType = Literal["decimal", "string", "integer", "boolean", "account", "address", "asset"]
+SubPath = tuple[str | int, ...]
+Issue = tuple[SubPath, str]
+"""A problem below some node of a workflow file: (field path below it, message)."""
+
+
+class InputSpec(Protocol):
+    """One input's declaration as these checks read it (``treasury.language.spec.InputSpec``)."""
+
+    @property
+    def type(self) -> InputType: ...
+    @property
+    def default(self) -> str | int | bool | None: ...
+    @property
+    def min(self) -> str | int | None: ...
+    @property
+    def max(self) -> str | int | None: ...
+    @property
+    def pattern(self) -> str | None: ...
+    @property
+    def enum(self) -> list[str] | None: ...
+    @property
+    def required(self) -> bool: ...
+
+
+class WorkflowSpec(Protocol):
+    """A workflow's name and declared inputs (``treasury.language.spec.WorkflowSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def inputs(self) -> Mapping[str, InputSpec]: ...
 
 # The same shapes as the operation parameters they usually feed (treasury.operations.params).
 _ACCOUNT = re.compile(r"^[0-9]{1,32}$")

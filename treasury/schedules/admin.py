@@ -19,8 +19,7 @@ from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
 from treasury.clock import Clock
 from treasury.errors import ConfigError, ParameterError
-from treasury.workflow.schedule import ScheduleSpec, due_between, next_fire
-from treasury.workflow.schedule_rows import (
+from treasury.schedules.state import (
     NOT_RUNNING,
     STATE,
     AuditFn,
@@ -30,16 +29,17 @@ from treasury.workflow.schedule_rows import (
     new_state,
     start_of,
 )
-from treasury.workflow.schedule_tables import (
+from treasury.schedules.tables import (
     TICK_FIRED,
     TICK_MISSED,
     TICK_SKIPPED_INVALID,
     schedule_state,
     schedule_ticks,
 )
+from treasury.schedules.timing import ScheduleSpec, due_between, next_fire
 
-# the scheduler's log, as before these parts moved out of treasury.workflow.scheduler
-log = logging.getLogger("treasury.workflow.scheduler")
+# the tick's log: one logger for the scheduler and the parts it is made of
+log = logging.getLogger("treasury.schedules.tick")
 
 LockFn = Callable[[Connection, str], Row[Any] | None]
 
