@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from treasury.audit import NewEvent, append_event, append_events
+from treasury.audit import NewEvent, append_through
 from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
 from treasury.clock import Clock
 from treasury.execution import records as R
@@ -81,12 +81,7 @@ class Services:
     def audit_all(self, conn: Connection, events: Sequence[NewEvent]) -> None:
         """Append ``events`` in order inside ``conn``'s transaction: as one batch (two
         statements) with the audit log's own appender, one by one through an injected one."""
-        if self.audit is append_event:
-            append_events(conn, events)
-            return
-        for e in events:
-            self.audit(conn, type=e.type, actor=e.actor, at=e.at, run_id=e.run_id, step_id=e.step_id,
-                       payload=e.payload)
+        append_through(self.audit, conn, events)
 
     def retry_audit(self, actor: str, run_id: str, step_id: str, operation: str) -> Callable[[Any], None]:
         """A ``before_sleep`` hook that audits every scheduled retry as ``retry.scheduled``."""

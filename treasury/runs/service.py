@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from treasury.audit import append_event
+from treasury.audit import NewEvent, append_event, append_through
 from treasury.canonical import inputs_json
 from treasury.engine import machine as eng
 from treasury.engine.quorum import sha256_hex
@@ -320,6 +320,9 @@ class RunService:
         view = self._view(conn, run)
         t = eng.advance(view, event)
         at = self.now()
+        # the transition's events go in one batch after its writes (flushed before an approval
+        # request, which writes and audits on its own), in the order they always had
+        events: list[NewEvent] = []
         for step_id, new in t.step_states.items():
             old = view.step(step_id).state
             extra: dict[str, Any] = {}
@@ -332,18 +335,21 @@ class RunService:
             if (result_digest is not None and new == StepState.SUCCEEDED
                     and step_id == getattr(event, "step_id", None)):
                 payload["result_digest"] = result_digest
-            self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id, payload=payload)
+            events.append(NewEvent("step.state", actor, at, run.id, step_id, payload))
         if t.run_state != view.state:
             store.set_run_state(conn, run.id, t.run_state, at, error=error)
-            self.audit(conn, "run.state", actor, run_id=run.id,
-                       payload={"from": view.state.value, "to": t.run_state.value, "error": error})
+            events.append(NewEvent("run.state", actor, at, run.id, None,
+                                   {"from": view.state.value, "to": t.run_state.value, "error": error}))
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):
+                append_through(self._audit, conn, events)
+                events = []
                 votes.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
             else:
                 dispatch.append((run.id, cmd.step_id))
-                self.audit(conn, "step.dispatched", actor, run_id=run.id, step_id=cmd.step_id)
+                events.append(NewEvent("step.dispatched", actor, at, run.id, cmd.step_id, {}))
+        append_through(self._audit, conn, events)
         return dispatch
 
     def carry_out(self, pairs: Iterable[tuple[str, str]]) -> None:

@@ -52,8 +52,9 @@ def step_done(host: EventHost, conn: Connection, run: Any, step_id: str, state: 
     store.update_step(conn, run.id, step_id, host.now(), result=result, error=error, open_starts=0)
     digest = None
     if state == StepState.SUCCEEDED:
-        # the result as stored (read back), so that a later read hashes the same bytes' value
-        digest = result_digests.result_digest(store.get_step(conn, run.id, step_id).result)
+        # the result as a later read sees it (the JSON column's round trip), so that read
+        # hashes the same value
+        digest = result_digests.result_digest(store.as_stored(result))
     run_error = None
     if state == StepState.FAILED:
         run_error = f"step {step_id!r} failed: {error}"
