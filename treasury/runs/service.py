@@ -311,15 +311,21 @@ class RunService:
     # ------------------------------------------------------------------ applying events
 
     def apply_event(self, conn: Connection, run: Any, event: eng.Event, *, actor: str,
-                    error: str | None = None, result_digest: str | None = None) -> list[tuple[str, str]]:
+                    error: str | None = None, result_digest: str | None = None,
+                    step_values: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
         """Advance the engine, persist states with audit events, handle approval requests.
 
         ``result_digest``: the digest of the stored result of the step ``event`` finishes, carried
         by the ``step.state`` event that records its success (see result_digests.py).
+        ``step_values``: more columns of that step (its result, error), written with its state.
         """
         view = self._view(conn, run)
         t = eng.advance(view, event)
         at = self.now()
+        target = getattr(event, "step_id", None)
+        if step_values and target is not None and target not in t.step_states:
+            store.update_step(conn, run.id, target, at, **step_values)  # no state change to write with
+            step_values = None
         # the transition's events go in one batch after its writes (flushed before an approval
         # request, which writes and audits on its own), in the order they always had
         events: list[NewEvent] = []
@@ -330,6 +336,9 @@ class RunService:
                 extra["started_at"] = at  # an approval step starts when approval is requested
             if new.terminal:
                 extra["finished_at"] = at
+            if step_values and step_id == getattr(event, "step_id", None):
+                extra = {**step_values, **extra}
+                step_values = None  # written with the state
             store.update_step(conn, run.id, step_id, at, state=new, **extra)
             payload: dict[str, Any] = {"from": old.value, "to": new.value}
             if (result_digest is not None and new == StepState.SUCCEEDED

@@ -49,7 +49,6 @@ def needs_policy(op: str | None) -> bool:
 def step_done(host: EventHost, conn: Connection, run: Any, step_id: str, state: StepState, *,
               actor: str, result: Any = None, error: str | None = None) -> Dispatch:
     """Record the step's end (result or error) and advance the run; returns what to dispatch."""
-    store.update_step(conn, run.id, step_id, host.now(), result=result, error=error, open_starts=0)
     digest = None
     if state == StepState.SUCCEEDED:
         # the result as a later read sees it (the JSON column's round trip), so that read
@@ -61,7 +60,8 @@ def step_done(host: EventHost, conn: Connection, run: Any, step_id: str, state: 
     elif state == StepState.NEEDS_ATTENTION:
         run_error = f"step {step_id!r} needs attention: {error}"
     return host.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error,
-                            result_digest=digest)
+                            result_digest=digest,
+                            step_values={"result": result, "error": error, "open_starts": 0})
 
 
 @dataclass(frozen=True)
