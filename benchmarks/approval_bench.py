@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.approvals, args.workers = 5, 1
 
+    from treasury.broker.dispatch import CeleryDispatcher
+    from treasury.broker.options import WorkerOptions
     from treasury.execution import client_id_for
     from treasury.runtime import build_runtime
+    from treasury.schema import create_schema
     from treasury.simulator import Simulator, serve
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
-    from treasury.worker.dispatch import CeleryDispatcher
-    from treasury.worker.options import WorkerOptions
 
     broker = common.redis_url(common.REDIS_DB["approval"])
     common.require_redis(broker)

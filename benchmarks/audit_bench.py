@@ -54,8 +54,8 @@ from treasury.audit.chain import body_digest, body_text, link_hash
 from treasury.audit.checkpoints import CheckpointStore
 from treasury.audit.server_key import ServerKey
 from treasury.clock import SystemClock
+from treasury.schema import create_schema
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 TARGETS = {"appends_per_s": 2000.0, "verify_events_per_s": 100_000.0, "query_by_run_p95_ms": 20.0}
 

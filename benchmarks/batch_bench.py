@@ -66,7 +66,7 @@ def measure(mode: str, weight: int, duration: float, threads: int, redis_url: st
             margin: float | None = None) -> dict:
     import httpx
     import redis
-    from ratelimit_bench import trading_profile
+    from common import trading_profile
 
     from treasury.clock import SystemClock
     from treasury.errors import ExchangeError
@@ -74,10 +74,10 @@ def measure(mode: str, weight: int, duration: float, threads: int, redis_url: st
     from treasury.exchange.ratelimit import DEFAULT_MARGIN_SECONDS, RedisRateLimiter
     from treasury.execution import ExecutionSettings, StepExecutor, StepRequest, new_run_id
     from treasury.models import StepState
+    from treasury.schema import create_schema
     from treasury.settings import RateLimits
     from treasury.simulator import Simulator, serve
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
 
     tuned: dict[str, Any] = {} if weight == 5 else {"rate_limits": {"weights": {BATCH_PATH: 1}}}
     server = serve(Simulator(common.sim_config(**tuned)))

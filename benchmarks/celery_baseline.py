@@ -34,7 +34,7 @@ def _client() -> tuple[Any, Any, Any]:
     if _state.get("pid") != pid:
         import httpx
         import redis
-        from ratelimit_bench import trading_profile
+        from common import trading_profile
 
         from treasury.clock import SystemClock
         from treasury.exchange.client import HashKeyClient
@@ -61,7 +61,7 @@ def _window(r: Any) -> tuple[float, float]:
 
 
 def _one(kind: str, n: int) -> None:
-    from ratelimit_bench import classify, send_one
+    from common import classify, send_one
 
     client, profile, r = _client()
     start_at, end_at = _window(r)

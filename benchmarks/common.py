@@ -414,3 +414,46 @@ def worker_env(*, broker: str, database: str, base_url: str, config_dir: Path, q
         values["TREASURY_WORKFLOWS_DIR"] = str(workflows_dir)
     values.update(extra)
     return clean_env(**values)
+
+
+# --------------------------------------------------------------------------- the exchange load
+
+
+def trading_profile() -> Any:
+    """The demo trading key (demo-trade) as a resolved key profile."""
+    from pydantic import SecretStr
+
+    from treasury.keys import KeyProfile
+    from treasury.models import Permission
+
+    return KeyProfile(name="trading", api_key="demo-trade", secret=SecretStr("demo-trade-secret"),
+                      permissions=frozenset({Permission.READ, Permission.TRADE}))
+
+
+def send_one(client: Any, profile: Any, kind: str, client_id: str) -> int | str:
+    """Send one order (an IOC buy far below the price: cancelled at once) or one order query.
+
+    Returns the HTTP status, ``"halted"`` when the client refused locally (suspended key or
+    banned host), or ``"error"`` for a transport failure.
+    """
+    from treasury.errors import ExchangeError, ExchangeHalted
+
+    try:
+        if kind == "order":
+            params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC",
+                      "price": "1", "quantity": "0.001", "newClientOrderId": client_id}
+            return int(client.call("spot_order", profile, params).status)
+        return int(client.call("open_orders", profile, {"symbol": "BTCUSDT"}).status)
+    except ExchangeHalted:
+        return "halted"
+    except ExchangeError as exc:
+        return int(exc.status) if exc.status is not None else "error"
+
+
+def classify(status: int | str) -> str:
+    """ok (the exchange admitted it: any answer but 429/418), 429, 418, halted or error."""
+    if status in (429, 418):
+        return str(status)
+    if isinstance(status, int):
+        return "ok"
+    return str(status)

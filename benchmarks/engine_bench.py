@@ -207,11 +207,11 @@ def phase_figures(args: argparse.Namespace, done: int, ok: int, elapsed: float, 
 
 
 def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Path) -> dict[str, Any]:
+    from treasury.broker.dispatch import CeleryDispatcher
+    from treasury.broker.options import WorkerOptions
     from treasury.runtime import build_runtime
+    from treasury.schema import create_schema
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
-    from treasury.worker.dispatch import CeleryDispatcher
-    from treasury.worker.options import WorkerOptions
 
     broker = common.redis_url(common.REDIS_DB["engine"])
     common.require_redis(broker)

@@ -392,13 +392,13 @@ def analyse(engine: Any, submitted: list[tuple[str, str]], state: dict[str, Any]
 
 def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from treasury.audit import verify_chain
+    from treasury.broker.dispatch import CeleryDispatcher
+    from treasury.broker.options import WorkerOptions
     from treasury.runtime import build_runtime
+    from treasury.schema import create_schema
     from treasury.settings import RateLimits, Settings
     from treasury.simulator import Simulator, serve
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
-    from treasury.worker.dispatch import CeleryDispatcher
-    from treasury.worker.options import WorkerOptions
 
     rng = random.Random(args.seed)
     redis_dir = tmp / "redis"

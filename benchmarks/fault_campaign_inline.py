@@ -42,10 +42,10 @@ from treasury.exchange.ratelimit import LocalRateLimiter
 from treasury.execution import ExecutionSettings, StepExecutor, StepRequest, new_run_id
 from treasury.keys import KeyProfile
 from treasury.models import Permission, StepState
+from treasury.schema import create_schema
 from treasury.settings import RateLimits
 from treasury.simulator import Simulator, load_state, serve
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "fault_campaign_inline.json"

@@ -62,8 +62,8 @@ def watch(cmd: list[str], env: dict[str, str], interval: float = 0.25) -> dict[s
 def audit_streaming(events: int) -> dict[str, Any]:
     from audit_bench import bulk_load  # the audit engineer's loader: a valid chain, COPY'd in
 
+    from treasury.schema import create_schema
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
 
     with common.pg_schema("bench_mem_audit") as url:
         engine = make_engine(url)
@@ -88,7 +88,7 @@ import common
 from treasury.clock import SystemClock
 from treasury.exchange.client import HashKeyClient
 from treasury.simulator import Simulator
-from ratelimit_bench import trading_profile
+from common import trading_profile
 from pydantic import SecretStr
 from treasury.keys import KeyProfile
 from treasury.models import Permission

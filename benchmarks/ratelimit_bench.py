@@ -48,46 +48,6 @@ LIMITS = {"order": 10.0, "query": 2.0}
 LIMITERS = ("treasury", "treasury-tight", "celery", "bucket")
 
 
-def trading_profile() -> Any:
-    """The demo trading key (demo-trade) as a resolved key profile."""
-    from pydantic import SecretStr
-
-    from treasury.keys import KeyProfile
-    from treasury.models import Permission
-
-    return KeyProfile(name="trading", api_key="demo-trade", secret=SecretStr("demo-trade-secret"),
-                      permissions=frozenset({Permission.READ, Permission.TRADE}))
-
-
-def send_one(client: Any, profile: Any, kind: str, client_id: str) -> int | str:
-    """Send one order (an IOC buy far below the price: cancelled at once) or one order query.
-
-    Returns the HTTP status, ``"halted"`` when the client refused locally (suspended key or
-    banned host), or ``"error"`` for a transport failure.
-    """
-    from treasury.errors import ExchangeError, ExchangeHalted
-
-    try:
-        if kind == "order":
-            params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC",
-                      "price": "1", "quantity": "0.001", "newClientOrderId": client_id}
-            return int(client.call("spot_order", profile, params).status)
-        return int(client.call("open_orders", profile, {"symbol": "BTCUSDT"}).status)
-    except ExchangeHalted:
-        return "halted"
-    except ExchangeError as exc:
-        return int(exc.status) if exc.status is not None else "error"
-
-
-def classify(status: int | str) -> str:
-    """ok (the exchange admitted it: any answer but 429/418), 429, 418, halted or error."""
-    if status in (429, 418):
-        return str(status)
-    if isinstance(status, int):
-        return "ok"
-    return str(status)
-
-
 class CcxtThrottler:
     """ccxt's throttler: tokens refill at 1/rate_limit_ms, a request may go while tokens >= 0.
 
@@ -132,7 +92,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         limiter = RedisRateLimiter(redis.Redis.from_url(spec["redis"]), RateLimits(), clock,
                                    namespace=spec["ns"], margin=margin)
     client = HashKeyClient(spec["sim"], httpx.Client(timeout=10), clock=clock, limiter=limiter)
-    profile = trading_profile()
+    profile = common.trading_profile()
     counts: Counter[str] = Counter()
     first_429: list[float] = []
     lock = threading.Lock()
@@ -152,10 +112,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             if throttler is not None:
                 throttler.throttle()
             n += 1
-            status = send_one(client, profile, kind, f"{spec['tag']}{kind[0]}{n}")
+            status = common.send_one(client, profile, kind, f"{spec['tag']}{kind[0]}{n}")
             if time.time() > end_at:
                 break  # a request let through after the window would inflate the rate by up to N
-            category = classify(status)
+            category = common.classify(status)
             with lock:
                 counts[f"{kind}:{category}"] += 1
                 if category == "429":

@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy import select
 
     from treasury.runtime import build_runtime
+    from treasury.schema import create_schema
     from treasury.settings import Settings
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
     from treasury.store.tables import runs
     from treasury.worker.schedules import Beat, collector_paused
 

@@ -16,4 +16,6 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
 fi
 python3 -m ruff check treasury tests benchmarks
 python3 -m mypy treasury
+# the layer contracts in pyproject.toml: an import that points up a layer fails here
+lint-imports
 python3 -m pytest -n 2 --dist loadgroup -q

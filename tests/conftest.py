@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.identities import signed_config_copy
+from treasury.schema import create_schema
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 
 @pytest.fixture(scope="session")

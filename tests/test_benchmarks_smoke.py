@@ -49,6 +49,7 @@ def _run_side_by_side(tmp_path: Path, scripts: dict[str, list[str]], timeout: fl
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("benchmarks-inline")  # never beside the sweep: see below
 def test_benchmarks_without_celery_run_quick(tmp_path: Path) -> None:
     _require_services()
     got = _run_side_by_side(tmp_path, {
@@ -66,6 +67,19 @@ def test_benchmarks_without_celery_run_quick(tmp_path: Path) -> None:
     assert inline["plain"]["runs_succeeded"] == inline["plain"]["runs"]
     assert got["memory"]["simulator"]["effects"] == 2000
     assert got["memory"]["audit_cli"]["all"]["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("benchmarks-inline")
+def test_sweep_benchmark_runs_quick(tmp_path: Path) -> None:
+    """Alone: its threads beside the others would starve the batch benchmark's short rows."""
+    _require_services()
+    got = _run_side_by_side(tmp_path, {"sweep": [str(BENCH / "sweep_bench.py"), "--quick"]})["sweep"]
+    for sweep in (got["per_key"], got["shared_key"]):
+        assert sweep["answers_429"] == sweep["answers_418"] == 0, sweep
+        assert sweep["duplicates"] == sweep["lost"] == sweep["failed_with_effect"] == 0, sweep
+        assert sweep["outcomes"] == {"SUCCEEDED": sweep["transfers"]} and sweep["master_balance_ok"], sweep
+    assert got["per_key"]["keys"] == 10 and got["shared_key"]["keys"] == 1
 
 
 @pytest.mark.slow

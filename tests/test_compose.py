@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from treasury.broker.options import WorkerOptions
 from treasury.cli.main import cli
 from treasury.settings import Settings
-from treasury.worker.options import WorkerOptions
 
 REPO = Path(__file__).resolve().parents[1]
 

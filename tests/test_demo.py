@@ -73,8 +73,8 @@ def test_demo_runs_every_case_as_expected_and_the_chain_verifies(tmp_path: Path)
 
 def _fake_earlier_demo(folder: Path) -> bytes:
     """A folder holding an earlier demo's database (one run's worth of rows) and simulator world."""
+    from treasury.schema import create_schema
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
 
     folder.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{folder / 'treasury.db'}")

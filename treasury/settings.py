@@ -14,7 +14,13 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treasury.errors import ConfigError
-from treasury.observe.logs import LogFormat
+
+
+class LogFormat(StrEnum):
+    """How log lines are written: for a person (console) or for a collector (one JSON object a line)."""
+
+    CONSOLE = "console"
+    JSON = "json"
 
 
 class Environment(StrEnum):
@@ -106,6 +112,15 @@ class Settings(BaseSettings):
     notify_expiry_warning_seconds: float = Field(3600.0, ge=0)
     # a sender's claim on a delivery; a sender that died is replaced after this long
     notify_lease_seconds: float = Field(60.0, gt=0)
+    # the web console as a WebAuthn relying party: passkeys are bound to the rp id (a host name,
+    # the origin's host or a parent of it) and assertions must come from exactly this origin
+    web_rp_id: str = "localhost"
+    web_origin: str = "http://localhost:8700"
+
+    @field_validator("web_origin")
+    @classmethod
+    def _origin_without_slash(cls, v: str) -> str:
+        return v.rstrip("/")
 
     @field_validator("base_url")
     @classmethod

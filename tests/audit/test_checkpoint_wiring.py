@@ -81,8 +81,8 @@ def test_production_refuses_to_start_without_directory_or_key(tmp_path: Path) ->
 
 
 def _bare_engine(tmp_path: Path) -> Engine:
+    from treasury.schema import create_schema
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
@@ -134,7 +134,7 @@ def test_the_checkpoint_command(tmp_path: Path) -> None:
 
 
 def test_the_sweeper_anchors_a_quiet_log(tmp_path: Path) -> None:
-    from treasury.worker.options import WorkerOptions
+    from treasury.broker.options import WorkerOptions
     from treasury.worker.process import WorkerRuntime, sweep_once
 
     clock = ManualClock()

@@ -19,7 +19,7 @@ from tests.exchange.conftest import CONFIG_DIR
 from treasury.clock import ManualClock
 from treasury.errors import ConfigError
 from treasury.exchange import HaltGuard, HostRateLimiter, LocalRateLimiter, RedisRateLimiter
-from treasury.exchange.factory import SIMULATOR_BASE_URL, build_client, build_limiter, load_profile
+from treasury.runtime.exchange import SIMULATOR_BASE_URL, build_client, build_limiter, load_profile
 from treasury.settings import Settings
 
 

@@ -212,16 +212,16 @@ def test_host_limiter_survives_a_damaged_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     limiter = HostRateLimiter(RateLimits(), ManualClock(), path)
     limiter.acquire("k", RateClass.QUERY)
-    assert json.loads(path.read_text())["windows"]["query|k"]
+    assert json.loads(limiter.key_path("k").read_text())["windows"]["query|k"]  # the key's own file
 
 
 def test_host_limiter_state_that_shrinks_leaves_no_old_tail(tmp_path: Path) -> None:
     # the state is written over the old text and then cut: a shorter one must not keep its end
-    path = tmp_path / "limits.json"
     clock = ManualClock()
-    limiter = HostRateLimiter(RateLimits(query=50), clock, path)
+    limiter = HostRateLimiter(RateLimits(query=50), clock, tmp_path / "limits.json")
     for _ in range(10):
         send(limiter, "k", RateClass.QUERY)
+    path = limiter.key_path("k")
     long = len(path.read_text())
     clock.advance(120)  # every entry has run out: the next write holds one
     send(limiter, "k", RateClass.QUERY)
@@ -342,4 +342,5 @@ def test_host_limiter_reads_a_file_written_before_tickets(tmp_path: Path) -> Non
     limiter = HostRateLimiter(RateLimits(query=2), clock, path)
     send(limiter, "k", RateClass.QUERY)
     assert clock.sleeps == [pytest.approx(1.02)]  # the old entry still counted
-    assert [len(e) for e in json.loads(path.read_text())["windows"]["query|k"]] == [3]  # [time, cost, ticket]
+    saved = json.loads(limiter.key_path("k").read_text())["windows"]["query|k"]  # now in the key's own file
+    assert [len(e) for e in saved] == [3]  # [time, cost, ticket]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from treasury.errors import ConfigError
-from treasury.exchange.factory import load_profile
 from treasury.keys import load_key_specs
+from treasury.runtime.exchange import load_profile
 from treasury.secretfiles import check_private_file
 from treasury.settings import Environment, Settings
 

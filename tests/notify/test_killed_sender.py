@@ -132,7 +132,7 @@ routes:
         settings = Settings(config_dir=config, database_url=db_url, workflows_dir=ROOT / "workflows",
                             settle_seconds=2, reconcile_deadline_seconds=30, **SHORT_FLIGHT)
         engine = make_engine(db_url)
-        from treasury.store.migrate import create_schema
+        from treasury.schema import create_schema
 
         create_schema(engine)
         _scripted_day(settings, engine)

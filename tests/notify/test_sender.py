@@ -219,9 +219,9 @@ def test_the_worker_task_sends_with_the_file_as_it_is_now(tmp_path: object, engi
     from pathlib import Path
     from types import SimpleNamespace
 
+    from treasury.broker.app import NOTIFY, NOTIFY_ENTRY, celery_config
+    from treasury.broker.options import WorkerOptions
     from treasury.settings import Settings
-    from treasury.worker.factory import NOTIFY, NOTIFY_ENTRY, celery_config
-    from treasury.worker.options import WorkerOptions
     from treasury.worker.process import notify_once
 
     assert celery_config(Settings(broker_url="redis://x:6379/0"), WorkerOptions())["beat_schedule"][

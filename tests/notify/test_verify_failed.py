@@ -11,7 +11,7 @@ from treasury.audit.outbox import notify_outbox
 from treasury.cli.audit import register
 from treasury.cli.context import AppContext
 from treasury.clock import ManualClock
-from treasury.observe.marks import get_mark
+from treasury.monitoring.marks import get_mark
 from treasury.observe.tables import AUDIT_VERIFY
 from treasury.settings import Settings
 

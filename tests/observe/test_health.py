@@ -17,10 +17,10 @@ from sqlalchemy import Engine, text
 
 from treasury.clock import ManualClock
 from treasury.exchange.halts import BANNED, HOST_SCOPE, record_halt
-from treasury.observe.health import check_database, check_exchange, check_halts, check_migrations
+from treasury.monitoring.health import check_database, check_exchange, check_halts, check_migrations
+from treasury.schema import create_schema, status
 from treasury.simulator import Simulator, SimulatorServer, load_state, serve
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from treasury.cli.main import main; main()"]
@@ -61,11 +61,11 @@ def test_database_halts_and_migrations_on_both_databases(engine: Engine) -> None
         record_halt(conn, scope=HOST_SCOPE, kind=BANNED, reason="HTTP 418", at=datetime.now(UTC))
     halted = check_halts(engine, clock)
     assert halted.ok is False and "host banned" in halted.detail
-    migrations = check_migrations(engine)
+    migrations = check_migrations(engine, status)
     assert migrations.ok is True and "up to date" in migrations.detail
     with engine.begin() as conn:  # a release behind: recorded at the baseline
         conn.execute(text("UPDATE alembic_version SET version_num = '0001_baseline'"))
-    behind = check_migrations(engine)
+    behind = check_migrations(engine, status)
     assert behind.ok is False and "treasury db upgrade" in behind.detail
 
 

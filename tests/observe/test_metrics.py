@@ -13,10 +13,10 @@ from tests.runs.conftest import SHORT_FLIGHT
 from treasury.audit import verify_chain
 from treasury.clock import ManualClock
 from treasury.exchange.halts import SUSPENDED, key_scope, record_halt
-from treasury.observe.health import Check, HealthReport
-from treasury.observe.marks import audit_verified
-from treasury.observe.metrics import DatabaseCollector
-from treasury.observe.server import MetricsServer, build_registry
+from treasury.monitoring.collector import DatabaseCollector
+from treasury.monitoring.health import Check, HealthReport
+from treasury.monitoring.marks import audit_verified
+from treasury.monitoring.server import MetricsServer, build_registry
 from treasury.runtime import build_runtime
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from treasury.clock import ManualClock
+from treasury.monitoring.collector import DatabaseCollector
 from treasury.observe import metrics
-from treasury.observe.metrics import DatabaseCollector
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 NAME = re.compile(r"\btreasury_[a-z_]+")
@@ -48,7 +48,7 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_every_metric_an_alert_or_panel_names_is_exported(sqlite_engine: Engine) -> None:
-    from treasury.store.migrate import create_schema
+    from treasury.schema import create_schema
 
     create_schema(sqlite_engine)
     exported = _exported(sqlite_engine)

@@ -12,8 +12,8 @@ from freezegun import freeze_time
 from tests.policy.helpers import HK_TUESDAY_10, SHIPPED, usdt_withdraw
 from treasury.cli.main import main
 from treasury.policy import load_policy, reserve
+from treasury.schema import create_schema
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from treasury.clock import ManualClock
 from treasury.schedules.tables import UTCDateTime, schedule_ticks
 from treasury.schedules.tick import Scheduler
 from treasury.schedules.timing import CatchUp, ScheduleSpec
+from treasury.schema import create_schema
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 from treasury.store.tables import runs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # ManualClock's default start

@@ -180,8 +180,8 @@ def test_a_database_from_before_the_reason_column_is_upgraded_and_keeps_its_tick
     from alembic import command
     from sqlalchemy import inspect
 
+    from treasury import schema
     from treasury.errors import ConfigError
-    from treasury.store import migrate
 
     sched = make_scheduler()
     s = spec("payout", "*/5 * * * *")
@@ -189,11 +189,11 @@ def test_a_database_from_before_the_reason_column_is_upgraded_and_keeps_its_tick
     clock.advance(minutes(5))
     sched.tick([s])
     with db.begin() as conn:  # the table as the release before the column made it
-        command.downgrade(migrate.alembic_config(conn), "0001_baseline")
+        command.downgrade(schema.alembic_config(conn), "0001_baseline")
     assert "reason" not in {c["name"] for c in inspect(db).get_columns("schedule_ticks")}
     with pytest.raises(ConfigError, match="treasury db upgrade"):
-        migrate.create_schema(db)  # what every process does when it starts
-    migrate.upgrade(db)
+        schema.create_schema(db)  # what every process does when it starts
+    schema.upgrade(db)
     assert "reason" in {c["name"] for c in inspect(db).get_columns("schedule_ticks")}
     assert reasons(db) == {5: ("fired", None)}
     clock.advance(minutes(5))

@@ -9,8 +9,8 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from treasury import schema
 from treasury.cli.main import main
-from treasury.store import migrate
 from treasury.store.db import make_engine
 
 
@@ -31,8 +31,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def _made_before_migrations(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        command.upgrade(migrate.alembic_config(conn), migrate.BASELINE)
-        conn.execute(text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+        command.upgrade(schema.alembic_config(conn), schema.BASELINE)
+        conn.execute(text(f"DROP TABLE {schema.VERSION_TABLE}"))
     engine.dispose()
 
 
@@ -52,7 +52,7 @@ def test_check_exits_1_on_a_database_made_before_migrations_and_upgrade_mends_it
     code, out, _ = _run(["db", "check", "--json"], capsys)
     assert code == 0
     assert json.loads(out) | {"message": ""} == {
-        "state": "current", "current": migrate.head_revision(), "head": migrate.head_revision(),
+        "state": "current", "current": schema.head_revision(), "head": schema.head_revision(),
         "pending": [], "message": "", "ok": True, "drift": [],
     }
 
@@ -77,7 +77,7 @@ def test_current_names_the_revision_and_upgrade_creates_an_empty_database_whole(
     code, out, _ = _run(["db", "upgrade"], capsys)
     assert code == 0 and out.startswith("created the schema")
     code, out, _ = _run(["db", "current", "--json"], capsys)
-    assert json.loads(out)["current"] == migrate.head_revision()
+    assert json.loads(out)["current"] == schema.head_revision()
     code, out, _ = _run(["db", "upgrade"], capsys)
     assert code == 0 and out.startswith("nothing to do")
 

@@ -16,10 +16,11 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.audit.helpers import seed
 from tests.conftest import PG_BASE
+from treasury import schema as database_schema
 from treasury.audit.verify import verify_chain
 from treasury.errors import ConfigError
-from treasury.store import migrate
-from treasury.store.db import import_tables, make_engine, metadata
+from treasury.schema import metadata
+from treasury.store.db import make_engine
 from treasury.store.tables import approvals, runs
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -37,24 +38,23 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Engine:
 
 def _run_revisions(engine: Engine, target: str) -> None:
     with engine.begin() as conn:
-        command.upgrade(migrate.alembic_config(conn), target)
+        command.upgrade(database_schema.alembic_config(conn), target)
 
 
 def _as_made_before_migrations(engine: Engine) -> None:
     """The baseline's tables and triggers without Alembic's version row: what the releases
     before migrations created with ``create_all``."""
-    _run_revisions(engine, migrate.BASELINE)
+    _run_revisions(engine, database_schema.BASELINE)
     with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+        conn.execute(text(f"DROP TABLE {database_schema.VERSION_TABLE}"))
 
 
 def test_the_revisions_build_exactly_the_models(empty_engine: Engine) -> None:
     _run_revisions(empty_engine, "head")
-    import_tables()
     with empty_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == [], f"the models and the migrations disagree; write a revision: {diff}"
-    assert migrate.status(empty_engine).state == migrate.CURRENT
+    assert database_schema.status(empty_engine).state == database_schema.CURRENT
 
 
 def test_the_revisions_install_the_audit_guards(empty_engine: Engine) -> None:
@@ -84,42 +84,42 @@ def test_a_database_made_before_migrations_upgrades_with_its_data(empty_engine: 
             )
         )
     events = seed(empty_engine, 25)
-    status = migrate.status(empty_engine)
-    assert status.state == migrate.BEHIND and status.current is None
+    status = database_schema.status(empty_engine)
+    assert status.state == database_schema.BEHIND and status.current is None
 
     with pytest.raises(ConfigError, match="treasury db upgrade"):
-        migrate.create_schema(empty_engine)
+        database_schema.create_schema(empty_engine)
 
-    before, after = migrate.upgrade(empty_engine)
-    assert before.state == migrate.BEHIND
-    assert after.state == migrate.CURRENT and after.current == migrate.head_revision()
+    before, after = database_schema.upgrade(empty_engine)
+    assert before.state == database_schema.BEHIND
+    assert after.state == database_schema.CURRENT and after.current == database_schema.head_revision()
     with empty_engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == "R1")).one()
         assert run.inputs == {"amount": "1200.50"} and run.state == "AWAITING_APPROVAL"
         assert conn.execute(select(func.count()).select_from(approvals)).scalar_one() == 1
     result = verify_chain(empty_engine, expect_head=f"{events[-1].seq}:{events[-1].hash}")
     assert result.ok and result.count == 25
-    assert migrate.create_schema(empty_engine).state == migrate.CURRENT
+    assert database_schema.create_schema(empty_engine).state == database_schema.CURRENT
 
 
 def test_an_empty_database_is_created_whole_and_recorded(empty_engine: Engine) -> None:
-    assert migrate.status(empty_engine).state == migrate.EMPTY
-    assert migrate.create_schema(empty_engine).state == migrate.CURRENT
+    assert database_schema.status(empty_engine).state == database_schema.EMPTY
+    assert database_schema.create_schema(empty_engine).state == database_schema.CURRENT
     with empty_engine.connect() as conn:
-        recorded = conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")).scalar_one()
-    assert recorded == migrate.head_revision()
+        recorded = conn.execute(text(f"SELECT version_num FROM {database_schema.VERSION_TABLE}")).scalar_one()
+    assert recorded == database_schema.head_revision()
 
 
 def test_a_database_from_a_newer_release_is_refused(empty_engine: Engine) -> None:
-    migrate.create_schema(empty_engine)
+    database_schema.create_schema(empty_engine)
     with empty_engine.begin() as conn:
-        conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '9999_future'"))
-    found = migrate.status(empty_engine)
-    assert found.state == migrate.AHEAD
+        conn.execute(text(f"UPDATE {database_schema.VERSION_TABLE} SET version_num = '9999_future'"))
+    found = database_schema.status(empty_engine)
+    assert found.state == database_schema.AHEAD
     with pytest.raises(ConfigError, match="9999_future"):
-        migrate.create_schema(empty_engine)
+        database_schema.create_schema(empty_engine)
     with pytest.raises(ConfigError, match="9999_future"):
-        migrate.upgrade(empty_engine)
+        database_schema.upgrade(empty_engine)
 
 
 def _triggers(engine: Engine) -> dict[str, str]:
@@ -149,7 +149,7 @@ def test_the_revisions_make_the_same_triggers_as_the_models(empty_engine: Engine
         schema = ""
         models = make_engine(f"sqlite:///{tmp_path / 'models.db'}")
     try:
-        migrate.create_schema(models)  # create_all with the models' own DDL
+        database_schema.create_schema(models)  # create_all with the models' own DDL
         made = _triggers(models)
         assert made and _triggers(empty_engine) == made
     finally:

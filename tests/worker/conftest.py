@@ -24,12 +24,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tests.simulators import serve_without_rate_limits
+from treasury.broker.options import WorkerOptions
 from treasury.people.keyring import make_demo_identities
+from treasury.schema import create_schema
 from treasury.settings import Settings
 from treasury.simulator import SimulatorServer
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
-from treasury.worker.options import WorkerOptions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,13 +14,7 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
-from treasury.cli.context import AppContext
-from treasury.cli.main import cli
-from treasury.errors import ConfigError
-from treasury.settings import Settings
-from treasury.store.db import make_engine
-from treasury.worker import CeleryDispatcher, WorkerOptions, create_app
-from treasury.worker.factory import (
+from treasury.broker.app import (
     BEAT_TICK,
     EXECUTE_STEP,
     KICK_RUN,
@@ -32,6 +26,12 @@ from treasury.worker.factory import (
     celery_config,
     load_options,
 )
+from treasury.cli.context import AppContext
+from treasury.cli.main import cli
+from treasury.errors import ConfigError
+from treasury.settings import Settings
+from treasury.store.db import make_engine
+from treasury.worker import CeleryDispatcher, WorkerOptions, create_app
 from treasury.worker.process import _SCHEMA_LOCK
 
 SECRET_DB = "postgresql+psycopg://treasury:db-canary-7f3a@db.internal/treasury"

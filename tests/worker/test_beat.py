@@ -319,7 +319,7 @@ def test_schedules_lists_a_schedule_held_by_its_broken_file(
 def test_catchup_all_is_capped_by_the_worker_setting(
     sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from treasury.worker.options import WorkerOptions
+    from treasury.broker.options import WorkerOptions
 
     monkeypatch.setenv("TREASURY_CATCHUP_CAP", "3")
     options = WorkerOptions()

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from tests.worker.conftest import TWO_TRANSFERS, Cluster, arrival, child_pids, effects, wait_for
 from treasury.audit import query_events
+from treasury.broker.app import EXECUTE_STEP, SWEEP
 from treasury.execution import client_id_for
 from treasury.simulator import SimulatorServer
 from treasury.store.tables import execution_records
-from treasury.worker.factory import EXECUTE_STEP, SWEEP
 from treasury.worker.process import WorkerRuntime, build_worker_runtime
 
 pytestmark = [pytest.mark.celery, pytest.mark.redis, pytest.mark.postgres, pytest.mark.xdist_group("celery")]

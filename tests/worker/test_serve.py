@@ -26,10 +26,10 @@ from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.runtime import Runtime, build_runtime
+from treasury.schema import create_schema
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 from treasury.store.tables import runs
 from treasury.worker.schedules import Beat
 from treasury.worker.serve import ServeOptions, Server, build_server

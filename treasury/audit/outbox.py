@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, Index, Integer, String, Table, Text
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from treasury.audit.chain import GENESIS_HASH
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 
 audit_events = Table(
     "audit_events",

@@ -207,7 +207,7 @@ def verify_cmd(app: AppContext, expect_head: str | None, checkpoint_dir: Path | 
     """Recompute the hash chain, check it against every signed checkpoint and re-verify every
     signed decision; exit 1 and say what differs (the first bad seq, the checkpoint the chain no
     longer matches, or the decision, approval row or run that its signatures do not back)."""
-    from treasury.observe.marks import audit_verified
+    from treasury.monitoring.marks import audit_verified
     from treasury.people.reverify import verify_decisions
 
     result, report = _verify_checkpointed(app, expect_head, checkpoint_dir, public_key)

@@ -57,7 +57,7 @@ class AppContext:
         Raises:
             ConfigError: a SQLite file that does not exist yet, outside a config folder (it
                 would only leave an empty database behind; see ``require_config``); a database
-                behind this release (see ``treasury.store.migrate.create_schema``).
+                behind this release (see ``treasury.schema.create_schema``).
         """
         if self._engine is None:
             from treasury.runtime import open_engine

@@ -9,9 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
+from treasury import schema
 from treasury.cli.context import AppContext, pass_app
-from treasury.store import migrate
-from treasury.store.db import import_tables, make_engine, metadata
+from treasury.schema import metadata
+from treasury.store.db import make_engine
 
 
 def register(cli: click.Group) -> None:
@@ -28,7 +29,7 @@ def _engine(app: AppContext) -> Engine:
     return make_engine(app.settings.database_url)
 
 
-def _status_dict(found: migrate.SchemaStatus) -> dict[str, Any]:
+def _status_dict(found: schema.SchemaStatus) -> dict[str, Any]:
     return {
         "state": found.state,
         "current": found.current,
@@ -45,7 +46,7 @@ def current(app: AppContext, as_json: bool) -> None:
     """Print the database's revision and how it compares with this release's head."""
     engine = _engine(app)
     try:
-        found = migrate.status(engine)
+        found = schema.status(engine)
     finally:
         engine.dispose()
     if as_json:
@@ -57,7 +58,6 @@ def current(app: AppContext, as_json: bool) -> None:
 def _drift(engine: Engine) -> list[str]:
     """Differences between the tables in the database and the models (a current database
     edited by hand, or a model changed without a revision)."""
-    import_tables()
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return [str(diff) for diff in compare_metadata(context, metadata)]
@@ -71,11 +71,11 @@ def check(app: AppContext, as_json: bool) -> None:
     exit 1 otherwise (behind, ahead, empty, or drifted), saying what to do."""
     engine = _engine(app)
     try:
-        found = migrate.status(engine)
-        drift = _drift(engine) if found.state == migrate.CURRENT else []
+        found = schema.status(engine)
+        drift = _drift(engine) if found.state == schema.CURRENT else []
     finally:
         engine.dispose()
-    ok = found.state == migrate.CURRENT and not drift
+    ok = found.state == schema.CURRENT and not drift
     report = _status_dict(found) | {"ok": ok, "drift": drift}
     if as_json:
         app.print_json(report)
@@ -83,7 +83,7 @@ def check(app: AppContext, as_json: bool) -> None:
         click.echo(f"{'OK' if ok else 'NOT READY'}: the database is {found.describe()}")
         for line in drift:
             click.echo(f"  differs from the models: {line}")
-        if found.state in (migrate.BEHIND, migrate.EMPTY):
+        if found.state in (schema.BEHIND, schema.EMPTY):
             click.echo("  run `treasury db upgrade`")
     if not ok:
         raise SystemExit(1)
@@ -99,15 +99,15 @@ def upgrade(app: AppContext, as_json: bool) -> None:
     """
     engine = _engine(app)
     try:
-        before, after = migrate.upgrade(engine)
+        before, after = schema.upgrade(engine)
     finally:
         engine.dispose()
     if as_json:
         app.print_json({"before": _status_dict(before), "after": _status_dict(after)})
         return
-    if before.state == migrate.CURRENT:
+    if before.state == schema.CURRENT:
         click.echo(f"nothing to do: {after.describe()}")
-    elif before.state == migrate.EMPTY:
+    elif before.state == schema.EMPTY:
         click.echo(f"created the schema: {after.describe()}")
     else:
         applied = ", ".join(before.pending) or "none (recorded at the baseline)"

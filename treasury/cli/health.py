@@ -12,12 +12,13 @@ from treasury.cli.context import AppContext, pass_app
 @pass_app
 def health_cmd(app: AppContext, as_json: bool) -> None:
     """Check the database, Redis, the exchange's time and our clock, halts and migrations."""
-    from treasury.observe.health import run_checks, standard_checks
+    from treasury.monitoring.health import run_checks, standard_checks
+    from treasury.schema import status
     from treasury.store.db import make_engine
 
     engine = make_engine(app.settings.database_url)  # no schema creation: a health check changes nothing
     try:
-        report = run_checks(standard_checks(app.settings, engine, app.clock))
+        report = run_checks(standard_checks(app.settings, engine, app.clock, schema_status=status))
     finally:
         engine.dispose()
     if as_json:

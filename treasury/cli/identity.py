@@ -67,12 +67,13 @@ def _who_signs(app: AppContext, people: Any, user: str | None, identity: str | N
     return user, None
 
 
-def decision_service(app: AppContext) -> Any:
-    """A run service for decisions that need no exchange (schedules, halts): registry, keyring, clock."""
+def decision_service(app: AppContext, *, require_credentials: bool = True) -> Any:
+    """A run service for decisions that need no exchange (schedules, halts, invitations): registry,
+    keyring, clock. ``require_credentials=False`` lets production invite a person with no credential yet."""
     from treasury.runs.service import InlineDispatcher, RunContext, RunService
     from treasury.runtime import demo_keyring, load_config
 
-    keys, people, policy = load_config(app.settings)
+    keys, people, policy = load_config(app.settings, require_credentials=require_credentials)
     ctx = RunContext(keys=keys, approvers=people, policy=policy, executor=None, dispatcher=InlineDispatcher(),
                      clock=app.clock, keyring=demo_keyring(app.settings),
                      decision_max_age=app.settings.decision_max_age, workflows_dir=app.settings.workflows_dir)

@@ -29,7 +29,7 @@ def worker_status(settings: Settings, data: dict[str, Any], now: datetime) -> di
     """
     if settings.broker_url is None or data.get("state") != "RUNNING":
         return None
-    from treasury.worker.factory import load_options
+    from treasury.broker.app import load_options
     from treasury.worker.liveness import STALE_AFTER, consumers
 
     options = load_options()

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 from pydantic import ValidationError
 
+from treasury.cli import (
+    audit,
+    db,
+    demo,
+    health,
+    notify,
+    ops,
+    people,
+    policy,
+    runs,
+    schedules,
+    serve,
+    simulator,
+    validate,
+    worker,
+)
 from treasury.cli.context import AppContext
 from treasury.cli.failures import infrastructure_message
 from treasury.display import escape_lines
 from treasury.errors import TreasuryError
 from treasury.observe.logs import LogFormat, configure
 from treasury.settings import Settings
-
-# Each module defines ``register(group)``; a module that does not exist yet is skipped.
-COMMAND_MODULES = (
-    "treasury.cli.ops",
-    "treasury.cli.validate",
-    "treasury.cli.runs",
-    "treasury.cli.audit",
-    "treasury.cli.schedules",
-    "treasury.cli.worker",
-    "treasury.cli.serve",
-    "treasury.cli.simulator",
-    "treasury.cli.demo",
-    "treasury.cli.policy",
-    "treasury.cli.db",
-    "treasury.cli.people",
-    "treasury.cli.health",
-    "treasury.cli.notify",
-)
 
 
 class TreasuryGroup(click.Group):
@@ -89,14 +86,13 @@ def cli(ctx: click.Context, debug: bool, log_format: str | None = None) -> None:
         configure(ctx.obj.settings.log_format)
 
 
+# Each command module defines ``register(group)``; the order is the order of ``--help``.
+COMMAND_MODULES = (ops, validate, runs, audit, schedules, worker, serve, simulator, demo, policy, db,
+                   people, health, notify)
+
+
 def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(cli)
 
 

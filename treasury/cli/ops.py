@@ -6,15 +6,16 @@ write happens through a workflow, with its approvals, policy and execution recor
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
 
+from treasury.audit import append_event
 from treasury.cli.context import AppContext, pass_app
 from treasury.cli.failures import infrastructure_message
 from treasury.cli.identity import identity_option
+from treasury.cli.keycheck import DEFAULT_CONCURRENCY, check_all, check_progress_for
 from treasury.display import check_name, escape_lines
 from treasury.errors import (
     AuthenticationFailed,
@@ -30,21 +31,11 @@ from treasury.errors import (
     TreasuryError,
 )
 from treasury.exchange.client import HashKeyClient
-from treasury.exchange.factory import build_client, build_limiter, load_profile, redis_broker_url
 from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
-from treasury.keys import load_key_specs
+from treasury.keys import KeySpec, load_key_specs
 from treasury.models import Permission
 from treasury.operations.registry import get_operation, operations
-
-
-def _audit_hook() -> Callable[..., Any] | None:
-    """``treasury.audit.append_event`` when the audit layer is installed."""
-    try:
-        module = importlib.import_module("treasury.audit")
-    except ImportError:
-        return None
-    hook = getattr(module, "append_event", None)
-    return hook if callable(hook) else None
+from treasury.runtime.exchange import build_client, build_limiter, load_profile, redis_broker_url
 
 
 def _fail(app: AppContext, exc: TreasuryError, as_json: bool) -> NoReturn:
@@ -67,7 +58,7 @@ def _print_table(app: AppContext, columns: Sequence[str], rows: Iterable[Sequenc
 
 
 def _client(app: AppContext) -> HashKeyClient:
-    return build_client(app.settings, clock=app.clock, engine=app.engine(), audit=_audit_hook())
+    return build_client(app.settings, clock=app.clock, engine=app.engine(), audit=append_event)
 
 
 def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -186,9 +177,7 @@ def _probe(client: HashKeyClient, profile: Any, permission: Permission) -> tuple
         return f"unknown ({type(exc).__name__})", None
 
 
-def _check_profile(client: HashKeyClient, app: AppContext, name: str) -> dict[str, Any]:
-    specs = load_key_specs(app.settings.keys_file)
-    spec = specs[name]
+def _check_profile(client: HashKeyClient, app: AppContext, name: str, spec: KeySpec) -> dict[str, Any]:
     result: dict[str, Any] = {
         "profile": name,
         "api_key": spec.api_key,
@@ -239,21 +228,27 @@ def keys_group() -> None:
 
 @keys_group.command("check")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=DEFAULT_CONCURRENCY, show_default=True,
+              help="how many keys are checked at once (each within its own rate budget)")
 @pass_app
-def keys_check_command(app: AppContext, as_json: bool) -> None:
+def keys_check_command(app: AppContext, as_json: bool, concurrency: int) -> None:
     """Check every key profile against the exchange: the key, the signature and a signed read.
 
     Warns when a profile claims a permission that the exchange refuses, for each permission a
     signed call without effects can test (read, whitelist); the others are listed as not checkable.
+    Different keys are checked side by side, each within its own rate budget, with progress on
+    standard error.
     """
     try:
         app.require_config()
-        names = list(load_key_specs(app.settings.keys_file))
+        specs = load_key_specs(app.settings.keys_file)
         client = _client(app)
     except TreasuryError as exc:
         _fail(app, exc, as_json)
     with client:
-        results = [_check_profile(client, app, name) for name in names]
+        results = check_all(list(specs), lambda name: _check_profile(client, app, name, specs[name]),
+                            check_progress_for(app.err_console, quiet_lines=as_json),
+                            concurrency=concurrency)
     if as_json:
         app.print_json(results)
     else:
@@ -296,7 +291,7 @@ def resume_exchange_command(app: AppContext, user: str | None, identity: str | N
         engine = app.engine()
         with engine.connect() as conn:
             before = [h for h in active_halts(conn, app.clock.now()) if h["kind"] == "banned"]
-        guard = build_limiter(app.settings, app.clock, engine=engine, audit=_audit_hook())
+        guard = build_limiter(app.settings, app.clock, engine=engine, audit=append_event)
         if not isinstance(guard, HaltGuard):  # pragma: no cover - an engine always gives a guard
             raise ConfigError("the limiter has no database guard")
         lifted = guard.resume_count(user)

@@ -1,13 +1,15 @@
-"""``treasury people list|add-key`` and ``treasury decide export|submit`` (signing away from the server)."""
+"""``treasury people list|add-key|invite`` and ``treasury decide export|submit`` (signing away from the server)."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
 from treasury.cli.context import AppContext, pass_app
+from treasury.cli.identity import identity_option
 from treasury.errors import DecisionRefused, ParameterError
 
 
@@ -50,6 +52,42 @@ def people_add_key(app: AppContext, name: str, pubkey_file: Path) -> None:
         raise ParameterError("PUBKEY_FILE", f"cannot read {pubkey_file}: {exc}") from None
     fingerprint = add_key(app.settings.people_file, name, line)
     click.echo(f"{name}: key {fingerprint} added to {app.settings.people_file}")
+
+
+@people_group.command("invite")
+@click.argument("name")
+@click.option("--ttl", default="24h", show_default=True, help="how long the link stays valid (e.g. 30m, 24h)")
+@click.option("--as", "user", default=None, help="the operator who invites (checked against --identity)")
+@identity_option
+@pass_app
+def people_invite(app: AppContext, name: str, ttl: str, user: str | None, identity: str | None) -> None:
+    """Print a one-time link for NAME to enrol a passkey in the web console.
+
+    The invitation is an operator's signed ``credential.enrol`` decision; the link is shown
+    once, expires after --ttl, works once, and only its hash is stored.
+    """
+    from treasury.audit import append_event
+    from treasury.cli.identity import decision_service, who_signs
+    from treasury.durations import parse_duration
+    from treasury.people.invites import create_invite, enrol_url
+    from treasury.runs.signing import standalone
+
+    try:
+        lifetime = parse_duration(ttl, what="--ttl", maximum=timedelta(days=30))
+    except ValueError as exc:
+        raise ParameterError("--ttl", str(exc)) from None
+    svc = decision_service(app, require_credentials=False)
+    people = svc.ctx.approvers
+    if name not in people.persons:
+        raise ParameterError("NAME", f"{name!r} is not in the people registry ({app.settings.people_file})")
+    operator, signer = who_signs(app, people, user, identity)
+    now = app.clock.now()
+    expires = (now + lifetime).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    verified = standalone(svc, "credential.enrol", operator, signer, invitee=name, expires_at=expires)
+    token = create_invite(app.engine(), name, by=verified.person, ttl=lifetime, now=now, audit=append_event,
+                          decision=verified.signed.doc_id)
+    click.echo(f"enrolment link for {name} (shown once; valid until {expires}, single use):")
+    click.echo(enrol_url(app.settings.web_origin, token))
 
 
 @people_group.command("demo-keys")

@@ -30,7 +30,7 @@ def serve_cmd(app: AppContext, host: str | None, port: int | None) -> None:
     TREASURY_SWEEP_INTERVAL (60 s). Outgrown it? Run `treasury worker` and `treasury beat`
     with a broker instead.
     """
-    from treasury.worker.factory import load_options
+    from treasury.broker.app import load_options
     from treasury.worker.serve import ServeOptions, build_server
 
     settings = app.settings

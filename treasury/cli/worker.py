@@ -15,7 +15,7 @@ from treasury.cli.context import AppContext
 from treasury.settings import Settings
 
 if TYPE_CHECKING:
-    from treasury.worker.factory import TreasuryCelery
+    from treasury.broker.app import TreasuryCelery
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -27,7 +27,8 @@ def _celery_app(settings: Settings) -> TreasuryCelery:
         ConfigError: no ``TREASURY_BROKER_URL``; or no exchange URL (an in-process simulator
             cannot be shared by workers: run ``treasury simulator`` and set ``TREASURY_BASE_URL``).
     """
-    from treasury.worker.factory import broker_url, create_app
+    from treasury.broker.app import broker_url
+    from treasury.worker.factory import create_app
 
     broker_url(settings)
     settings.check()
@@ -40,8 +41,8 @@ def _schema_ready(settings: Settings) -> None:
     Raises:
         ConfigError: the database is behind (names ``treasury db upgrade``) or ahead.
     """
+    from treasury.schema import create_schema
     from treasury.store.db import make_engine
-    from treasury.store.migrate import create_schema
 
     engine = make_engine(settings.database_url)
     try:

@@ -1,7 +1,6 @@
 """Talking to HashKey PRO: pure signing, the client, the one response mapping, rate limits."""
 
 from treasury.exchange.client import ExchangeResponse, HashKeyClient
-from treasury.exchange.factory import build_client, build_limiter, load_profile
 from treasury.exchange.halts import HaltGuard
 from treasury.exchange.hostlimit import HostRateLimiter
 from treasury.exchange.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -14,7 +13,4 @@ __all__ = [
     "LocalRateLimiter",
     "RateLimiter",
     "RedisRateLimiter",
-    "build_client",
-    "build_limiter",
-    "load_profile",
 ]

@@ -19,6 +19,11 @@ Two implementations share the arithmetic in :class:`Budget`:
 - :class:`LocalRateLimiter`: in-process and thread-safe (embedded mode, tests);
 - :class:`RedisRateLimiter`: one atomic Lua script shared by every worker process, timed by
   Redis ``TIME``; suspensions and the ban are Redis keys that every process sees.
+
+Each API key's budget is independent: a sub-account's key never waits for another's. The
+state of one key (its windows and its suspension) is kept and locked apart from every other
+key's, in every implementation; only the host-wide ban is shared, and it is only read on the
+way to a grant.
 """
 
 from __future__ import annotations
@@ -182,8 +187,11 @@ class LimiterState:
 class StateLimiter:
     """The limiter logic over a :class:`LimiterState` that subclasses keep somewhere.
 
-    Subclasses provide ``_state()`` (a context manager giving exclusive, saved access to the
-    state) and ``_now()`` (the time base of that state).
+    Subclasses provide ``_state(api_key)`` and ``_now()`` (the time base of that state).
+    ``_state(api_key)`` is a context manager giving exclusive, saved access to that key's
+    windows and suspension, with the current ban to read; keys never share its lock, so
+    different keys are never serialised. ``_state(None)`` gives the host-wide state, where
+    only the ban is kept (and written).
     """
 
     def __init__(self, limits: RateLimits, clock: Clock, *, margin: float | None = None,
@@ -193,7 +201,7 @@ class StateLimiter:
         self.inflight = inflight
         self._budgets = budgets(limits, margin)
 
-    def _state(self) -> AbstractContextManager[LimiterState]:
+    def _state(self, api_key: str | None) -> AbstractContextManager[LimiterState]:
         raise NotImplementedError
 
     def _now(self) -> float:
@@ -213,7 +221,7 @@ class StateLimiter:
         cost = budget.cost(weight)
         ticket = uuid.uuid4().hex
         while True:
-            with self._state() as state:
+            with self._state(api_key) as state:
                 now = self._now()
                 reason = state.halt_reason(api_key, now)
                 if reason is not None:
@@ -227,26 +235,26 @@ class StateLimiter:
     def answered(self, api_key: str, rate_class: RateClass, ticket: str | None) -> None:
         if not ticket:
             return
-        with self._state() as state:
+        with self._state(api_key) as state:
             settle(state.windows.get(f"{RateClass(rate_class).value}|{api_key}", []), self._now(), ticket)
 
     def suspend(self, api_key: str, seconds: float, reason: str) -> None:
-        with self._state() as state:
+        with self._state(api_key) as state:
             until = self._now() + seconds
             current = state.suspended.get(api_key)
             if current is None or float(current[0]) < until:  # never shorten a suspension
                 state.suspended[api_key] = [until, reason]
 
     def ban(self, reason: str) -> None:
-        with self._state() as state:
+        with self._state(None) as state:
             state.ban = reason
 
     def resume(self, by: str) -> None:
-        with self._state() as state:
+        with self._state(None) as state:
             state.ban = None
 
     def halted(self, api_key: str) -> str | None:
-        with self._state() as state:
+        with self._state(api_key) as state:
             return state.halt_reason(api_key, self._now())
 
 
@@ -261,13 +269,28 @@ class LocalRateLimiter(StateLimiter):
     def __init__(self, limits: RateLimits, clock: Clock, *, margin: float | None = None,
                  inflight: float = DEFAULT_INFLIGHT_SECONDS) -> None:
         super().__init__(limits, clock, margin=margin, inflight=inflight)
-        self._memory = LimiterState()
-        self._lock = threading.Lock()
+        self._host = LimiterState()  # the ban
+        self._host_lock = threading.Lock()
+        self._keys: dict[str, tuple[threading.Lock, LimiterState]] = {}
+        self._keys_lock = threading.Lock()  # only to add a key's entry, never held while counting
+
+    def _entry(self, api_key: str) -> tuple[threading.Lock, LimiterState]:
+        entry = self._keys.get(api_key)
+        if entry is None:
+            with self._keys_lock:
+                entry = self._keys.setdefault(api_key, (threading.Lock(), LimiterState()))
+        return entry
 
     @contextmanager
-    def _state(self) -> Iterator[LimiterState]:
-        with self._lock:
-            yield self._memory
+    def _state(self, api_key: str | None) -> Iterator[LimiterState]:
+        if api_key is None:
+            with self._host_lock:
+                yield self._host
+            return
+        lock, state = self._entry(api_key)
+        with lock:
+            state.ban = self._host.ban  # a read of one reference: no lock shared between keys
+            yield state
 
     def _now(self) -> float:
         return self.clock.monotonic()

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from treasury.audit.outbox import EVENTS
 from treasury.errors import ConfigError, Problem
-from treasury.policy.located import compose, raise_problems
+from treasury.located import compose, raise_problems
 from treasury.yamlfile import MAX_CONFIG_BYTES
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"

@@ -37,6 +37,8 @@ from treasury.notify.channels import Event, Outgoing, request_for
 from treasury.notify.config import Channel, NotifyConfig
 from treasury.notify.tables import notify_deliveries
 from treasury.observe import metrics
+from treasury.store.db import insert_ignoring_conflicts
+from treasury.store.tables import steps
 
 log = logging.getLogger("treasury.notify")
 
@@ -113,8 +115,6 @@ class Sender:
 
     def enqueue_expiring(self) -> int:
         """Outbox rows for approvals expiring within the warning window (once per approval step)."""
-        from treasury.store.tables import steps
-
         now = self.clock.now()
         horizon = now + timedelta(seconds=self.settings.expiry_warning_seconds)
         written = 0
@@ -130,8 +130,6 @@ class Sender:
 
     def _route_new(self) -> int:
         """Delivery rows for events not routed yet; events with no route are done."""
-        from treasury.schedules.state import insert_ignoring_conflicts
-
         now = self.clock.now()
         done = 0
         routed = select(notify_deliveries.c.event_id).where(notify_deliveries.c.event_id == notify_outbox.c.event_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, PrimaryKeyConstraint, String, Table, Text
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 notify_deliveries = Table(

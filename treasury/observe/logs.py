@@ -17,16 +17,10 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from treasury.observe import context
-
-
-class LogFormat(StrEnum):
-    CONSOLE = "console"
-    JSON = "json"
-
+from treasury.settings import LogFormat
 
 _SIGNATURE = re.compile(r"(signature=)[0-9A-Za-z]+")
 _CONSOLE = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"

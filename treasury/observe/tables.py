@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, String, Table, Text
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 AUDIT_VERIFY = "audit.verify"

@@ -6,26 +6,31 @@ A document is canonical JSON (sorted keys, no spaces, amounts as strings)::
      "params_digest":"sha256:…","policy_digest":"sha256:…","issued_at":"…Z","nonce":"…"}
 
 The person signs the document's exact bytes with SSHSIG, namespace ``treasury`` (what
-``ssh-keygen -Y sign -n treasury decision.json`` does); the document's SHA-256 is its id.
+``ssh-keygen -Y sign -n treasury decision.json`` does), or with a passkey: a WebAuthn assertion
+whose challenge is the document's SHA-256 (``treasury.people.credentials``). The document's
+SHA-256 is its id.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, desc, insert, select
 
+from treasury.audit.tables import audit_events, payload_text_column
 from treasury.canonical import canonical_json
 from treasury.errors import DecisionRefused
 from treasury.models import format_amount
-from treasury.people import sshsig
+from treasury.people import credentials, sshsig
 from treasury.people.registry import People, canonical_registry, people_from_dict
+from treasury.people.tables import decisions
 
 VERSION = 1
 # the role each kind needs
@@ -38,6 +43,7 @@ ROLE_FOR: dict[str, str] = {
     "schedule.pause": "operator",
     "schedule.resume": "operator",
     "exchange.resume": "operator",
+    "credential.enrol": "operator",  # an invitation to enrol a passkey (`treasury people invite`)
 }
 PEOPLE_CHANGED = "people.changed"
 DECISION_REFUSED = "decision.refused"
@@ -75,10 +81,14 @@ def document_text(doc: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SignedDecision:
-    """A document's exact text and its armored SSHSIG signature."""
+    """A document's exact text and its signature: armored SSHSIG, or a passkey assertion envelope."""
 
     document: str
     signature: str
+
+    @property
+    def is_passkey(self) -> bool:
+        return credentials.is_passkey_signature(self.signature)
 
     @property
     def doc_id(self) -> str:
@@ -118,13 +128,28 @@ class Verified:
     signed: SignedDecision
     doc: dict[str, Any]
     person: str
-    key_fp: str
+    key_fp: str  # an SSH key's fingerprint, or a passkey's credential id
+    sign_count: int | None = None  # the count a passkey assertion showed
+
+
+def issued_at(doc: Mapping[str, Any]) -> datetime:
+    """The document's ``issued_at``.
+
+    Raises:
+        DecisionRefused: not written YYYY-MM-DDTHH:MM:SSZ.
+    """
+    try:
+        return datetime.strptime(str(doc["issued_at"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise DecisionRefused("issued_at must be written YYYY-MM-DDTHH:MM:SSZ") from None
 
 
 def check_signature(signed: SignedDecision, people: People, *, kind: str | None = None,
-                    role: str | None = None, check_role: bool = True) -> Verified:
-    """The signature verifies against one of the named person's keys, who holds the kind's role
-    (or ``role`` when given).
+                    role: str | None = None, check_role: bool = True, conn: Connection | None = None,
+                    passkeys: Callable[[str], credentials.Passkey | None] | None = None) -> Verified:
+    """The signature verifies against one of the named person's keys, or one of their passkeys
+    enrolled no later than the document was issued (looked up with ``passkeys`` when given, else
+    read through ``conn``); the person holds the kind's role (or ``role`` when given).
 
     Raises:
         DecisionRefused: naming what is wrong.
@@ -138,17 +163,33 @@ def check_signature(signed: SignedDecision, people: People, *, kind: str | None 
     person = people.persons.get(person_id)
     if person is None:
         raise DecisionRefused(f"{person_id!r} is not in the people registry ({people.source or 'people.yaml'})")
-    if not person.keys:
-        raise DecisionRefused(f"{person_id!r} has no registered key; `treasury people add-key {person_id} FILE`")
-    try:
-        key = sshsig.verify(signed.signature, signed.document.encode(), list(person.keys))
-    except sshsig.SignatureError as exc:
-        raise DecisionRefused(f"signature for {person_id!r} refused: {exc}") from None
+    if passkeys is None and conn is not None:
+        passkeys = functools.partial(credentials.passkey_by_id, conn)
+    key_fp, sign_count = _verify(signed, doc, person_id, person.keys, passkeys)
     role = role or ROLE_FOR[doc["kind"]]
     if check_role and role not in person.roles:
         raise DecisionRefused(f"{person_id!r} does not hold the {role!r} role that {doc['kind']!r} needs "
                               f"(roles: {', '.join(sorted(person.roles))})")
-    return Verified(signed, doc, person_id, key.fingerprint)
+    return Verified(signed, doc, person_id, key_fp, sign_count)
+
+
+def _verify(signed: SignedDecision, doc: Mapping[str, Any], person_id: str, keys: Any,
+            passkeys: Callable[[str], credentials.Passkey | None] | None) -> tuple[str, int | None]:
+    """(key fingerprint or credential id, passkey sign count) of a signature that verifies."""
+    if signed.is_passkey:
+        if passkeys is None:
+            raise DecisionRefused("a passkey decision is verified against the enrolled passkeys: no database "
+                                  "connection was given")
+        passkey, count = credentials.verify_assertion(
+            signed.document, person_id, issued_at(doc), signed.signature, passkeys)
+        return passkey.credential_id, count
+    if not keys:
+        raise DecisionRefused(f"{person_id!r} has no registered key; `treasury people add-key {person_id} FILE`")
+    try:
+        key = sshsig.verify(signed.signature, signed.document.encode(), list(keys))
+    except sshsig.SignatureError as exc:
+        raise DecisionRefused(f"signature for {person_id!r} refused: {exc}") from None
+    return key.fingerprint, None
 
 
 def verify_at_door(
@@ -162,17 +203,14 @@ def verify_at_door(
     Raises:
         DecisionRefused: the first condition that fails, in plain words.
     """
-    verified = check_signature(signed, people, kind=kind, role=role)
+    verified = check_signature(signed, people, kind=kind, role=role, conn=conn)
     doc = verified.doc
     for name, value in expect.items():
         if doc.get(name) != value:
             raise DecisionRefused(
                 f"the document's {name} is {doc.get(name)!r} but the current one is {value!r}: what you signed "
                 "is not what is waiting now; export the decision again and re-sign it")
-    try:
-        issued = datetime.strptime(doc["issued_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        raise DecisionRefused("issued_at must be written YYYY-MM-DDTHH:MM:SSZ") from None
+    issued = issued_at(doc)
     if issued > now + FUTURE_SKEW:
         raise DecisionRefused(f"the document was issued in the future ({doc['issued_at']})")
     if now - issued > max_age:
@@ -180,12 +218,13 @@ def verify_at_door(
                               f"{int(max_age.total_seconds())} s ago (TREASURY_DECISION_MAX_AGE); sign a fresh one")
     if conn is not None and nonce_used(conn, doc["nonce"]):
         raise DecisionRefused(f"nonce {doc['nonce']} was already used: a decision counts once")
+    if conn is not None and verified.sign_count is not None:
+        # a cloned authenticator: only judged here, against the last count seen
+        credentials.advance_sign_count(conn, verified.key_fp, verified.sign_count, at=now)
     return verified
 
 
 def nonce_used(conn: Connection, nonce: str) -> bool:
-    from treasury.people.tables import decisions
-
     return conn.execute(select(decisions.c.nonce).where(decisions.c.nonce == nonce)).first() is not None
 
 
@@ -196,8 +235,6 @@ def record(conn: Connection, verified: Verified, *, registry_digest: str, at: da
         DecisionRefused: the nonce was used meanwhile.
     """
     from sqlalchemy.exc import IntegrityError
-
-    from treasury.people.tables import decisions
 
     doc = verified.doc
     try:
@@ -213,8 +250,6 @@ def record(conn: Connection, verified: Verified, *, registry_digest: str, at: da
 
 def stored(conn: Connection, run_id: str, *, kind: str, step_id: str | None = None) -> list[SignedDecision]:
     """The stored signed decisions of one kind for a run (and step)."""
-    from treasury.people.tables import decisions
-
     c = decisions.c
     q = select(c.document, c.signature).where(c.run_id == run_id, c.kind == kind)
     if step_id is not None:
@@ -223,15 +258,16 @@ def stored(conn: Connection, run_id: str, *, kind: str, step_id: str | None = No
 
 
 def audit_payload(verified: Verified) -> dict[str, Any]:
-    """What an audit event keeps of a decision: document, signature and the key's fingerprint."""
-    return {"decision": {"id": verified.signed.doc_id, "document": verified.signed.document,
-                         "sshsig": verified.signed.signature, "key": verified.key_fp}}
+    """What an audit event keeps of a decision: document, signature (``sshsig``, or ``webauthn``:
+    the passkey assertion) and the key's fingerprint (a passkey's credential id)."""
+    signed = verified.signed
+    signature: dict[str, Any] = ({"webauthn": credentials.parse_envelope(signed.signature)} if signed.is_passkey
+                                 else {"sshsig": signed.signature})
+    return {"decision": {"id": signed.doc_id, "document": signed.document, **signature, "key": verified.key_fp}}
 
 
 def recorded_registry_digest(conn: Connection) -> str | None:
     """The digest in the newest ``people.changed`` event, if any."""
-    from treasury.audit.tables import audit_events, payload_text_column
-
     row = conn.execute(
         select(payload_text_column(conn)).where(audit_events.c.type == PEOPLE_CHANGED)
         .order_by(desc(audit_events.c.seq)).limit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from treasury.errors import ConfigError
+from treasury.located import compose
 from treasury.people.registry import load_people
 from treasury.people.sshsig import SignatureError, parse_public_key
 
@@ -18,8 +19,6 @@ def add_key(path: Path, person: str, key_line: str) -> str:
         ConfigError: an unknown person, a bad key, a key registered already, or a layout this
             edit does not handle (then add the line by hand).
     """
-    from treasury.policy.located import compose
-
     try:
         key = parse_public_key(key_line)
     except SignatureError as exc:

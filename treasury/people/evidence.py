@@ -42,7 +42,7 @@ def signed_requester(conn: Connection, people: People, run: Any, workflows_dir: 
     problems = []
     for signed in stored(conn, run.id, kind="request"):
         try:
-            v = check_signature(signed, people, kind="request")
+            v = check_signature(signed, people, kind="request", conn=conn)
         except DecisionRefused as exc:
             problems.append(str(exc))
             continue
@@ -129,7 +129,7 @@ def _signed(conn: Connection, people: People, run_id: str, kind: str, step_id: s
     """
     for signed in stored(conn, run_id, kind=kind, step_id=step_id):
         try:
-            v = check_signature(signed, people, kind=kind, check_role=False)
+            v = check_signature(signed, people, kind=kind, check_role=False, conn=conn)
         except DecisionRefused:
             continue
         if v.doc.get("run") == run_id and (step_id is None or v.doc.get("step") == step_id):
@@ -172,7 +172,7 @@ def check_before_send(
         verified: set[str] = set()
         for signed in stored(conn, run.id, kind="approve", step_id=approval_id):
             try:
-                v = check_signature(signed, people, kind="approve")
+                v = check_signature(signed, people, kind="approve", conn=conn)
             except DecisionRefused:
                 continue
             d = v.doc

@@ -19,7 +19,7 @@ names and groups against (it extends ``Approvers``): only holders of ``approver`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from treasury.canonical import canonical_json
 from treasury.errors import ConfigError, Problem
+from treasury.located import compose, raise_problems
 from treasury.people.approvers import NAME, Approvers
 from treasury.people.sshsig import PublicKey, SignatureError, parse_public_key
 
@@ -74,8 +75,9 @@ class People(Approvers):
         """The approvers among ``refs`` (holders of the ``approver`` role), minus ``exclude``."""
         return {u for u in super().eligible(refs, exclude) if self.has_role(u, "approver")}
 
-    def without_credentials(self) -> list[str]:
-        return sorted(pid for pid, p in self.persons.items() if not p.keys)
+    def without_credentials(self, passkey_holders: Collection[str] = ()) -> list[str]:
+        """People with neither an SSH key nor (among ``passkey_holders``) an enrolled passkey."""
+        return sorted(pid for pid, p in self.persons.items() if not p.keys and pid not in passkey_holders)
 
     def owner_of(self, key: PublicKey) -> str | None:
         """The person who registered ``key`` (by its blob), if anyone did."""
@@ -150,8 +152,6 @@ def load_people(path: Path) -> People:
     Raises:
         ConfigError: missing, unparsable, in the old approvers.yaml shape, or invalid.
     """
-    from treasury.policy.located import compose, raise_problems
-
     old = path.with_name("approvers.yaml")
     if not path.exists():
         if old.exists():
@@ -189,15 +189,16 @@ def load_people(path: Path) -> People:
     return People(users={pid: p.groups for pid, p in persons.items()}, persons=persons, source=str(path))
 
 
-def check_production(people: People) -> None:
-    """Production refuses a registry with a person who has no credential.
+def check_production(people: People, passkey_holders: Collection[str] = ()) -> None:
+    """Production refuses a registry with a person who has no credential: no SSH key in
+    people.yaml and no passkey enrolled (``passkey_holders``, read from the database).
 
     Raises:
-        ConfigError: naming the people and how to add a key.
+        ConfigError: naming the people and how to give them a credential.
     """
-    missing = people.without_credentials()
+    missing = people.without_credentials(passkey_holders)
     if missing:
         raise ConfigError(
             f"in production every person needs a credential; no key for {', '.join(missing)} "
-            "(`treasury people add-key NAME PUBKEY_FILE`)", source=people.source or "people.yaml",
-            field="ssh_keys")
+            "(`treasury people add-key NAME PUBKEY_FILE`, or a passkey: `treasury people invite NAME`)",
+            source=people.source or "people.yaml", field="ssh_keys")

@@ -5,7 +5,12 @@ against the registry its digest names (as recorded in a ``people.changed`` audit
 each approval row must be backed by a verified signed decision of the same person, kind, run,
 step and digest. An approval row inserted or edited in the database is named.
 ``decisions_evidence`` is what an evidence bundle carries so that an auditor can check the
-signatures offline with ``ssh-keygen -Y verify``.
+signatures offline: ``ssh-keygen -Y verify`` for SSHSIG, any WebAuthn verifier for a passkey.
+
+A passkey decision is re-verified with the public key, person, relying party and time that
+the credential's ``credential.enrolled`` audit event recorded, not with the ``passkeys`` row
+(which a database owner could rewrite). Its sign count cannot be re-checked: that is judged
+once, at the door.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from treasury.errors import DecisionRefused
+from treasury.people.credentials import CREDENTIAL_ENROLLED, Passkey, audited_passkeys, public_key_pem
 from treasury.people.decisions import (
     PEOPLE_CHANGED,
     SignedDecision,
@@ -52,6 +58,29 @@ def _registries(engine: Engine) -> dict[str, People]:
     return registries_in_history(query_events(engine, type=PEOPLE_CHANGED))
 
 
+def _enrolled(engine: Engine) -> dict[str, Passkey]:
+    from treasury.audit import query_events
+
+    return audited_passkeys(query_events(engine, type=CREDENTIAL_ENROLLED))
+
+
+def _passkey_problem(conn: Connection, credential_id: str, audited: dict[str, Passkey]) -> str | None:
+    """What differs between a credential's ``passkeys`` row and its audited enrolment."""
+    from treasury.people.credentials import passkey_by_id
+
+    want = audited.get(credential_id)
+    if want is None:
+        return f"credential {credential_id} has no {CREDENTIAL_ENROLLED} event in the audit history"
+    row = passkey_by_id(conn, credential_id)
+    if row is None:
+        return None  # removed later: the audited key still verifies what it signed
+    if (row.person, row.public_key, row.rp_id, row.origin) != (want.person, want.public_key, want.rp_id,
+                                                              want.origin):
+        return (f"the stored passkey {credential_id} (person, public key or relying party) is not the one "
+                f"audited when it was enrolled")
+    return None
+
+
 def _legacy_runs(engine: Engine) -> set[str] | None:
     """Runs requested before signed decisions existed (None: every run, none were ever made).
 
@@ -78,6 +107,7 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
     from treasury.store.tables import approvals, runs
 
     registries = _registries(engine)
+    enrolled = _enrolled(engine)
     legacy = _legacy_runs(engine)
     report = DecisionsReport()
     verified: dict[tuple[str, str, str, str], set[str]] = {}  # (run, step, person, kind) -> digests
@@ -92,8 +122,12 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
             if people is None:
                 report.problems.append(f"{where}: registry {row.registry_digest} is not in the audit history")
                 continue
+            decision = SignedDecision(row.document, row.signature)
+            if decision.is_passkey and (why := _passkey_problem(conn, str(row.key_fp), enrolled)) is not None:
+                report.problems.append(f"{where}: {why}")
+                continue
             try:
-                v = check_signature(SignedDecision(row.document, row.signature), people)
+                v = check_signature(decision, people, passkeys=enrolled.get)
             except DecisionRefused as exc:
                 report.problems.append(f"{where}: {exc}")
                 continue
@@ -166,11 +200,15 @@ def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
     from treasury.people.tables import decisions
 
     registries = _registries(engine)
+    enrolled = _enrolled(engine)
     documents = []
     signers: dict[str, str] = {}
     with engine.connect() as conn:
         for row in conn.execute(select(decisions).where(decisions.c.run_id == run_id)
                                 .order_by(decisions.c.created_at, decisions.c.nonce)):
+            if SignedDecision(row.document, row.signature).is_passkey:
+                documents.append(_passkey_evidence(row, enrolled.get(str(row.key_fp))))
+                continue
             people = registries.get(row.registry_digest)
             person = people.persons.get(row.person) if people else None
             key = next((k for k in (person.keys if person else ()) if k.fingerprint == row.key_fp), None)
@@ -188,5 +226,34 @@ def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
             "for each document: write 'document' byte for byte (no newline) to d.json and 'sshsig' to "
             "d.json.sig, write 'allowed_signers' to allowed_signers, then run: ssh-keygen -Y verify "
             "-f allowed_signers -I PERSON -n treasury -s d.json.sig < d.json"),
+        "how_to_verify_passkeys": (
+            "for each document with 'webauthn' (a passkey assertion; binary fields base64url): "
+            "SHA-256 of 'document' (its exact bytes) must equal the challenge in client_data_json, whose type "
+            "is webauthn.get and origin is 'origin'; the first 32 bytes of authenticator_data must be SHA-256 "
+            "of 'rp_id' and its flags byte must have bit 0 (user present) set; then 'signature' (ECDSA DER, "
+            "or the key's algorithm) must verify over authenticator_data || SHA-256(client_data_json) with "
+            "'public_key_pem', the key audited when credential 'credential_id' was enrolled "
+            "(credential.enrolled event, no later than the document's issued_at)"),
     }
+
+
+def _passkey_evidence(row: Any, passkey: Passkey | None) -> dict[str, Any]:
+    from treasury.people.credentials import parse_envelope
+
+    try:
+        assertion: dict[str, Any] | None = parse_envelope(row.signature)
+    except DecisionRefused:
+        assertion = None
+    return {"kind": row.kind, "person": row.person, "step": row.step_id, "document": row.document,
+            "webauthn": assertion, "credential_id": row.key_fp, "key": row.key_fp,
+            "public_key": None, "public_key_pem": None, "rp_id": None, "origin": None,
+            "enrolled_at": None, "registry_digest": row.registry_digest} | ({} if passkey is None else {
+            "public_key": _b64(passkey.public_key), "public_key_pem": public_key_pem(passkey.public_key),
+            "rp_id": passkey.rp_id, "origin": passkey.origin, "enrolled_at": passkey.created_at.isoformat()})
+
+
+def _b64(data: bytes) -> str:
+    from webauthn.helpers import bytes_to_base64url
+
+    return bytes_to_base64url(data)
 

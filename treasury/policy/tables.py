@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, Index, Integer, String, Table, UniqueConstraint
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 
 policy_reservations = Table(
     "policy_reservations",

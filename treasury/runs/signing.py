@@ -134,7 +134,7 @@ def requester_of(conn: Connection, svc: RunHost, run: Any) -> str:
     """The requester by signature (the signer of ``request``); the row for system runs."""
     for signed in dec.stored(conn, run.id, kind="request"):
         try:
-            v = dec.check_signature(signed, people(svc), kind="request")
+            v = dec.check_signature(signed, people(svc), kind="request", conn=conn)
         except DecisionRefused:
             continue
         if v.doc.get("run") == run.id:

@@ -138,7 +138,8 @@ def vote(svc: EventHost, run_id: str, signed: Any, decision: str) -> str:
                     f"(digest {step.digest[:16]}… is now {digest[:16]}…); cancel the run and start again"
                 )
             # who signed (authentication) first, then the rules of the vote, then the rest of the door
-            user = check_signature(signed, svc.ctx.approvers, kind=decision, check_role=False).person
+            user = check_signature(signed, svc.ctx.approvers, kind=decision, check_role=False,
+                                   conn=conn).person
             requester = signing.requester_of(conn, svc, run)
             eligible = svc.ctx.approvers.eligible(approval.approvers, exclude=None)
             votes = store.votes_for(conn, run_id, step.step_id)

@@ -24,7 +24,6 @@ from treasury.schedules.state import (
     STATE,
     AuditFn,
     held_spec,
-    insert_ignoring_conflicts,
     iso,
     new_state,
     start_of,
@@ -37,6 +36,7 @@ from treasury.schedules.tables import (
     schedule_ticks,
 )
 from treasury.schedules.timing import ScheduleSpec, due_between, next_fire
+from treasury.store.db import insert_ignoring_conflicts
 
 # the tick's log: one logger for the scheduler and the parts it is made of
 log = logging.getLogger("treasury.schedules.tick")

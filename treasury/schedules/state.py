@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, case, delete, insert, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from treasury.schedules.tables import UTCDateTime, schedule_invalid, schedule_state
 from treasury.schedules.timing import ScheduleSpec
+from treasury.store.db import insert_ignoring_conflicts
 
 # the tick's log: one logger for the scheduler and the parts it is made of
 log = logging.getLogger("treasury.schedules.tick")
@@ -75,12 +75,6 @@ def start_of(state: Row[Any]) -> datetime:
 def iso(moments: Sequence[datetime]) -> list[str]:
     """The first ``AUDIT_LIST_LIMIT`` instants as ISO strings, for an audit payload."""
     return [m.isoformat() for m in moments[:AUDIT_LIST_LIMIT]]
-
-
-def insert_ignoring_conflicts(conn: Connection, table: Any) -> Any:
-    """An INSERT into ``table`` that skips rows whose key exists (PostgreSQL or SQLite)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
 
 
 def lock(conn: Connection, name: str) -> Row[Any] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, PrimaryKeyConstraint, String, Table, Text
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime
 
 TICK_FIRED = "fired"

@@ -55,7 +55,6 @@ from treasury.schedules.state import (
     STATE,
     TICK_READ,
     held_spec,
-    insert_ignoring_conflicts,
     iso,
     lock,
     report_invalid,
@@ -81,6 +80,7 @@ from treasury.schedules.timing import (
     validate_cron,
     validate_timezone,
 )
+from treasury.store.db import insert_ignoring_conflicts
 from treasury.store.tables import runs
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ that file:
 * at construction the file, if present, is loaded on top of the state file's world;
 * a request that only reads first reloads the file if another process replaced it since we
   last saw it (the file is replaced atomically, so reading it needs no lock);
-* a request that may write takes an exclusive ``flock`` on the sidecar ``<file>.lock``,
+* a request that may write takes the exclusive lock on the sidecar ``<file>.lock`` (``filelock``),
   reloads if needed, runs, and, if it changed anything (``Ledger.revision`` moved), saves
   with write-to-temp + ``fsync`` + ``os.replace`` before releasing the lock. Two processes
   therefore never lose each other's effects.
@@ -27,7 +27,6 @@ The file is plain JSON (never pickle), validated with pydantic on load; a damage
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -37,22 +36,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
+from filelock import FileLock
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from treasury.errors import ConfigError
-from treasury.simulator.funding import Deposit, FiatWithdrawal, WalletSigning, Withdrawal
-from treasury.simulator.ledger import Balance, Transfer
-from treasury.simulator.orders import Order, Trade
+from treasury.simulator.funding import Deposit, FiatWithdrawal, Funding, WalletSigning, Withdrawal
+from treasury.simulator.ledger import Balance, Ledger, Transfer
+from treasury.simulator.orders import Order, OrderBook, Trade
 from treasury.simulator.state import WhitelistEntry, validation_problems
 
-if TYPE_CHECKING:
-    from treasury.simulator.app import Simulator
+
+class World(Protocol):
+    """What this module reads and restores: the simulator's ledger, order book and funding."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def book(self) -> OrderBook: ...
+
+    @property
+    def funding(self) -> Funding: ...
 
 FORMAT = "treasury-simulator-state"
 VERSION = 1
 SUFFIX = ".simulator.json"
+LOCK_POLL_SECONDS = 0.001  # filelock polls a held lock; a write holds it for one request
 
 
 # --------------------------------------------------------------------------- the file format
@@ -151,7 +162,7 @@ def _record(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def dump_world(sim: Simulator, *, generation: int = 0) -> dict[str, Any]:
+def dump_world(sim: World, *, generation: int = 0) -> dict[str, Any]:
     """The simulator's world as a JSON-ready dict (amounts as strings, ids as strings)."""
     led, book, funding = sim.ledger, sim.book, sim.funding
     with led.atomic():
@@ -199,7 +210,7 @@ def _id_number(value: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def fresh_world(sim: Simulator) -> None:
+def fresh_world(sim: World) -> None:
     """Back to the state file's world: balances, prices, whitelist, no effects."""
     with sim.ledger.atomic():
         sim.ledger.reset()
@@ -207,7 +218,7 @@ def fresh_world(sim: Simulator) -> None:
         sim.funding.reset()
 
 
-def restore_world(sim: Simulator, data: Any, source: str = "<dump>") -> None:
+def restore_world(sim: World, data: Any, source: str = "<dump>") -> None:
     """Replace the simulator's world with a :func:`dump_world` dict.
 
     Everything is validated before anything changes. Accounts, symbols and coins come from the
@@ -318,10 +329,12 @@ class StateFile:
         ConfigError: the file exists but is unreadable or damaged (named).
     """
 
-    def __init__(self, sim: Simulator, path: Path) -> None:
+    def __init__(self, sim: World, path: Path) -> None:
         self.sim = sim
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        # the simulator's own ledger lock already serializes this process's threads
+        self._file_lock = FileLock(self.lock_path, mode=0o600, thread_local=False)
         self.generation = 0  # saves of this file so far, by any process
         self._seen: tuple[int, int, int, int] | None = None
         self._depth = 0
@@ -372,12 +385,8 @@ class StateFile:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._file_lock.acquire(poll_interval=LOCK_POLL_SECONDS):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _refresh(self) -> None:
         """Load the file if it changed since we last loaded or saved it."""

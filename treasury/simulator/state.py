@@ -258,8 +258,72 @@ class _CrossCheck(ValueError):
         super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
 
 
+ACCOUNT = "{account}"
+MAX_SUB_ACCOUNTS = 10_000
+
+
+class AccountRange(_Model):
+    """Account ids ``from``, ``from + 1``, ... (``count`` of them)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    first: int = Field(alias="from", ge=0)
+    count: int = Field(ge=1, le=MAX_SUB_ACCOUNTS)
+
+
+def _range_ids(value: Any) -> Any:
+    """``{from: 2001, count: 3}`` stands for ``["2001", "2002", "2003"]``."""
+    if not isinstance(value, dict):
+        return value
+    try:
+        span = AccountRange.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{p}: {m}" if p else m for p, m in validation_problems(exc))) from None
+    return [str(span.first + n) for n in range(span.count)]
+
+
+class SubAccountKey(_Model):
+    """The one key each generated sub-account gets; ``{account}`` is its id."""
+
+    api_key: Text = Field(min_length=1)
+    secret: Text = Field(min_length=1)
+    permissions: list[Permission]
+    master: bool = False
+
+    @model_validator(mode="after")
+    def _own(self) -> SubAccountKey:
+        if ACCOUNT not in self.api_key or ACCOUNT not in self.secret:
+            raise ValueError(f"api_key and secret must contain {ACCOUNT}, so each sub-account has its own")
+        return self
+
+
+class SubAccounts(_Model):
+    """A generator: one account (with these balances) and one key per listed id."""
+
+    ids: Annotated[list[Text], BeforeValidator(_range_ids)] = Field(min_length=1, max_length=MAX_SUB_ACCOUNTS)
+    type: Literal["trading", "custody", "fiat", "opt", "prefund"] = "trading"
+    label: str = "Sub-account {account}"
+    balances: dict[str, Amount] = Field(default_factory=dict)
+    key: SubAccountKey | None = None
+
+    def expand(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The accounts and keys this block stands for, as ``accounts[]`` and ``keys[]`` entries."""
+        ids = list(self.ids)
+        accounts = [{"id": i, "type": self.type, "label": self.label.replace(ACCOUNT, i),
+                     "balances": {a: str(v) for a, v in self.balances.items()}} for i in ids]
+        keys = [] if self.key is None else [
+            {"api_key": self.key.api_key.replace(ACCOUNT, i), "secret": self.key.secret.replace(ACCOUNT, i),
+             "account": i, "permissions": list(self.key.permissions), "master": self.key.master}
+            for i in ids
+        ]
+        return accounts, keys
+
+
 class SimulatorConfig(_Model):
-    """The whole simulated world plus its tunables (``settings``)."""
+    """The whole simulated world plus its tunables (``settings``).
+
+    ``sub_accounts:`` blocks are expanded into ``accounts`` and ``keys`` as the file is read
+    (after the listed ones), so the rest of the simulator only ever sees today's format.
+    """
 
     accounts: list[AccountSpec] = Field(min_length=1)
     keys: list[KeySpec] = Field(default_factory=list)
@@ -268,6 +332,32 @@ class SimulatorConfig(_Model):
     coins: list[CoinSpec] | None = None
     fiat_bank_accounts: list[str] | None = None
     settings: SimSettings = Field(default_factory=SimSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_sub_accounts(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "sub_accounts" not in data:
+            return data
+        blocks = data["sub_accounts"]
+        if not isinstance(blocks, list):
+            raise _CrossCheck([("sub_accounts", "must be a list of sub-account blocks")])
+        problems: list[tuple[str, str]] = []
+        accounts = list(data.get("accounts") or [])
+        keys = list(data.get("keys") or [])
+        for index, block in enumerate(blocks):
+            try:
+                spec = SubAccounts.model_validate(block)
+            except ValidationError as exc:
+                problems.extend((f"sub_accounts[{index}]" + (f".{p}" if p else ""), m)
+                                for p, m in validation_problems(exc))
+                continue
+            more_accounts, more_keys = spec.expand()
+            accounts.extend(more_accounts)
+            keys.extend(more_keys)
+        if problems:
+            raise _CrossCheck(problems)
+        rest = {k: v for k, v in data.items() if k != "sub_accounts"}
+        return {**rest, "accounts": accounts, "keys": keys}
 
     @model_validator(mode="after")
     def _cross_check(self) -> SimulatorConfig:

@@ -1,4 +1,4 @@
-"""Engines, the shared metadata and transactions, for SQLite (embedded) and PostgreSQL.
+"""Engines and transactions, for SQLite (embedded) and PostgreSQL.
 
 SQLite runs every transaction as ``BEGIN IMMEDIATE`` so that writers serialize at the
 start instead of failing on a lock upgrade; PostgreSQL uses row locks
@@ -22,10 +22,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-
-metadata = MetaData()
 
 # conn.info keys: the next transaction on this connection commits with synchronous=FULL, and
 # the level the DBAPI connection is at now (it persists with the pooled connection)
@@ -77,19 +76,6 @@ def is_postgres(bind: Engine | Connection) -> bool:
 
 
 SCHEMA_LOCK_KEY = 0x7472_6561_7375  # pg_advisory_xact_lock key: "treasu"
-
-
-def import_tables() -> None:
-    """Import every module that defines tables, so ``metadata`` knows them all."""
-    # The table modules import ``metadata`` from here, so they are imported when asked for.
-    import treasury.audit.outbox
-    import treasury.audit.tables
-    import treasury.notify.tables
-    import treasury.observe.tables
-    import treasury.people.tables
-    import treasury.policy.tables
-    import treasury.schedules.tables
-    import treasury.store.tables  # noqa: F401
 
 
 @contextmanager
@@ -154,3 +140,9 @@ def sync_committed(engine: Engine) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Any) -> Any:
+    """An INSERT into ``table`` that skips rows whose key exists (PostgreSQL or SQLite)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()

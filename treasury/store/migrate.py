@@ -10,6 +10,9 @@ The revisions live in ``treasury/store/migrations/versions``. Four states a data
   to start on it; ``treasury db upgrade`` moves it to the head.
 - **ahead**: recorded at a revision this code does not know (a newer release wrote it).
   Refused as well: an older release must not write into a newer schema.
+
+Every function that needs the whole schema takes the ``MetaData`` holding it: the table modules
+sit above this one, so ``treasury.schema`` (which imports them all) passes it in.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, inspect
 
 from treasury.errors import ConfigError
-from treasury.store.db import SCHEMA_LOCK_KEY, import_tables, is_postgres, metadata
+from treasury.store.db import SCHEMA_LOCK_KEY, is_postgres
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
@@ -65,11 +68,13 @@ class SchemaStatus:
         return f"behind: at {at}; pending: {', '.join(self.pending) or 'none, only recording it'}"
 
 
-def alembic_config(conn: Connection) -> Config:
-    """An Alembic configuration for ``conn`` (there is no alembic.ini)."""
+def alembic_config(conn: Connection, metadata: MetaData | None = None) -> Config:
+    """An Alembic configuration for ``conn`` (there is no alembic.ini); ``metadata`` is the
+    schema the revisions are compared with (``env.py`` reads both from the attributes)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = conn
+    config.attributes["metadata"] = metadata
     return config
 
 
@@ -92,14 +97,13 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
         return False
 
 
-def status_of(conn: Connection) -> SchemaStatus:
-    """Where the database behind ``conn`` stands."""
+def status_of(conn: Connection, metadata: MetaData) -> SchemaStatus:
+    """Where the database behind ``conn`` stands against the schema in ``metadata``."""
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     head = head_revision()
     tables = set(inspect(conn).get_table_names())
     recorded = MigrationContext.configure(conn).get_current_revision()
     if recorded is None:
-        import_tables()
         if not tables & set(metadata.tables):
             return SchemaStatus(EMPTY, None, head, ())
         # created before migrations: it holds the baseline
@@ -111,10 +115,10 @@ def status_of(conn: Connection) -> SchemaStatus:
     return SchemaStatus(BEHIND, recorded, head, _pending(script, recorded, head))
 
 
-def status(engine: Engine) -> SchemaStatus:
-    """Where the database behind ``engine`` stands."""
+def status(engine: Engine, metadata: MetaData) -> SchemaStatus:
+    """Where the database behind ``engine`` stands against the schema in ``metadata``."""
     with engine.connect() as conn:
-        return status_of(conn)
+        return status_of(conn, metadata)
 
 
 def _lock(conn: Connection) -> None:
@@ -123,7 +127,7 @@ def _lock(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
 
 
-def create_schema(engine: Engine) -> SchemaStatus:
+def create_schema(engine: Engine, metadata: MetaData) -> SchemaStatus:
     """Make the schema ready for this release's code, or refuse: what every process does
     before it touches the database.
 
@@ -135,13 +139,12 @@ def create_schema(engine: Engine) -> SchemaStatus:
         ConfigError: the database is behind (names ``treasury db upgrade``) or ahead of this
             release.
     """
-    import_tables()
     with engine.begin() as conn:
         _lock(conn)
-        found = status_of(conn)
+        found = status_of(conn, metadata)
         if found.state == EMPTY:
             metadata.create_all(conn)
-            command.stamp(alembic_config(conn), "head")
+            command.stamp(alembic_config(conn, metadata), "head")
             return SchemaStatus(CURRENT, found.head, found.head, ())
     refuse_unless_current(found)
     return found
@@ -158,7 +161,7 @@ def refuse_unless_current(found: SchemaStatus) -> None:
         )
 
 
-def upgrade(engine: Engine) -> tuple[SchemaStatus, SchemaStatus]:
+def upgrade(engine: Engine, metadata: MetaData) -> tuple[SchemaStatus, SchemaStatus]:
     """Apply every pending revision; returns the status before and after.
 
     A database created before migrations is first recorded at the baseline, which it holds.
@@ -166,13 +169,12 @@ def upgrade(engine: Engine) -> tuple[SchemaStatus, SchemaStatus]:
     Raises:
         ConfigError: the database is ahead of this release.
     """
-    import_tables()
     with engine.begin() as conn:
         _lock(conn)
-        before = status_of(conn)
+        before = status_of(conn, metadata)
         if before.state == AHEAD:
             refuse_unless_current(before)
-        config = alembic_config(conn)
+        config = alembic_config(conn, metadata)
         if before.state == EMPTY:
             metadata.create_all(conn)
             command.stamp(config, "head")
@@ -180,5 +182,5 @@ def upgrade(engine: Engine) -> tuple[SchemaStatus, SchemaStatus]:
             if before.current is None:
                 command.stamp(config, BASELINE)
             command.upgrade(config, "head")
-        after = status_of(conn)
+        after = status_of(conn, metadata)
     return before, after

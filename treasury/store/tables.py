@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from treasury.store.db import metadata
+from treasury.store.metadata import metadata
 from treasury.store.types import UTCDateTime  # aware UTC on SQLite too
 
 runs = Table(

@@ -4,8 +4,10 @@
 ``treasury.worker.app``), so importing the package, for the dispatcher or the factory, never
 reads the environment.
 
-Modules: ``options`` (worker tunables), ``factory`` (the Celery app and its delivery
-settings), ``dispatch`` (the run service's Celery dispatcher), ``tasks`` (the four tasks),
+The adapter the runtime uses sits below it, in ``treasury.broker``: ``options`` (worker
+tunables), ``app`` (task names, delivery settings, the configured app) and ``dispatch`` (the
+run service's Celery dispatcher, sending by task name). Modules here: ``factory`` (the worker's
+app: the configured app with the tasks registered), ``tasks`` (the thin tasks),
 ``process`` (the per-process runtime, the sweeper pass, the beat tick), ``schedules`` (workflow
 files to schedules), ``app`` (the entry point for Celery's own command line), ``serve``
 (``treasury serve``: the same tick and sweeper with inline steps in one process, no broker).
@@ -30,9 +32,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from treasury.worker.dispatch import CeleryDispatcher
+from treasury.broker.dispatch import CeleryDispatcher
+from treasury.broker.options import WorkerOptions
 from treasury.worker.factory import create_app
-from treasury.worker.options import WorkerOptions
 from treasury.worker.schedules import Beat, ScheduleLoader, load_schedules
 
 __all__ = ["Beat", "CeleryDispatcher", "ScheduleLoader", "WorkerOptions", "create_app", "load_schedules"]

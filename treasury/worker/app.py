@@ -8,8 +8,9 @@ including ``treasury worker`` and ``treasury beat``, builds its app with
 
 from __future__ import annotations
 
+from treasury.broker.app import load_options
 from treasury.settings import Settings
-from treasury.worker.factory import create_app, load_options
+from treasury.worker.factory import create_app
 
 app = create_app(Settings(), load_options())
 celery = app

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import signals
 
-from treasury.worker.factory import TreasuryCelery
+from treasury.broker.app import TreasuryCelery
 
 log = logging.getLogger("treasury.worker")
 
@@ -29,9 +29,10 @@ def start_server(app: TreasuryCelery) -> Any:
     from sqlalchemy.pool import NullPool
 
     from treasury.clock import SystemClock
-    from treasury.observe.health import run_checks, standard_checks
-    from treasury.observe.metrics import DatabaseCollector
-    from treasury.observe.server import MetricsServer, build_registry
+    from treasury.monitoring.collector import DatabaseCollector
+    from treasury.monitoring.health import run_checks, standard_checks
+    from treasury.monitoring.server import MetricsServer, build_registry
+    from treasury.schema import status
     from treasury.store.db import make_engine
 
     settings = app.treasury_settings
@@ -42,7 +43,8 @@ def start_server(app: TreasuryCelery) -> Any:
     budgets = {"query": limits.query, "order": limits.order, "transfer": limits.transfer}
     registry = build_registry([DatabaseCollector(engine, clock, budgets)])
     server = MetricsServer(options.metrics_host, options.metrics_port, registry,
-                           lambda: run_checks(standard_checks(settings, engine, clock)))
+                           lambda: run_checks(standard_checks(settings, engine, clock,
+                                                                       schema_status=status)))
     _servers[id(app)] = server
     log.info("metrics, /healthz and /readyz on %s", server.url)
     return server

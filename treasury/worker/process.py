@@ -18,15 +18,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from treasury.broker.app import TreasuryCelery
+from treasury.broker.dispatch import CeleryDispatcher
+from treasury.broker.options import WorkerOptions
 from treasury.clock import Clock, SystemClock
 from treasury.observe import metrics
 from treasury.runtime import Runtime, attach_checkpointer, build_runtime
+from treasury.schema import create_schema
 from treasury.settings import Settings
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
-from treasury.worker.dispatch import CeleryDispatcher
-from treasury.worker.factory import TreasuryCelery
-from treasury.worker.options import WorkerOptions
 from treasury.worker.schedules import Beat
 
 log = logging.getLogger("treasury.worker")

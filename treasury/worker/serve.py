@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from treasury.broker.options import WorkerOptions
 from treasury.errors import TreasuryError
 from treasury.runtime import Runtime
-from treasury.worker.options import WorkerOptions
 from treasury.worker.process import sweep_pass
 from treasury.worker.schedules import Beat
 

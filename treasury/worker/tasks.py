@@ -19,17 +19,17 @@ from typing import Any
 
 from celery import signals
 
+from treasury.broker.app import BEAT_TICK, EXECUTE_STEP, KICK_RUN, NOTIFY, SWEEP, TreasuryCelery, broker_url
 from treasury.observe import context as log_context
 from treasury.observe.logs import LogFormat, apply_format
-from treasury.worker.factory import BEAT_TICK, EXECUTE_STEP, KICK_RUN, NOTIFY, SWEEP, TreasuryCelery
+from treasury.worker import process
+from treasury.worker.liveness import Beacon
 
 log = logging.getLogger("treasury.worker")
 
 
 def register_tasks(app: TreasuryCelery) -> None:
-    """Register the four treasury tasks on ``app`` and the start-up sweep."""
-    from treasury.worker import process
-
+    """Register the treasury tasks on ``app`` and the start-up sweep."""
     # shared=False: a shared task is re-created on every app finalized later in the process, so a
     # second app (tests, a CLI command beside a worker) would get this app's closures and runtime.
     common: dict[str, Any] = {
@@ -72,9 +72,6 @@ def register_tasks(app: TreasuryCelery) -> None:
 
     def start_beacon(consumer: Any) -> None:
         """Check this worker in for the queues it consumes (``treasury show`` reads it)."""
-        from treasury.worker.factory import broker_url
-        from treasury.worker.liveness import Beacon
-
         try:
             queues = [q.name for q in consumer.task_consumer.queues] or [app.treasury_options.queue]
         except AttributeError:

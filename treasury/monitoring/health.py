@@ -13,12 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from treasury.clock import Clock
+from treasury.exchange.halts import active_halts, describe_halt
+
+if TYPE_CHECKING:  # the migration module imports Alembic, which a health check needs only to run
+    from treasury.store.migrate import SchemaStatus
 
 TIME_PATH = "/api/v1/time"
 
@@ -134,10 +138,6 @@ def check_halts(engine: Engine, clock: Clock) -> Check:
     """Exchange halts in force: a 418 ban (every key) or a suspended key fails the check."""
 
     def probe() -> tuple[bool | None, str]:
-        from sqlalchemy import inspect
-
-        from treasury.exchange.halts import active_halts, describe_halt
-
         if not inspect(engine).has_table("exchange_halts"):
             return None, "no schema yet"
         with engine.connect() as conn:
@@ -149,13 +149,14 @@ def check_halts(engine: Engine, clock: Clock) -> Check:
     return _timed("exchange_halts", probe)
 
 
-def check_migrations(engine: Engine) -> Check:
-    """Pending schema migrations: the database's revision against this release's head
-    (``treasury.store.migrate``); behind or ahead fails and names the way out."""
+def check_migrations(engine: Engine, status: Callable[[Engine], SchemaStatus]) -> Check:
+    """Pending schema migrations: the database's revision against this release's head, as
+    ``status`` reads it (``treasury.schema.status``, which knows the whole schema); behind or
+    ahead fails and names the way out."""
     from treasury.store import migrate
 
     try:
-        found = migrate.status(engine)
+        found = status(engine)
     except Exception as exc:  # reported by check_database as well; say so here without a trace
         return Check("migrations", False, f"could not read the revision ({type(exc).__name__})")
     if found.state == migrate.CURRENT:
@@ -175,9 +176,11 @@ def run_checks(checks: Sequence[Callable[[], Check | tuple[Check, ...]]]) -> Hea
     return HealthReport(tuple(out))
 
 
-def standard_checks(settings: Any, engine: Engine, clock: Clock,
-                    http: httpx.Client | None = None) -> list[Callable[[], Check | tuple[Check, ...]]]:
-    """The checks for these settings: database, Redis, exchange time and clock, halts, migrations."""
+def standard_checks(settings: Any, engine: Engine, clock: Clock, http: httpx.Client | None = None, *,
+                    schema_status: Callable[[Engine], SchemaStatus],
+                    ) -> list[Callable[[], Check | tuple[Check, ...]]]:
+    """The checks for these settings: database, Redis, exchange time and clock, halts, and
+    migrations (read with ``schema_status``)."""
     broker = settings.broker_url.get_secret_value() if settings.broker_url is not None else None
 
     def exchange() -> tuple[Check, Check]:
@@ -193,5 +196,5 @@ def standard_checks(settings: Any, engine: Engine, clock: Clock,
         lambda: check_redis(broker),
         exchange,
         lambda: check_halts(engine, clock),
-        lambda: check_migrations(engine),
+        lambda: check_migrations(engine, schema_status),
     ]

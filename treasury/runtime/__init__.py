@@ -13,12 +13,26 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from treasury.audit import append_event
+from treasury.audit.anchoring import Checkpointer, install, installed
+from treasury.audit.checkpoints import CheckpointStore
+from treasury.audit.server_key import ServerKey
 from treasury.clock import Clock, SystemClock
 from treasury.errors import ConfigError
+from treasury.execution import ExecutionSettings, StepExecutor
+from treasury.execution.progress import NO_PROGRESS
+from treasury.keys import load_key_specs
+from treasury.people.credentials import people_with_passkeys
+from treasury.people.keyring import load_keyring
+from treasury.people.registry import People, check_production, load_people
+from treasury.people.watch import PeopleWatch
+from treasury.policy.model import check_environment, load_policy
+from treasury.policy.watch import PolicyWatch
 from treasury.runs.service import Dispatcher, InlineDispatcher, RunContext, RunService
+from treasury.runtime.exchange import build_client, build_simulator, load_profile
+from treasury.schema import create_schema
 from treasury.settings import Environment, Settings
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 
 @dataclass
@@ -74,9 +88,6 @@ def attach_checkpointer(settings: Settings, engine: Engine, clock: Clock) -> Any
     Raises:
         ConfigError: see ``checkpoint_dir`` and ``server_key_file``.
     """
-    from treasury.audit.anchoring import Checkpointer, install, installed
-    from treasury.audit.checkpoints import CheckpointStore
-    from treasury.audit.server_key import ServerKey
 
     existing = installed(engine)
     if existing is not None:
@@ -101,7 +112,23 @@ def open_engine(settings: Settings, clock: Clock) -> Engine:
     return engine
 
 
-def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
+def passkey_holders(settings: Settings) -> set[str]:
+    """The people with an enrolled passkey (none while the database has no passkeys table yet)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.pool import NullPool
+
+
+    engine = make_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("passkeys"):
+                return set()
+            return people_with_passkeys(conn)
+    finally:
+        engine.dispose()
+
+
+def load_config(settings: Settings, *, require_credentials: bool = True) -> tuple[dict[str, Any], Any, Any | None]:
     """Key profiles, the people registry and policy from the config folder.
 
     An absent keys or people file means none. An absent policy file gives ``None``: reads
@@ -110,22 +137,20 @@ def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
 
     Raises:
         ConfigError: a file is invalid, or says ``policy: none`` outside the simulator; an old
-            approvers.yaml without people.yaml; in production, a person without a credential.
+            approvers.yaml without people.yaml; in production, a person without a credential
+            (an SSH key in people.yaml or an enrolled passkey), unless ``require_credentials``
+            is False (inviting someone to enrol their first passkey).
     """
-    from treasury.keys import load_key_specs
-    from treasury.people.registry import People, check_production, load_people
-    from treasury.settings import Environment
 
     keys = load_key_specs(settings.keys_file) if settings.keys_file.exists() else {}
     if settings.people_file.exists() or settings.people_file.with_name("approvers.yaml").exists():
         approvers = load_people(settings.people_file)
     else:
         approvers = People(users={}, source=str(settings.people_file))
-    if settings.env == Environment.PRODUCTION:
-        check_production(approvers)
+    if settings.env == Environment.PRODUCTION and require_credentials:
+        check_production(approvers, passkey_holders(settings))
     policy = None
     if settings.policy_file.exists():
-        from treasury.policy.model import check_environment, load_policy
 
         policy = check_environment(load_policy(settings.policy_file), settings.env.value)
     return keys, approvers, policy
@@ -133,11 +158,9 @@ def load_config(settings: Settings) -> tuple[dict[str, Any], Any, Any | None]:
 
 def demo_keyring(settings: Settings) -> Any | None:
     """The demo keys that sign for people: only in the simulator environment, else None."""
-    from treasury.settings import Environment
 
     if settings.env != Environment.SIMULATOR:
         return None
-    from treasury.people.keyring import load_keyring
 
     return load_keyring(settings.config_dir)
 
@@ -146,7 +169,6 @@ def people_watch(settings: Settings, people: Any) -> Any | None:
     """A watch on people.yaml, when there is one (long-running processes reload it)."""
     if not settings.people_file.exists():
         return None
-    from treasury.people.watch import PeopleWatch
 
     return PeopleWatch(settings.people_file, people)
 
@@ -166,14 +188,11 @@ def build_runtime(
     ``progress``: a ``treasury.execution.progress.ProgressListener`` told what each step waits
     for (the CLI's display); None tells nobody.
     """
-    from treasury.exchange.factory import build_client, load_profile
-    from treasury.execution import ExecutionSettings, StepExecutor
 
     settings.check()
     clock = clock or SystemClock()
     if engine is None:
         engine = open_engine(settings, clock)
-    from treasury.audit.anchoring import installed
 
     checkpointer = installed(engine)
     if checkpointer is None and settings.env is Environment.PRODUCTION:
@@ -182,10 +201,8 @@ def build_runtime(
         checkpointer.ready()  # a missing key or a directory of another key fails here, not mid-run
     keys, approvers, policy = load_config(settings)
     if simulator is None and settings.exchange_url() is None:
-        from treasury.exchange.factory import build_simulator
 
         simulator = build_simulator(settings, clock)  # persisted next to a SQLite file database
-    from treasury.audit import append_event
 
     # the halt guard records bans and suspensions in the database (they outlive this process)
     # and audits them, alongside the rate limiter that every call passes through
@@ -199,7 +216,6 @@ def build_runtime(
                 profiles[name] = load_profile(settings, name)
         return client, profiles[name]
 
-    from treasury.execution.progress import NO_PROGRESS
 
     executor = StepExecutor(
         engine, clients=clients, clock=clock, policy=policy,
@@ -211,12 +227,12 @@ def build_runtime(
     )
     if dispatcher is None:
         if settings.broker_url is not None:
-            from treasury.worker.dispatch import CeleryDispatcher
+            # Celery is imported only when a broker is configured (CLI start-up speed)
+            from treasury.broker.dispatch import CeleryDispatcher
 
             dispatcher = CeleryDispatcher(settings)
         else:
             dispatcher = InlineDispatcher()
-    from treasury.policy.watch import PolicyWatch
 
     watch = PolicyWatch(settings.policy_file, policy, env=settings.env.value)
     ctx = RunContext(keys=keys, approvers=approvers, policy=policy, executor=executor,

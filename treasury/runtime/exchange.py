@@ -1,4 +1,4 @@
-"""Build the exchange client, its limiter and key profiles from ``Settings``.
+"""Build the exchange client, its limiter and key profiles from ``Settings`` (wiring: part of the composition root).
 
 Entry points (CLI, worker) call these once; library code receives the results.
 """
@@ -19,6 +19,7 @@ from treasury.exchange.hostlimit import HostRateLimiter, default_state_path
 from treasury.exchange.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from treasury.keys import KeyProfile, get_spec, load_key_specs
 from treasury.settings import Settings
+from treasury.simulator import Simulator, load_state, persist_path_for
 
 SIMULATOR_BASE_URL = "http://simulator.local"
 
@@ -84,8 +85,6 @@ def build_simulator(settings: Settings, clock: Clock) -> Any:
         ConfigError: the database is not SQLite (names ``TREASURY_DATABASE_URL`` and what to do);
             the state file is missing or invalid, or the saved world is damaged (named).
     """
-    from treasury.simulator import Simulator, load_state, persist_path_for
-
     url = settings.database_url.get_secret_value()
     persist = persist_path_for(url)
     if persist is None and not _is_sqlite(url):

@@ -13,14 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
 
+from treasury.broker.app import EXECUTE_STEP, KICK_RUN, TreasuryCelery, configure_app
+from treasury.broker.options import WorkerOptions
 from treasury.settings import Settings
-from treasury.worker.factory import EXECUTE_STEP, KICK_RUN, TreasuryCelery
-from treasury.worker.options import WorkerOptions
-
-if TYPE_CHECKING:
-    from treasury.runs.service import RunService
 
 log = logging.getLogger("treasury.worker")
 
@@ -37,7 +33,8 @@ class CeleryDispatcher:
     """Sends ``treasury.execute_step(run_id, step_id)`` to the treasury queue.
 
     ``app`` is the worker's own app inside a worker; elsewhere (``treasury run`` with a
-    broker) a producer-only app is built from ``settings`` on first use.
+    broker) a producer-only app, with no task registered, is built from ``settings`` on first
+    use: tasks are sent by name.
     """
 
     def __init__(
@@ -56,9 +53,7 @@ class CeleryDispatcher:
     def app(self) -> TreasuryCelery:
         with self._lock:
             if self._app is None:
-                from treasury.worker.factory import create_app
-
-                self._app = create_app(self._settings, self._options)
+                self._app = configure_app(self._settings, self._options)
             return self._app
 
     @property
@@ -82,5 +77,5 @@ class CeleryDispatcher:
         """Queue ``treasury.kick_run`` for a PENDING run; False when the broker refused it."""
         return self._send(KICK_RUN, [run_id], task_id("kick", run_id))
 
-    def flush(self, service: RunService | Any) -> None:
+    def flush(self, service: object) -> None:
         """Nothing to do: workers run the steps."""

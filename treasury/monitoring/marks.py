@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
+from treasury.audit.outbox import AUDIT_VERIFY_FAILED, enqueue
 from treasury.observe.tables import AUDIT_VERIFY, marks
 
 
@@ -34,8 +35,6 @@ def audit_verified(engine: Engine, result: Any, *, at: datetime) -> None:
         with engine.begin() as conn:
             set_mark(conn, AUDIT_VERIFY, at=at, ok=bool(result.ok), detail=detail)
             if not result.ok:
-                from treasury.audit.outbox import AUDIT_VERIFY_FAILED, enqueue
-
                 # one notification per break: verifying the same broken chain again repeats the id
                 enqueue(conn, event_id=f"audit-verify-failed-{result.first_bad_seq}-{result.head_hash[:16]}",
                         type=AUDIT_VERIFY_FAILED, at=at,

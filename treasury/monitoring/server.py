@@ -17,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from treasury.observe.health import HealthReport
+from treasury.monitoring.health import HealthReport
 
 StartResponse = Callable[..., Any]
 
