@@ -46,11 +46,11 @@ from treasury.exchange.ratelimit import LocalRateLimiter
 from treasury.execution import ExecutionSettings, StepExecutor, StepRequest, new_run_id
 from treasury.keys import KeyProfile
 from treasury.models import Permission, StepState
+from treasury.schema import create_schema
 from treasury.settings import RateLimits
 from treasury.simulator import Simulator, serve
 from treasury.simulator.state import parse_state
 from treasury.store.db import make_engine
-from treasury.store.migrate import create_schema
 
 MASTER = "1001"
 FIRST_SUB = 5001

@@ -88,8 +88,19 @@ def to_jsonable(value: Any, path: str = "payload", *, amounts: DecimalForm = pla
 
 
 def inputs_json(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Run inputs as stored: Decimals become normalised strings (``"1.5"``), the rest is already JSON."""
-    return {k: format_amount(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
+    """Run inputs as stored: Decimals become normalised strings (``"1.5"``), also inside list
+    inputs; the rest is already JSON."""
+    return {k: _stored(v) for k, v in inputs.items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    return value
 
 
 def canonical_json(value: Any, *, amounts: DecimalForm | None = None) -> str:

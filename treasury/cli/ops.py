@@ -34,7 +34,7 @@ from treasury.exchange.client import HashKeyClient
 from treasury.exchange.halts import HaltGuard, active_halts, describe_halt
 from treasury.keys import KeySpec, load_key_specs
 from treasury.models import Permission
-from treasury.operations.registry import get_operation, operations
+from treasury.operations.registry import OperationSpec, get_operation, operations
 from treasury.runtime.exchange import build_client, build_limiter, load_profile, redis_broker_url
 
 
@@ -100,15 +100,13 @@ def ops_command(app: AppContext, as_json: bool) -> None:
 # --------------------------------------------------------------------------- query
 
 
-def _print_result(app: AppContext, op_name: str, data: Any) -> None:
-    if op_name == "balances" and isinstance(data, dict) and isinstance(data.get("balances"), list):
-        _print_table(
-            app,
-            ("asset", "total", "free", "locked"),
-            [(b.get("asset"), b.get("total"), b.get("free"), b.get("locked")) for b in data["balances"]],
-            title=f"balances (user {data.get('userId', '?')})",
-        )
+def _print_result(app: AppContext, spec: OperationSpec, data: Any) -> None:
+    table = spec.shown.table(data) if spec.shown is not None else None
+    if spec.shown is not None and table is not None:
+        rows, title = table
+        _print_table(app, spec.shown.columns, rows, title=title)
         return
+    op_name = spec.name
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
         columns: list[str] = []
         for row in data:
@@ -149,7 +147,7 @@ def query_command(
     if as_json:
         app.print_json(response.data)
     else:
-        _print_result(app, spec.name, response.data)
+        _print_result(app, spec, response.data)
 
 
 # --------------------------------------------------------------------------- keys check

@@ -19,6 +19,8 @@ from treasury.language.loader import read_workflow_text
 from treasury.models import RunState
 from treasury.observe import context as log_context
 
+MAX_INPUT_FILE = 5_000_000  # bytes: a list input file (-i name=@FILE) of a few thousand items
+
 
 def _log_fields(**fields: str | None) -> None:
     """Bind log fields (the person, the run) until this command ends."""
@@ -72,6 +74,37 @@ def _print_run_summary(app: AppContext, data: dict[str, Any]) -> None:
             detail = f"orderId {r.get('orderId')}" if isinstance(r, dict) and r.get("orderId") else ""
         rows.append((s["id"], s["kind"], s["state"], s.get("client_order_id") or "", detail))
     app.print_table(["step", "kind", "state", "client id", "detail"], rows)
+    for fan in data.get("fan_out") or []:
+        click.echo(escape_text(fan_out_line(fan)))
+
+
+def fan_out_line(fan: dict[str, Any]) -> str:
+    """``pay: 200 items, 10 at a time; SUCCEEDED 199, FAILED 1; total 2434.5 USDT``."""
+    states = ", ".join(f"{k} {v}" for k, v in (fan.get("states") or {}).items())
+    totals = ", ".join(f"{v} {k}" for k, v in fan["totals"].items()) or "nothing measured"
+    return (f"{fan['step']}: {fan['items']} items, {fan['concurrency']} at a time"
+            f"{'; ' + states if states else ''}; total {totals}")
+
+
+def read_list_inputs(spec: Any, raw: dict[str, str]) -> dict[str, Any]:
+    """``-i payouts=@FILE`` for a list or object input: the file's JSON text is the value.
+
+    Raises:
+        ParameterError: the file cannot be read, or is too large.
+    """
+    out: dict[str, Any] = dict(raw)
+    for name, value in raw.items():
+        declared = spec.inputs.get(name)
+        if declared is None or declared.type not in ("list", "object") or not value.startswith("@"):
+            continue
+        path = Path(value[1:]).expanduser()
+        try:
+            if path.stat().st_size > MAX_INPUT_FILE:
+                raise ParameterError(name, f"file {path} is larger than {MAX_INPUT_FILE} bytes")
+            out[name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ParameterError(name, f"cannot read {path}: {exc}") from None
+    return out
 
 
 @click.command("run")
@@ -98,6 +131,7 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
     rt = _runtime(app)
     # bounded read and UTF-8 check: the same refusals, located, as `treasury validate`
     loaded = rt.service.load_and_check(read_workflow_text(file), source=str(file))
+    raw = read_list_inputs(loaded.spec, raw)
     if dry_run:
         plan = rt.service.plan(loaded, raw, requested_by=user)
         if as_json:
@@ -113,6 +147,8 @@ def run_cmd(app: AppContext, file: Path, inputs: tuple[str, ...], user: str | No
                     for v in s.get("policy", []):
                         mark = "allow" if v["allowed"] else "DENY"
                         click.echo(escape_text(f"      policy {mark}: {v['message']}"))
+            for fan in plan.get("fan_out") or []:
+                click.echo(escape_text(f"  {fan_out_line(fan)}"))
         if not plan["allowed"]:
             raise SystemExit(1)
         return
@@ -221,6 +257,8 @@ def show_cmd(app: AppContext, run_id: str, as_json: bool) -> None:
             click.echo(escape_text(f"approval {s['id']}: digest {s['digest']}"))
             for step_id, g in s["waiting_for"].items():
                 click.echo(escape_text(f"  guards {step_id}: {g['op']} with key {g['key']} {app_dumps(g['params'])}"))
+            for fan in data.get("fan_out") or []:
+                click.echo(escape_text(f"  guards {fan_out_line(fan)}"))
     policy_rows = [(s["id"], d.get("stage", ""), "allow" if v.get("allowed") else "DENY", v.get("message", ""))
                    for s in data["steps"] if s["kind"] == "operation"
                    for d in s.get("policy") or [] for v in d.get("verdicts", [])]

@@ -3,10 +3,16 @@
 ``advance(run, event)`` returns the new run state, the step states that change and the
 commands to carry out. It does no I/O: the run service persists the result in one
 transaction (with audit events) and then carries out the commands.
+
+A ``for_each`` step is a group of step instances (``StepView.group``). At most the group's
+concurrency run at once, in item order. An instance that fails or needs attention does not
+stop its siblings: the group is judged once every instance has settled, and only then does
+a failure fail the run (or an instance that needs attention hold it for a person).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +63,7 @@ class StepView:
     kind: Literal["operation", "approval"]
     state: StepState
     deps: tuple[str, ...] = ()
+    group: str | None = None  # the for_each step this is an instance of
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class RunView:
     id: str
     state: RunState
     steps: tuple[StepView, ...]
+    # for_each step id -> how many of its instances may run at once (absent: 1)
+    concurrency: Mapping[str, int] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepView:
         for s in self.steps:
@@ -192,26 +201,51 @@ def advance(run: RunView, event: Event) -> Transition:
     return _schedule(run, states, run_state)
 
 
+_SETTLED = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.NEEDS_ATTENTION,
+                      StepState.SKIPPED, StepState.CANCELLED})
+_ACTIVE = frozenset({StepState.RUNNING, StepState.UNKNOWN})
+
+
+def _open_groups(run: RunView, states: Mapping[str, StepState]) -> set[str]:
+    """for_each steps with an instance still to settle: their failures wait for the rest."""
+    return {s.group for s in run.steps if s.group is not None and states[s.id] not in _SETTLED}
+
+
 def _schedule(run: RunView, states: dict[str, StepState], run_state: RunState) -> Transition:
     commands: list[Command] = []
-    if any(st == StepState.FAILED for st in states.values()):
+    open_groups = _open_groups(run, states)
+
+    def counts(s: StepView, state: StepState) -> bool:
+        return states[s.id] == state and (s.group is None or s.group not in open_groups)
+
+    if any(counts(s, StepState.FAILED) for s in run.steps):
         for s in run.steps:
             if states[s.id] == StepState.PENDING:
                 states[s.id] = StepState.SKIPPED
         return _finish(run, states, RunState.FAILED)
-    if any(st == StepState.NEEDS_ATTENTION for st in states.values()):
+    if any(counts(s, StepState.NEEDS_ATTENTION) for s in run.steps):
         # nothing new starts while a person has to decide about money that may have moved
         return _finish(run, states, RunState.NEEDS_ATTENTION)
+    # for_each steps with an instance that failed or needs a person (their group is still open)
+    blocked = {s.group for s in run.steps if states[s.id] in (StepState.FAILED, StepState.NEEDS_ATTENTION)}
+    active = Counter(s.group for s in run.steps if s.group is not None and states[s.id] in _ACTIVE)
     for s in run.steps:
         if states[s.id] != StepState.PENDING:
+            continue
+        if blocked and s.group not in blocked:
+            # an instance failed or needs a person: its siblings go on, nothing else starts
             continue
         if all(states[d] in (StepState.SUCCEEDED, StepState.SKIPPED) for d in s.deps):
             if s.kind == "approval":
                 states[s.id] = StepState.AWAITING_APPROVAL
                 commands.append(RequestApproval(s.id))
+            elif s.group is not None and active[s.group] >= run.concurrency.get(s.group, 1):
+                continue  # the group's concurrency is taken; the next to settle frees a place
             else:
                 states[s.id] = StepState.RUNNING
                 commands.append(Dispatch(s.id))
+                if s.group is not None:
+                    active[s.group] += 1
     values = set(states.values())
     if values <= {StepState.SUCCEEDED, StepState.SKIPPED}:
         new_state = RunState.SUCCEEDED
@@ -224,6 +258,16 @@ def _schedule(run: RunView, states: dict[str, StepState], run_state: RunState) -
     t = _finish(run, states, new_state)
     t.commands = commands
     return t
+
+
+def group_counts(run: RunView) -> dict[str, dict[str, int]]:
+    """For each for_each step, how many of its instances are in each state (states with none
+    left out), in the order the steps are listed."""
+    out: dict[str, Counter[str]] = {}
+    for s in run.steps:
+        if s.group is not None:
+            out.setdefault(s.group, Counter())[s.state.value] += 1
+    return {group: dict(sorted(c.items())) for group, c in out.items()}
 
 
 def _changes(run: RunView, states: dict[str, StepState]) -> dict[str, StepState]:

@@ -152,45 +152,10 @@ def settled(recs: Sequence[ExecRecord]) -> bool:
     return bool(recs) and all(r.state in (ExecState.SUCCEEDED, ExecState.FAILED) for r in recs)
 
 
-def exchange_order_id(data: Any) -> str | None:
-    """The exchange's own id in an answer (``orderId`` or ``id``), or None when it has none."""
-    if isinstance(data, Mapping):
-        for key in ("orderId", "id"):
-            value = data.get(key)
-            if value not in (None, "", "0"):
-                return str(value)
-    return None
-
-
 def outcome_of(spec: OperationSpec, recs: Sequence[ExecRecord]) -> StepOutcome:
-    """The step's outcome from its records (all final, or the latest state of each)."""
+    """The step's outcome from its records (all final, or the latest state of each), as the
+    operation's legs add up (``OperationSpec.legs.standing``)."""
     recs = sorted(recs, key=lambda r: r.leg)
-    cids = [r.client_id for r in recs]
-    if spec.legs.batched:
-        legs = [{"clientOrderId": r.client_id, "orderId": r.exchange_order_id, "status": r.state.value,
-                 "error": r.error if r.state is not ExecState.SUCCEEDED else None} for r in recs]
-        result: dict[str, Any] | None = {"legs": legs}
-        attention = [r for r in recs if r.state is ExecState.NEEDS_ATTENTION]
-        failed = [r for r in recs if r.state is ExecState.FAILED]
-        if attention:
-            return StepOutcome(StepState.NEEDS_ATTENTION, result, error="; ".join(
-                f"{r.client_id}: {r.error}" for r in attention), reason=" ".join(
-                r.reason or "" for r in attention), client_ids=cids)
-        if failed:
-            return StepOutcome(StepState.FAILED, result, error="; ".join(
-                f"{r.client_id}: {r.error}" for r in failed), client_ids=cids)
-        if all(r.state is ExecState.SUCCEEDED for r in recs):
-            return StepOutcome(StepState.SUCCEEDED, result, client_ids=cids)
-        return StepOutcome(StepState.RUNNING, result, error="not finished", client_ids=cids)
-    rec = recs[0]
-    if rec.state is ExecState.SUCCEEDED:
-        data = rec.response
-        out = dict(data) if isinstance(data, Mapping) else ({"data": data} if data is not None else {})
-        out["clientOrderId"] = rec.client_id
-        out["orderId"] = rec.exchange_order_id
-        return StepOutcome(StepState.SUCCEEDED, out, client_ids=cids)
-    if rec.state is ExecState.FAILED:
-        return StepOutcome(StepState.FAILED, error=rec.error or rec.reason, client_ids=cids)
-    if rec.state is ExecState.NEEDS_ATTENTION:
-        return StepOutcome(StepState.NEEDS_ATTENTION, error=rec.error, reason=rec.reason, client_ids=cids)
-    return StepOutcome(StepState.RUNNING, error="not finished", client_ids=cids)
+    standing = spec.legs.standing(recs)
+    return StepOutcome(standing.state, standing.result, error=standing.error, reason=standing.reason,
+                       client_ids=[r.client_id for r in recs])

@@ -7,6 +7,7 @@ sent for a step whose reservation was not taken; a denied step is written as FAI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -21,6 +22,7 @@ from treasury.execution.ids import client_id_for
 from treasury.execution.outcomes import StepRequest
 from treasury.execution.records import ExecRecord, NewRecord
 from treasury.models import ExecState
+from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec, parse_params
 
 
@@ -48,12 +50,21 @@ def legs_for(spec: OperationSpec, req: StepRequest) -> list[NewRecord]:
     field_ = spec.client_id_field
     wires: list[tuple[str, dict[str, Any]]] = []
     for index, part in enumerate(spec.legs.split(req.params)):
-        cid = client_id_for(req.run_id, req.step_id, index if spec.legs.batched else None)
+        cid = client_id_for(req.run_id, req.step_id, spec.legs.number(index))
         wires.append((cid, {**part, field_: cid} if field_ else part))
     # validated once, here: the typed legs are what the client sends
     checked = spec.legs.parts(parse_params(spec, spec.legs.join([wire for _, wire in wires])))
     return [NewRecord(cid, index, wire, model)
             for index, ((cid, wire), model) in enumerate(zip(wires, checked, strict=True))]
+
+
+def measured(spec: OperationSpec, req: StepRequest, legs: Sequence[NewRecord]) -> Params | dict[str, Any]:
+    """What the policy measures for the step: its validated request (the model the client
+    sends), or, for legs built without their models, the parameters as requested."""
+    checked = [leg.checked for leg in legs if leg.checked is not None]
+    if legs and len(checked) == len(legs):
+        return spec.legs.whole(checked)
+    return dict(req.params)
 
 
 def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,
@@ -92,7 +103,7 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
             events: list[NewEvent] = []
             if svc.policy is not None:
                 verdicts = policy_api().reserve(conn, svc.policy, run_id=req.run_id, step_id=req.step_id,
-                                                 op=spec.name, params=dict(req.params), at=at,
+                                                 op=spec.name, params=measured(spec, req, legs), at=at,
                                                  account=account)
                 denied = [v for v in verdicts if not v.allowed]
                 events.append(NewEvent(POLICY_DECISION, req.actor, at, req.run_id, req.step_id, {

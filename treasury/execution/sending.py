@@ -2,14 +2,16 @@
 
 SENDING is committed (with ``request.sent``) before the request leaves; the answer then moves
 each leg to SUCCEEDED, FAILED, back to PREPARED (nothing happened: not sent, 429, halted) or
-UNKNOWN (it may have happened: 5xx, timeout, reset, duplicate). A batch answer is matched to
-its legs by client order id, never by position.
+UNKNOWN (it may have happened: 5xx, timeout, reset, duplicate). A successful answer is read
+onto the legs by the operation's declaration (``OperationSpec.legs.answer``: a batch's by
+client order id, never by position).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from treasury.audit.events import POLICY_DECISION, REQUEST_SENT, RESPONSE_RECEIVED, RETRY_SCHEDULED
@@ -34,7 +36,6 @@ from treasury.execution.outcomes import (
     cause,
     error_payload,
     error_text,
-    exchange_order_id,
     halt_message,
     sent_payload,
     suspended,
@@ -42,6 +43,8 @@ from treasury.execution.outcomes import (
 from treasury.execution.progress import seconds_text
 from treasury.execution.records import ExecRecord, LeaseLost
 from treasury.models import ExecState
+from treasury.operations.legs import ItemError, LegAnswer
+from treasury.operations.params import Params
 
 
 def send(ctx: StepContext, cids: list[str]) -> None:
@@ -105,7 +108,7 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
     recs = [ctx.legs[c] for c in cids if ctx.legs[c].state is ExecState.PREPARED]
     if svc.policy is None or not recs:
         return cids
-    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=ctx.params, at=svc.clock.now(),
+    verdicts = policy_api().recheck(svc.policy, op=ctx.spec.name, params=measured(ctx), at=svc.clock.now(),
                                     account=ctx.profile.account_id)
     denied = [v for v in verdicts if not v.allowed]
     event = (POLICY_DECISION, {"operation": ctx.spec.name, "allowed": not denied, "stage": "before sending again",
@@ -119,6 +122,15 @@ def recheck_policy(ctx: StepContext, cids: list[str]) -> list[str]:
         f"{v.rule}: {v.message}" for v in denied)
     ctx.commit([(r, {"state": ExecState.FAILED, "error": error}) for r in recs], events=[event])
     return []
+
+
+def measured(ctx: StepContext) -> Params | Mapping[str, Any]:
+    """What the policy checks again: the step's validated request (every leg's model, as the
+    client sends it), or the parameters as requested when a leg has no model (it is never sent)."""
+    recs = sorted(ctx.legs.values(), key=lambda r: r.leg)
+    if recs and all(r.client_id in ctx.checked for r in recs):
+        return ctx.spec.legs.whole([ctx.checked[r.client_id] for r in recs])
+    return ctx.params
 
 
 def note_baselines(ctx: StepContext, cids: list[str]) -> None:
@@ -231,16 +243,21 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
     if error is not None:
         to_unknown(ctx, sent, error)  # not in the table: assume it may have happened
         return
-    if ctx.spec.legs.batched:
-        batch_answer(ctx, sent, response)
-        return
-    rec = sent[0]
-    data = response.data
-    ctx.commit([(rec, {"state": ExecState.SUCCEEDED, "response": data,
-                       "exchange_order_id": exchange_order_id(data)})],
-               events=[(RESPONSE_RECEIVED, {"client_id": rec.client_id, "attempt": rec.attempts,
-                                            "operation": ctx.spec.name, "outcome": "succeeded",
-                                            "status": response.status, "body": data})])
+    answered = ctx.spec.legs.answer(sent, response.data, item_error=item_error)
+    now = ctx.svc.clock.now()
+    ctx.commit([(r, leg_change(r, answered.legs[r.client_id], now)) for r in sent],
+               events=[(RESPONSE_RECEIVED, {**answered.names, "operation": ctx.spec.name,
+                                            "outcome": answered.outcome, "status": response.status,
+                                            "body": response.data})])
+
+
+def leg_change(rec: ExecRecord, answer: LegAnswer, now: datetime) -> dict[str, Any]:
+    """The change an answer makes to one leg's record."""
+    if answer.state is ExecState.SUCCEEDED:
+        return {"state": answer.state, "response": answer.response, "exchange_order_id": answer.exchange_order_id}
+    if answer.state is ExecState.UNKNOWN:
+        return {"state": answer.state, "unknown_since": rec.unknown_since or now, "error": answer.error}
+    return {"state": answer.state, "error": answer.error}
 
 
 def to_unknown(ctx: StepContext, recs: Sequence[ExecRecord], exc: BaseException) -> None:
@@ -252,59 +269,9 @@ def to_unknown(ctx: StepContext, recs: Sequence[ExecRecord], exc: BaseException)
                        for r in recs])
 
 
-def batch_answer(ctx: StepContext, sent: list[ExecRecord], response: Any) -> None:
-    """Per-leg results, matched by clientOrderId (never by position)."""
-    data = response.data
-    items = data.get("result") if isinstance(data, Mapping) else None
-    items = items if isinstance(items, list) else []
-    by_cid: dict[str, dict[str, Any]] = {}
-    anonymous: list[dict[str, Any]] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        order: Mapping[str, Any] = item["order"] if isinstance(item.get("order"), Mapping) else {}
-        cid = str(order.get("clientOrderId") or item.get("clientOrderId") or item.get("newClientOrderId") or "")
-        if cid:
-            by_cid[cid] = dict(item)
-        else:
-            anonymous.append(dict(item))
-    unmatched = [r for r in sent if r.client_id not in by_cid]
-    # Items without a client id cannot be tied to a leg. If there is exactly one such item
-    # per unmatched leg and every one is a definite rejection, each of those legs was refused.
-    anon_errors = [item_error(i) for i in anonymous]
-    all_definite = (len(anonymous) == len(unmatched) and
-                    all(e is not None and issubclass(e[0], Rejected) and not issubclass(e[0], DuplicateClientId)
-                        for e in anon_errors))
-    changes: list[tuple[ExecRecord, dict[str, Any]]] = []
-    now = ctx.svc.clock.now()
-    for rec in sent:
-        item = by_cid.get(rec.client_id)
-        if item is None:
-            if all_definite:
-                texts = sorted({f"code {e[1]}: {e[2]}" for e in anon_errors if e})
-                changes.append((rec, {"state": ExecState.FAILED, "error":
-                                      "the exchange rejected this leg: " + " / ".join(texts)}))
-            else:
-                changes.append((rec, {"state": ExecState.UNKNOWN, "unknown_since": rec.unknown_since or now,
-                                      "error": "the batch answer has no result for this leg"}))
-            continue
-        err = item_error(item)
-        if err is None:
-            order = item.get("order") or {}
-            changes.append((rec, {"state": ExecState.SUCCEEDED, "response": order,
-                                  "exchange_order_id": exchange_order_id(order)}))
-        elif issubclass(err[0], OutcomeUnknown | DuplicateClientId) or not issubclass(err[0], Rejected):
-            changes.append((rec, {"state": ExecState.UNKNOWN, "unknown_since": rec.unknown_since or now,
-                                  "error": f"code {err[1]}: {err[2]}"}))
-        else:
-            changes.append((rec, {"state": ExecState.FAILED, "error": f"code {err[1]}: {err[2]}"}))
-    ctx.commit(changes, events=[(RESPONSE_RECEIVED, {
-        "client_ids": [r.client_id for r in sent], "operation": ctx.spec.name, "outcome": "batch",
-        "status": response.status, "body": data})])
-
-
-def item_error(item: Mapping[str, Any]) -> tuple[type[ExchangeError], str, str] | None:
-    """One batch item's error as (error class, code, message), or None when it succeeded."""
+def item_error(item: Mapping[str, Any]) -> ItemError | None:
+    """One item's error in an answer with a result per leg, as (error class, code, message),
+    or None when it succeeded."""
     code = code_text(item.get("code"))
     if code is None or code in ("0", "0000", "200"):
         return None

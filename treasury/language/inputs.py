@@ -4,10 +4,16 @@ Values arrive as strings from the command line (``-i amount=5000``) or as YAML s
 from a schedule block. ``coerce_inputs`` applies defaults, refuses unknown and missing
 inputs, and returns typed values: ``Decimal`` for decimals, ``int``, ``bool``, and
 strings for accounts, addresses and assets.
+
+A ``list`` input (what a ``for_each`` step runs over) holds ``items`` of one declared type,
+often an ``object`` with declared ``fields``. It arrives as a list, or as JSON text (``-i
+payouts=@payouts.json`` on the command line). Every item is checked, and every problem is
+reported with its place: ``[3].amount: must be at least 0.01``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -16,7 +22,7 @@ from typing import Any, Literal, Protocol
 from treasury.errors import ParameterError
 from treasury.models import amount_value, format_amount
 
-InputType = Literal["decimal", "string", "integer", "boolean", "account", "address", "asset"]
+InputType = Literal["decimal", "string", "integer", "boolean", "account", "address", "asset", "list", "object"]
 SubPath = tuple[str | int, ...]
 Issue = tuple[SubPath, str]
 """A problem below some node of a workflow file: (field path below it, message)."""
@@ -39,6 +45,14 @@ class InputSpec(Protocol):
     def enum(self) -> list[str] | None: ...
     @property
     def required(self) -> bool: ...
+    @property
+    def items(self) -> InputSpec | None: ...
+    @property
+    def fields(self) -> Mapping[str, InputSpec] | None: ...
+    @property
+    def min_items(self) -> int | None: ...
+    @property
+    def max_items(self) -> int | None: ...
 
 
 class WorkflowSpec(Protocol):
@@ -55,7 +69,10 @@ _ADDRESS = re.compile(r"^[A-Za-z0-9:._-]{1,200}$")
 _ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")
 _STRINGLIKE = ("string", "account", "address", "asset")
+_COMPOUND = ("list", "object")
 MAX_STRING = 1000
+MAX_ITEMS = 1000  # the most a list input may hold: each item may become a step instance
+MAX_ITEM_PROBLEMS = 20  # shown per list input; the count of the rest follows
 
 
 def coerce_value(spec: InputSpec, value: Any) -> Any:
@@ -67,6 +84,14 @@ def coerce_value(spec: InputSpec, value: Any) -> Any:
     kind = spec.type
     if isinstance(value, float):
         raise ValueError(f"got the float {value!r}; write numbers as strings, such as \"12.50\"")
+    if kind in _COMPOUND:
+        problems: list[tuple[str, str]] = []
+        compound = _compound(spec, _from_json(value) if isinstance(value, str) else value, "", problems)
+        if problems:
+            shown = [f"{at}: {msg}" if at else msg for at, msg in problems[:MAX_ITEM_PROBLEMS]]
+            more = len(problems) - MAX_ITEM_PROBLEMS
+            raise ValueError("; ".join(shown) + (f"; and {more} more problems" if more > 0 else ""))
+        return compound
     out: Any
     if kind == "decimal":
         out = _decimal(value)
@@ -86,6 +111,68 @@ def coerce_value(spec: InputSpec, value: Any) -> Any:
         if canonical not in allowed:
             raise ValueError(f"{canonical!r} is not one of: {', '.join(spec.enum)}")
     return out
+
+
+def _from_json(text: str) -> Any:
+    """A list or object given as JSON text; floats are refused (amounts are quoted strings)."""
+
+    def refuse_float(number: str) -> Any:
+        raise ValueError(f"has the number {number} unquoted; write amounts as strings, such as \"{number}\"")
+
+    try:
+        return json.loads(text, parse_float=refuse_float)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def _compound(spec: InputSpec, value: Any, at: str, problems: list[tuple[str, str]]) -> Any:
+    """A list or object checked item by item; each problem is recorded as (place, message)."""
+    if spec.type == "list":
+        if not isinstance(value, list | tuple):
+            problems.append((at, f"must be a list, got {_kind_of(value)}"))
+            return None
+        low = spec.min_items if spec.min_items is not None else 0
+        high = spec.max_items if spec.max_items is not None else MAX_ITEMS
+        if len(value) < low:
+            problems.append((at, f"must hold at least {low} item{'s' if low != 1 else ''}, got {len(value)}"))
+        if len(value) > high:
+            problems.append((at, f"must hold at most {high} items, got {len(value)}"))
+            return None
+        assert spec.items is not None  # the declaration check requires it
+        return [_compound(spec.items, item, f"{at}[{n}]", problems) for n, item in enumerate(value)]
+    if spec.type == "object":
+        if not isinstance(value, Mapping):
+            problems.append((at, f"must be a mapping of {', '.join(spec.fields or {})}, got {_kind_of(value)}"))
+            return None
+        fields = spec.fields or {}
+        out: dict[str, Any] = {}
+        for name in value:
+            if name not in fields:
+                problems.append((f"{at}.{name}", f"is not a field; fields: {', '.join(fields)}"))
+        for name, field_spec in fields.items():
+            where = f"{at}.{name}"
+            if name in value and value[name] is not None:
+                out[name] = _compound(field_spec, value[name], where, problems)
+            elif field_spec.required:
+                problems.append((where, "is required and missing"))
+            else:
+                out[name] = _compound(field_spec, field_spec.default, where, problems)
+        return out
+    try:
+        return coerce_value(spec, value)
+    except ValueError as exc:
+        problems.append((at, str(exc)))
+        return None
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
 
 
 def _decimal(value: Any) -> Decimal:
@@ -159,7 +246,7 @@ def _canonical_enum(kind: str, entry: str) -> str:
 
 def check_input_declaration(spec: InputSpec) -> list[Issue]:
     """Problems with one input's declaration, as (field below the input, message)."""
-    issues: list[Issue] = []
+    issues: list[Issue] = _compound_declaration(spec)
     kind = spec.type
     numeric = kind in ("decimal", "integer")
     for name in ("min", "max"):
@@ -176,7 +263,7 @@ def check_input_declaration(spec: InputSpec) -> list[Issue]:
             _bound_value(spec, bound)
         except ValueError as exc:
             issues.append(((name,), f"{name} {exc}"))
-    if not any(at[0] in ("min", "max") for at, _ in issues) and spec.min is not None and spec.max is not None:
+    if not any(at[:1] in (("min",), ("max",)) for at, _ in issues) and spec.min is not None and spec.max is not None:
         low, high = _bound_value(spec, spec.min), _bound_value(spec, spec.max)
         assert low is not None and high is not None
         if low > high:
@@ -198,7 +285,7 @@ def check_input_declaration(spec: InputSpec) -> list[Issue]:
                     _decimal(entry)
                 except ValueError as exc:
                     issues.append((("enum", i), f"enum entry {exc}"))
-    if spec.default is not None and not issues:
+    if spec.default is not None and not issues and kind not in _COMPOUND:
         if kind == "boolean" and not isinstance(spec.default, bool):
             issues.append((("default",), f"the default of a boolean input is true or false, got "
                                          f"{spec.default!r}"))
@@ -207,6 +294,43 @@ def check_input_declaration(spec: InputSpec) -> list[Issue]:
                 coerce_value(spec, spec.default)
             except ValueError as exc:
                 issues.append((("default",), f"default {exc}"))
+    return issues
+
+
+def _compound_declaration(spec: InputSpec) -> list[Issue]:
+    """Problems with ``items``/``fields``/``min_items``/``max_items``, and with defaults of a list."""
+    issues: list[Issue] = []
+    kind = spec.type
+    if kind == "list":
+        if spec.items is None:
+            issues.append(((), "a list input needs items: (the type of each item)"))
+        elif spec.items.type == "list":
+            issues.append((("items", "type"), "a list of lists is not supported; use a list of objects"))
+        if spec.default is not None:
+            issues.append((("default",), "a list input has no default; give it when the run starts"))
+        for name in ("min_items", "max_items"):
+            bound = getattr(spec, name)
+            if bound is not None and not 0 <= bound <= MAX_ITEMS:
+                issues.append(((name,), f"{name} must be between 0 and {MAX_ITEMS}, got {bound}"))
+        if spec.min_items is not None and spec.max_items is not None and spec.min_items > spec.max_items:
+            issues.append((("min_items",), f"min_items {spec.min_items} is larger than max_items {spec.max_items}"))
+    else:
+        for name in ("items", "min_items", "max_items"):
+            if getattr(spec, name) is not None:
+                issues.append(((name,), f"{name} applies only to list inputs, not {kind}"))
+    if kind == "object":
+        if not spec.fields:
+            issues.append(((), "an object input needs fields: (each field's name and type)"))
+        for name, field_spec in (spec.fields or {}).items():
+            if field_spec.type in _COMPOUND:
+                issues.append((("fields", name, "type"), "an object's fields are single values "
+                                                         "(decimal, string, account, ...), not lists or objects"))
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or len(name) > 64:
+                issues.append((("fields", name), f"field name {name!r} must be an identifier (letters, digits, _)"))
+        if spec.default is not None:
+            issues.append((("default",), "an object input has no default"))
+    elif spec.fields is not None:
+        issues.append((("fields",), f"fields applies only to object inputs (the items of a list), not {kind}"))
     return issues
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from treasury.language.graph import Finding, StepGraph
 from treasury.language.hints import listing, suggest
 from treasury.language.positions import Path_
-from treasury.language.spec import StepSpec, WorkflowSpec
-from treasury.language.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, refs_in_string
+from treasury.language.spec import InputSpec, StepSpec, WorkflowSpec
+from treasury.language.templates import OPEN, RUN_FIELDS, TEMPLATE, Ref, TemplateError, parse_ref, refs_in_string
 from treasury.operations.registry import operations
 
 # Result fields by operation, as each operation declares them (``OperationSpec.result_fields``:
@@ -50,8 +50,10 @@ def stray_templates(data: Any) -> list[Path_]:
         if key == "steps" and isinstance(value, list):
             for i, step in enumerate(value):
                 if isinstance(step, dict):
+                    # for_each, and a for_each step's key, hold templates (checked by fanout.py)
+                    templated = {"for_each", "key"} if "for_each" in step else set()
                     for k, v in step.items():
-                        if k not in PROSE and k != "params":
+                        if k not in PROSE and k != "params" and k not in templated:
                             walk(v, ("steps", i, k))
         elif key not in PROSE:
             walk(value, (key,))
@@ -112,6 +114,8 @@ def ref_problem(graph: StepGraph, step: StepSpec, ref: Ref) -> str | None:
         if ref.parts[0] not in RUN_FIELDS:
             return f"{shown}: a run has only {' and '.join('run.' + f for f in RUN_FIELDS)}"
         return None
+    if ref.kind == "item":
+        return item_ref_problem(spec, step, ref)
     target_id, *fields = ref.parts
     if target_id not in graph.index:
         return f"{shown} names unknown step {target_id!r}{suggest(target_id, graph.index)}"
@@ -124,6 +128,45 @@ def ref_problem(graph: StepGraph, step: StepSpec, ref: Ref) -> str | None:
         return (f"{shown}: step {target_id!r} does not run before {step.id!r}; "
                 f"add it to the needs of {step.id!r}")
     return result_field_problem(shown, target.op or "", fields)
+
+
+def item_ref_problem(spec: WorkflowSpec, step: StepSpec, ref: Ref) -> str | None:
+    """What is wrong with ``${{ item... }}`` in ``step``: it needs for_each over a list input,
+    and a field must be one of the items' declared fields."""
+    shown = f"${{{{ {ref.text} }}}}"
+    if step.for_each is None:
+        return f"{shown}: only a step with for_each has an item"
+    source = for_each_input(spec, step.for_each)
+    if source is None or source.items is None:
+        return None  # the for_each itself is reported
+    fields = source.item_fields
+    if not ref.parts:
+        if fields is not None:
+            return (f"{shown} is a whole item, which has fields ({', '.join(fields)}); a template stands "
+                    "for a single value: use item.<field>")
+        return None
+    if fields is None:
+        return f"{shown}: the items are single {source.items.type} values, with no fields; use ${{{{ item }}}}"
+    if ref.parts[0] not in fields:
+        return f"{shown}: an item has no field {ref.parts[0]!r}{suggest(ref.parts[0], fields) or listing(list(fields))}"
+    if len(ref.parts) > 1:
+        return f"{shown}: item.{ref.parts[0]} is a single value, with no fields"
+    return None
+
+
+def for_each_input(spec: WorkflowSpec, text: str) -> InputSpec | None:
+    """The list input that ``for_each: ${{ inputs.NAME }}`` names, or None."""
+    m = TEMPLATE.fullmatch(text.strip())
+    if m is None:
+        return None
+    try:
+        ref = parse_ref(m.group(1))
+    except TemplateError:
+        return None
+    if ref.kind != "inputs":
+        return None
+    found = spec.inputs.get(ref.parts[0])
+    return found if found is not None and found.type == "list" else None
 
 
 def result_field_problem(shown: str, op_name: str, fields: Sequence[str]) -> str | None:

@@ -39,6 +39,7 @@ STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 APPROVER_REF_PATTERN = r"^(group:)?[a-z0-9][a-z0-9._-]*$"
 MAX_STEPS = 200
+MAX_CONCURRENCY = 50
 
 _FLOAT_HINT = (
     "is a YAML float, which cannot hold an exact amount; quote it as a string, such as \"{value}\""
@@ -106,6 +107,12 @@ class InputSpec(_Model):
     max: Bound = None
     pattern: Annotated[str, Field(max_length=500)] | None = None
     enum: Annotated[list[Annotated[str, BeforeValidator(_refuse_float)]], Field(min_length=1)] | None = None
+    # list inputs: the type of each item, and how many there may be
+    items: InputSpec | None = None
+    min_items: StrictCount | None = None
+    max_items: StrictCount | None = None
+    # object inputs (the items of a list): each field's name and type
+    fields: Annotated[dict[str, InputSpec], Field(min_length=1, max_length=50)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
@@ -119,6 +126,13 @@ class InputSpec(_Model):
     @property
     def required(self) -> bool:
         return self.default is None
+
+    @property
+    def item_fields(self) -> dict[str, InputSpec] | None:
+        """For a list of objects, the fields of each item; None for any other input."""
+        if self.type == "list" and self.items is not None and self.items.type == "object":
+            return dict(self.items.fields or {})
+        return None
 
 
 class ApprovalSpec(_Model):
@@ -191,10 +205,16 @@ class StepSpec(_Model):
     timeout: Duration | None = None
     retry: RetryBudget | None = None
     description: Text | None = None
+    # fan-out: one step instance per item of a list input (``${{ inputs.payouts }}``), at most
+    # ``concurrency`` of them running at once (see treasury.language.fanout)
+    for_each: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    concurrency: Annotated[StrictCount, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepSpec:
         issues: list[Issue] = []
+        if self.concurrency is not None and self.for_each is None:
+            issues.append((("concurrency",), "concurrency applies only to a step with for_each"))
         if self.op is None and self.approval is None:
             issues.append(((), f"step {self.id!r} needs either op: (an operation) or approval:"))
         elif self.op is not None and self.approval is not None:
@@ -208,6 +228,7 @@ class StepSpec(_Model):
                 ("params", "an approval step takes no params"),
                 ("retry", "an approval step is not retried"),
                 ("timeout", "an approval step expires with approval.expires_in, not timeout"),
+                ("for_each", "an approval step is one decision; it covers a for_each step after it whole"),
             ):
                 if getattr(self, name) is not None:
                     issues.append(((name,), hint))
@@ -218,6 +239,11 @@ class StepSpec(_Model):
     @property
     def is_approval(self) -> bool:
         return self.approval is not None
+
+    @property
+    def parallel(self) -> int:
+        """How many instances of a for_each step may run at once (1: one after another)."""
+        return self.concurrency or 1
 
     @property
     def timeout_after(self) -> timedelta | None:

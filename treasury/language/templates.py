@@ -5,6 +5,7 @@ The only expressions are dotted paths::
     ${{ inputs.<name> }}
     ${{ steps.<id>.result.<field>[.<field>...] }}     (a digit part indexes a list)
     ${{ run.<field> }}                                (run.id, run.requested_by)
+    ${{ item }}, ${{ item.<field> }}                  (in a ``for_each`` step: this instance's item)
 
 Anything else inside ``${{ }}`` (operators, calls, filters, brackets, quotes) is a
 ``TemplateError``. Resolution walks plain mappings and lists with ``[]``; it never calls
@@ -15,7 +16,7 @@ template is kept exactly as written.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -32,9 +33,10 @@ _FIELD = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 _INPUT_REF = re.compile(rf"^inputs\.({_IDENT})$")
 _STEP_REF = re.compile(rf"^steps\.({_STEP_ID})\.result((?:\.{_FIELD})+)$")
 _RUN_REF = re.compile(rf"^run\.({_IDENT})$")
+_ITEM_REF = re.compile(rf"^item((?:\.{_FIELD})*)$")
 
 RUN_FIELDS = ("id", "requested_by")
-RefKind = Literal["inputs", "steps", "run"]
+RefKind = Literal["inputs", "steps", "run", "item"]
 
 
 class TemplateError(WorkflowError, ValueError):
@@ -66,6 +68,8 @@ class TemplateContext:
     inputs: Mapping[str, Any] = field(default_factory=dict)
     steps: Mapping[str, Any] = field(default_factory=dict)
     run: Mapping[str, Any] = field(default_factory=dict)
+    # a for_each step instance's item, as a one-entry mapping {"item": value}; empty elsewhere
+    item: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_ref(expr: str) -> Ref:
@@ -81,9 +85,12 @@ def parse_ref(expr: str) -> Ref:
         return Ref("steps", (m.group(1), *m.group(2)[1:].split(".")), text)
     if m := _RUN_REF.match(text):
         return Ref("run", (m.group(1),), text)
+    if m := _ITEM_REF.match(text):
+        return Ref("item", tuple(m.group(1)[1:].split(".")) if m.group(1) else (), text)
     raise TemplateError(
         f"template ${{{{ {text} }}}} is not a lookup; templates are only inputs.<name>, "
-        "steps.<id>.result.<field> or run.id / run.requested_by (nothing is evaluated)",
+        "steps.<id>.result.<field>, run.id / run.requested_by or item / item.<field> "
+        "(nothing is evaluated)",
         ref=text,
     )
 
@@ -143,8 +150,18 @@ def lookup(ref: Ref, ctx: TemplateContext) -> Any:
         return _get(ctx.inputs, ref.parts[0], ref, "no input")
     if ref.kind == "run":
         return _get(ctx.run, ref.parts[0], ref, "no run field")
+    if ref.kind == "item":
+        if "item" not in ctx.item:
+            raise TemplateError(f"${{{{ {ref.text} }}}}: only a step with for_each has an item", ref=ref.text)
+        return _walk(ctx.item["item"], ref.parts, ref)
     step_id, *fields = ref.parts
-    current: Any = _get(ctx.steps, step_id, ref, "no result yet for step")
+    return _walk(_get(ctx.steps, step_id, ref, "no result yet for step"), fields, ref)
+
+
+def _walk(current: Any, fields: Sequence[str], ref: Ref) -> Any:
+    """Follow ``fields`` down mappings (by key) and lists (by a digit part)."""
+    if current is None:
+        raise TemplateError(f"${{{{ {ref.text} }}}} is null", ref=ref.text)
     for part in fields:
         if isinstance(current, Mapping):
             current = _get(current, part, ref, "no field")
@@ -213,8 +230,10 @@ def resolve(value: Any, ctx: TemplateContext) -> Any:
     return value
 
 
-def is_resolvable(value: Any, *, available_inputs: set[str], finished_steps: set[str]) -> bool:
-    """True when every template in ``value`` can be looked up now (run fields always can).
+def is_resolvable(value: Any, *, available_inputs: set[str], finished_steps: set[str],
+                  has_item: bool = False) -> bool:
+    """True when every template in ``value`` can be looked up now (run fields always can; the
+    item when ``has_item``, in a for_each step instance).
 
     A malformed template is never resolvable. Result fields are not checked here: a
     finished step's missing field is reported by ``resolve``.
@@ -229,6 +248,8 @@ def is_resolvable(value: Any, *, available_inputs: set[str], finished_steps: set
         if ref.kind == "steps" and ref.parts[0] not in finished_steps:
             return False
         if ref.kind == "run" and ref.parts[0] not in RUN_FIELDS:
+            return False
+        if ref.kind == "item" and not has_item:
             return False
     return True
 

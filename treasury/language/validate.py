@@ -31,6 +31,7 @@ from typing import Any
 
 from treasury.errors import Problem, TreasuryError, WorkflowInvalid
 from treasury.keys import KeySpec
+from treasury.language.fanout import fanout_problems
 from treasury.language.graph import StepGraph
 from treasury.language.hints import listing, suggest
 from treasury.language.inputs import input_problems
@@ -43,7 +44,7 @@ from treasury.language.references import (
     stray_templates,
 )
 from treasury.language.spec import StepSpec
-from treasury.language.templates import TEMPLATE
+from treasury.language.templates import OPEN, TEMPLATE
 from treasury.operations.registry import REGISTRY, OperationSpec, param_problems
 from treasury.people.approvers import Approvers
 from treasury.policy import ApprovalGuard, check_tiers, evaluate_static, required_approval
@@ -174,6 +175,8 @@ class _Checker:
             self.add(path, message)
         for path in stray_templates(self.loaded.data):
             self.add(path, STRAY_TEMPLATE, at_value=True)
+        for path, message in fanout_problems(self.spec):
+            self.add(path, message, at_value=True)
         for i, step in enumerate(self.spec.steps):
             if step.approval is not None:
                 self.check_approval(i, step)
@@ -231,8 +234,8 @@ class _Checker:
         return ok
 
     def check_key(self, i: int, step: StepSpec, op: OperationSpec) -> None:
-        if self.keys is None or step.key is None:
-            return
+        if self.keys is None or step.key is None or OPEN in step.key:
+            return  # a templated key (for_each) is each instance's, checked when the run starts
         profile = self.keys.get(step.key)
         path = ("steps", i, "key")
         if profile is None:

@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from treasury.errors import ParameterError
-from treasury.models import Permission, RateClass, RetryStrategy
+from treasury.errors import DuplicateClientId, OutcomeUnknown, ParameterError, Rejected
+from treasury.models import ExecState, Permission, RateClass, RetryStrategy, StepState
+from treasury.operations.legs import Answered, ItemErrors, LegAnswer, LegView, SentLeg, Standing, succeeded
 from treasury.operations.lookups import OrderLookup
-from treasury.operations.movement import Movement, Reader, Resolvable, default_resolvable
+from treasury.operations.movement import Checked, Movement, Reader, Resolvable, default_resolvable
 from treasury.operations.params import Params
 from treasury.operations.spec import OperationSpec
 from treasury.operations.spot_order import POLICY_OP, SpotMoney, SpotOrderParams, order_movement
@@ -40,9 +41,11 @@ class BatchOrdersParams(Params):
 
 
 class Orders:
-    """One leg per order of ``orders``."""
+    """One leg per order of ``orders``; the answer has a result per order, matched to its leg
+    by client order id (never by position)."""
 
-    batched = True
+    def number(self, index: int) -> int | None:
+        return index
 
     def split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         orders = params.get("orders")
@@ -65,6 +68,65 @@ class Orders:
         # Each order was validated, and these are some of one batch that was validated whole
         # (one symbol, at most 20): built as it is, not parsed from text again.
         return BatchOrdersParams.model_construct(orders=orders)
+
+    def answer(self, sent: Sequence[SentLeg], data: Any, *, item_error: ItemErrors) -> Answered:
+        items = data.get("result") if isinstance(data, Mapping) else None
+        items = items if isinstance(items, list) else []
+        by_cid: dict[str, dict[str, Any]] = {}
+        anonymous: list[dict[str, Any]] = []
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            order: Mapping[str, Any] = item["order"] if isinstance(item.get("order"), Mapping) else {}
+            cid = str(order.get("clientOrderId") or item.get("clientOrderId") or item.get("newClientOrderId") or "")
+            if cid:
+                by_cid[cid] = dict(item)
+            else:
+                anonymous.append(dict(item))
+        unmatched = [leg for leg in sent if leg.client_id not in by_cid]
+        # Items without a client id cannot be tied to a leg. If there is exactly one such item
+        # per unmatched leg and every one is a definite rejection, each of those legs was refused.
+        anon_errors = [item_error(i) for i in anonymous]
+        all_definite = (len(anonymous) == len(unmatched) and
+                        all(e is not None and issubclass(e[0], Rejected) and not issubclass(e[0], DuplicateClientId)
+                            for e in anon_errors))
+        legs: dict[str, LegAnswer] = {}
+        for leg in sent:
+            item = by_cid.get(leg.client_id)
+            if item is None:
+                if all_definite:
+                    texts = sorted({f"code {e[1]}: {e[2]}" for e in anon_errors if e})
+                    legs[leg.client_id] = LegAnswer(
+                        ExecState.FAILED, error="the exchange rejected this leg: " + " / ".join(texts))
+                else:
+                    legs[leg.client_id] = LegAnswer(
+                        ExecState.UNKNOWN, error="the batch answer has no result for this leg")
+                continue
+            err = item_error(item)
+            if err is None:
+                legs[leg.client_id] = succeeded(item.get("order") or {})
+            elif issubclass(err[0], OutcomeUnknown | DuplicateClientId) or not issubclass(err[0], Rejected):
+                legs[leg.client_id] = LegAnswer(ExecState.UNKNOWN, error=f"code {err[1]}: {err[2]}")
+            else:
+                legs[leg.client_id] = LegAnswer(ExecState.FAILED, error=f"code {err[1]}: {err[2]}")
+        return Answered(legs, names={"client_ids": [leg.client_id for leg in sent]}, outcome="batch")
+
+    def standing(self, legs: Sequence[LegView]) -> Standing:
+        result: dict[str, Any] = {"legs": [
+            {"clientOrderId": leg.client_id, "orderId": leg.exchange_order_id, "status": leg.state.value,
+             "error": leg.error if leg.state is not ExecState.SUCCEEDED else None} for leg in legs]}
+        attention = [leg for leg in legs if leg.state is ExecState.NEEDS_ATTENTION]
+        failed = [leg for leg in legs if leg.state is ExecState.FAILED]
+        if attention:
+            return Standing(StepState.NEEDS_ATTENTION, result,
+                            error="; ".join(f"{leg.client_id}: {leg.error}" for leg in attention),
+                            reason=" ".join(leg.reason or "" for leg in attention))
+        if failed:
+            return Standing(StepState.FAILED, result,
+                            error="; ".join(f"{leg.client_id}: {leg.error}" for leg in failed))
+        if all(leg.state is ExecState.SUCCEEDED for leg in legs):
+            return Standing(StepState.SUCCEEDED, result)
+        return Standing(StepState.RUNNING, result, error="not finished")
 
 
 class BatchMoney(SpotMoney):
@@ -89,6 +151,11 @@ class BatchMoney(SpotMoney):
                 continue
             legs.append(order_movement(Reader(order, resolvable), 0, account))
         return _group_by_symbol(legs)
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        if not isinstance(checked, BatchOrdersParams):
+            raise TypeError(f"expected BatchOrdersParams, got {type(checked).__name__}")
+        return _group_by_symbol([order_movement(Checked(order), 0, account) for order in checked.orders])
 
 
 def _group_by_symbol(legs: list[Movement]) -> list[Movement]:

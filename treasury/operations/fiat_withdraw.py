@@ -14,7 +14,7 @@ from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations.movement import Movement, Reader, Resolvable
+from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values
 from treasury.operations.params import Amount, ClientId, Params
 from treasury.operations.spec import OperationSpec
 
@@ -50,7 +50,12 @@ class FiatMoney:
 
     def movements(self, params: Mapping[str, Any], *, account: str | None,
                   resolvable: Resolvable | None) -> list[Movement]:
-        r = Reader(params, resolvable)
+        return self._read(Reader(params, resolvable), account)
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        return self._read(Checked(checked), account)
+
+    def _read(self, r: Values, account: str | None) -> list[Movement]:
         amount, error = r.amount("amount")
         return [Movement(
             op=self.policy_op, leg=0, asset=r.text("asset", "asset", upper=True), amount=amount,

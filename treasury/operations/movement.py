@@ -3,9 +3,15 @@
 Each money-moving operation declares how its parameters read as movements (its
 ``MoneyMoved`` in ``treasury.operations.spec``); this module holds what they share.
 
-A value is *unknown* while it is an unresolved template (a string containing ``${{``, or
-whatever the caller's ``resolvable`` predicate rejects). Unknown is not the same as
-absent or malformed: unknown values skip a rule before run time, bad ones deny it.
+A declaration reads its values through :class:`Values`, from one of two sources:
+
+- :class:`Reader`, raw parameters that may still hold templates (``treasury validate``, run
+  start, dry-run, an approval request). A value is *unknown* while it is an unresolved
+  template (a string containing ``${{``, or whatever the caller's ``resolvable`` predicate
+  rejects). Unknown is not the same as absent or malformed: unknown values skip a rule
+  before run time, bad ones deny it;
+- :class:`Checked`, the step's validated parameters model (the reservation, and the re-check
+  before a later send): what the client sends, read as it is, never parsed again.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from treasury.errors import ParameterError
 from treasury.models import parse_amount
+from treasury.operations.params import Params
 
 Resolvable = Callable[[str], bool]
 _EVM = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -54,13 +61,35 @@ class Movement:
         return not (self.unknown & set(names))
 
 
+class Values(Protocol):
+    """The parameter values a declaration reads its movements from."""
+
+    unknown: set[str]
+
+    def given(self, name: str) -> bool:
+        """Whether parameter ``name`` has a value (a template counts)."""
+        ...
+
+    def text(self, name: str, as_field: str, *, upper: bool = False) -> str | None:
+        """Parameter ``name`` as text, stripped; None when absent or unknown (``as_field`` is
+        the movement field it fills, noted in ``unknown``)."""
+        ...
+
+    def amount(self, name: str) -> tuple[Decimal | None, str | None]:
+        """Parameter ``name`` as an amount, or None with why (None, None: unknown)."""
+        ...
+
+
 class Reader:
-    """Reads parameters, recording which are still templates."""
+    """Reads raw parameters, recording which are still templates."""
 
     def __init__(self, params: Mapping[str, Any], resolvable: Resolvable | None) -> None:
         self.params = params
         self.is_final = resolvable or default_resolvable
         self.unknown: set[str] = set()
+
+    def given(self, name: str) -> bool:
+        return self.params.get(name) not in (None, "")
 
     def text(self, name: str, as_field: str, *, upper: bool = False) -> str | None:
         value = self.params.get(name)
@@ -85,3 +114,33 @@ class Reader:
             return parse_amount(value, field=name), None
         except ParameterError as exc:
             return None, str(exc)
+
+
+class Checked:
+    """Reads a validated parameters model: every value is final and already typed (an amount
+    is the model's ``Decimal``), so nothing is unknown and nothing is parsed."""
+
+    def __init__(self, model: Params) -> None:
+        self.model = model
+        self.unknown: set[str] = set()
+
+    def _value(self, name: str) -> Any:
+        return getattr(self.model, name, None) if name in type(self.model).model_fields else None
+
+    def given(self, name: str) -> bool:
+        return self._value(name) not in (None, "")
+
+    def text(self, name: str, as_field: str, *, upper: bool = False) -> str | None:
+        value = self._value(name)
+        if value is None or value == "":
+            return None
+        text = str(value).strip()
+        return text.upper() if upper else text
+
+    def amount(self, name: str) -> tuple[Decimal | None, str | None]:
+        value = self._value(name)
+        if value is None:
+            return None, f"parameter {name!r} is missing"
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(self.model).__name__}.{name} is not an amount")
+        return value, None

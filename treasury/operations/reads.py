@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import params as p
-from treasury.operations.spec import OperationSpec
+from treasury.operations.spec import OperationSpec, Shown
 
 R, Q = Permission.READ, RateClass.QUERY
 SAFE = RetryStrategy.SAFE
@@ -26,7 +26,8 @@ READS: tuple[OperationSpec, ...] = (
                   "account ids and their types", list_result=True),
     OperationSpec("balances", "GET", "/api/v1/account", R, Q, 5, p.BalancesParams, SAFE,
                   "balances of one account",
-                  result_fields=frozenset({"balances", "userId"})),
+                  result_fields=frozenset({"balances", "userId"}),
+                  shown=Shown("balances", ("asset", "total", "free", "locked"), "balances (user {userId})")),
     OperationSpec("order", "GET", "/api/v1/spot/order", R, Q, 1, p.OrderQueryParams, SAFE,
                   "one order by orderId or origClientOrderId"),
     OperationSpec("open_orders", "GET", "/api/v1/spot/openOrders", R, Q, 1, p.OpenOrdersParams, SAFE,

@@ -1,43 +1,48 @@
 """The operation registry: every HashKey operation's declaration, collected by name.
 
-Each money-moving operation declares itself in its own module (``asset_transfer``,
-``withdraw``, ``fiat_withdraw``, ``spot_order``, ``batch_orders``,
-``whitelist_wallet_signing``); the reads and cancels are in ``reads``. What a declaration
-holds is described in ``treasury.operations.spec``.
+Each operation that moves money (or changes the whitelist) declares itself as ``SPEC`` in its
+own module of this package (``asset_transfer``, ``withdraw``, ``fiat_withdraw``, ``spot_order``,
+``batch_orders``, ``whitelist_wallet_signing``…); the registry finds those modules, so adding
+an operation touches only its module. The reads and cancels are in ``reads``. What a
+declaration holds is described in ``treasury.operations.spec``.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+import treasury.operations as _package
 from treasury.errors import ParameterError, UnknownOperation
-from treasury.operations import (
-    asset_transfer,
-    batch_orders,
-    fiat_withdraw,
-    reads,
-    spot_order,
-    whitelist_wallet_signing,
-    withdraw,
-)
 from treasury.operations import params as p
+from treasury.operations import reads
 from treasury.operations.spec import OperationSpec
 
 __all__ = ["REGISTRY", "OperationSpec", "get_operation", "operations", "param_problems", "parse_params"]
 
-_OPERATIONS: tuple[OperationSpec, ...] = (
-    *reads.READS,
-    whitelist_wallet_signing.SPEC,
-    asset_transfer.SPEC,
-    withdraw.SPEC,
-    fiat_withdraw.SPEC,
-    spot_order.SPEC,
-    batch_orders.SPEC,
-    *reads.CANCELS,
-)
+# the order of ``treasury ops``: the reads, these writes, any other operation module's (by
+# module name), then the cancels
+LISTED = ("whitelist_wallet_signing", "asset_transfer", "withdraw", "fiat_withdraw", "spot_order", "batch_orders")
+
+
+def _declared() -> list[OperationSpec]:
+    """The ``SPEC`` of every module of this package that declares one."""
+    found: dict[str, OperationSpec] = {}
+    for module in sorted(pkgutil.iter_modules(_package.__path__), key=lambda m: m.name):
+        if module.name == __name__.rpartition(".")[2]:
+            continue
+        spec = getattr(importlib.import_module(f"{_package.__name__}.{module.name}"), "SPEC", None)
+        if isinstance(spec, OperationSpec):
+            found[module.name] = spec
+    listed = [found.pop(name) for name in LISTED]
+    return [*listed, *found.values()]
+
+
+_OPERATIONS: tuple[OperationSpec, ...] = (*reads.READS, *_declared(), *reads.CANCELS)
 
 REGISTRY: Mapping[str, OperationSpec] = {op.name: op for op in _OPERATIONS}
 

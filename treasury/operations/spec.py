@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from treasury.models import Permission, RateClass, RetryStrategy
+from treasury.operations.legs import ONE_LEG, Answered, ItemErrors, LegView, SentLeg, Standing
 from treasury.operations.lookups import Answer, Lookup, Verdict
 from treasury.operations.movement import Movement, Resolvable
 from treasury.operations.params import Params
@@ -65,7 +66,12 @@ class MoneyMoved(Protocol):
 
     def movements(self, params: Mapping[str, Any], *, account: str | None,
                   resolvable: Resolvable | None) -> list[Movement]:
-        """The movements of one step (``account``: the key profile's, for parameters naming none)."""
+        """The movements of one step from its raw parameters, which may still hold templates
+        (``account``: the key profile's, for parameters naming none)."""
+        ...
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        """The movements of one step from its validated parameters model, read as it is."""
         ...
 
     def allowlist_text(self, mv: Movement) -> tuple[str, dict[str, str]]:
@@ -74,11 +80,11 @@ class MoneyMoved(Protocol):
 
 
 class Legs(Protocol):
-    """How one step's parameters split into legs, each sent with its own client id."""
+    """How one step's parameters split into legs, each sent with its own client id, and how
+    the exchange's answer is read back onto them (``treasury.operations.legs``)."""
 
-    @property
-    def batched(self) -> bool:
-        """Several legs go out in one request and are answered per leg."""
+    def number(self, index: int) -> int | None:
+        """The number leg ``index``'s client id carries (None: the step's one request has none)."""
         ...
 
     def split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -101,6 +107,15 @@ class Legs(Protocol):
         """The validated request for the legs sent together (a subset of one valid request)."""
         ...
 
+    def answer(self, sent: Sequence[SentLeg], data: Any, *, item_error: ItemErrors) -> Answered:
+        """What a successful answer's JSON says about each leg of ``sent`` (``item_error``
+        reads one item of an answer that carries a result per leg)."""
+        ...
+
+    def standing(self, legs: Sequence[LegView]) -> Standing:
+        """What the step's legs (in leg order) add up to: its state and result."""
+        ...
+
 
 class Baseline(Protocol):
     """Balances noted before a send whose key cannot read the fund statement."""
@@ -119,27 +134,27 @@ class Baseline(Protocol):
         ...
 
 
-class OneLeg:
-    """Most operations: the step is one request with one client id."""
+@dataclass(frozen=True)
+class Shown:
+    """How ``treasury query`` shows a result as a table: the list under ``rows``, these
+    ``columns`` of each row, and a ``title`` naming the result's own fields (``{userId}``;
+    one the result lacks reads ``?``)."""
 
-    batched = False
+    rows: str
+    columns: tuple[str, ...]
+    title: str
 
-    def split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return [dict(params)]
-
-    def join(self, legs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        (leg,) = legs
-        return dict(leg)
-
-    def parts(self, checked: Params) -> list[Params]:
-        return [checked]
-
-    def whole(self, parts: Sequence[Params]) -> Params:
-        (part,) = parts
-        return part
+    def table(self, data: Any) -> tuple[list[tuple[Any, ...]], str] | None:
+        """The rows and the title for ``data``, or None when it has no list under ``rows``."""
+        if not isinstance(data, Mapping) or not isinstance(data.get(self.rows), list):
+            return None
+        rows = [tuple(row.get(c) for c in self.columns) for row in data[self.rows]]
+        return rows, self.title.format_map(_Fields(data))
 
 
-ONE_LEG = OneLeg()
+class _Fields(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,7 @@ class OperationSpec:
     # the result is a JSON list (a reference then starts with an index)
     result_fields: frozenset[str] | None = None
     list_result: bool = False
+    shown: Shown | None = None  # how ``treasury query`` shows it (None: a list as a table, else JSON)
 
     @property
     def moves_money(self) -> bool:

@@ -15,7 +15,7 @@ from pydantic import model_validator
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations.lookups import OrderLookup
-from treasury.operations.movement import Movement, Reader, Resolvable
+from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values
 from treasury.operations.params import Amount, ClientId, OrderType, Params, Side, Symbol, TimeInForce
 from treasury.operations.spec import OperationSpec
 
@@ -49,11 +49,11 @@ class SpotOrderParams(Params):
         return self
 
 
-def order_movement(r: Reader, leg: int, account: str | None) -> Movement:
+def order_movement(r: Values, leg: int, account: str | None) -> Movement:
     """One order's movement: its symbol and quote notional."""
     symbol = r.text("symbol", "asset", upper=True)
     order_account = r.text("accountId", "account") or account
-    if r.params.get("amount") not in (None, ""):
+    if r.given("amount"):
         amount, error = r.amount("amount")
         param = "amount"
     else:
@@ -84,6 +84,9 @@ class SpotMoney:
     def movements(self, params: Mapping[str, Any], *, account: str | None,
                   resolvable: Resolvable | None) -> list[Movement]:
         return [order_movement(Reader(params, resolvable), 0, account)]
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        return [order_movement(Checked(checked), 0, account)]
 
     def allowlist_text(self, mv: Movement) -> tuple[str, dict[str, str]]:
         return (f"{mv.asset} to account {mv.destination}",

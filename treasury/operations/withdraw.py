@@ -19,7 +19,7 @@ from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations.movement import Movement, Reader, Resolvable, normalize_destination
+from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values, normalize_destination
 from treasury.operations.params import Address, Amount, Chain, ClientId, Coin, Params
 from treasury.operations.spec import OperationSpec
 
@@ -71,7 +71,12 @@ class WithdrawMoney:
 
     def movements(self, params: Mapping[str, Any], *, account: str | None,
                   resolvable: Resolvable | None) -> list[Movement]:
-        r = Reader(params, resolvable)
+        return self._read(Reader(params, resolvable), account)
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        return self._read(Checked(checked), account)
+
+    def _read(self, r: Values, account: str | None) -> list[Movement]:
         amount, error = r.amount("quantity")
         address = r.text("address", "destination")
         return [Movement(

@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from treasury.errors import PolicyDenied
 from treasury.models import format_amount
+from treasury.operations.params import Params
 from treasury.policy.ledger import (
     RELEASED,
     Reservation,
@@ -116,11 +117,15 @@ def reserve(
     run_id: str,
     step_id: str,
     op: str,
-    params: Mapping[str, Any],
+    params: Mapping[str, Any] | Params,
     at: datetime,
     account: str | None = None,
 ) -> list[Verdict]:
     """Re-evaluate everything strictly and, if all verdicts allow, reserve the step's amounts.
+
+    ``params`` is the step's validated model (what the executor passes: the request the
+    client sends, measured as it is) or its resolved parameters (read strictly: a template
+    is literal text).
 
     Runs inside the caller's transaction: reservations for the same (op, asset) are
     serialized (advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so concurrent runs
@@ -154,11 +159,13 @@ def recheck(
     policy: Policy,
     *,
     op: str,
-    params: Mapping[str, Any],
+    params: Mapping[str, Any] | Params,
     at: datetime,
     account: str | None = None,
 ) -> list[Verdict]:
     """The rules that can turn between a step's reservation and a later send of it, strictly.
+
+    ``params`` as for :func:`reserve`: the executor passes the validated request.
 
     A step is reserved immediately before its first send. When it is sent again later (it could
     not leave, the exchange was halted or banned, or a lost answer was proven absent), the

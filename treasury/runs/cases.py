@@ -50,7 +50,8 @@ class Case(BaseModel):
 
     name: str
     requested_by: str = "erin"
-    inputs: dict[str, str] = {}
+    # scalars as strings; a list input as a list of strings or of mappings of strings
+    inputs: dict[str, str | list[str] | list[dict[str, str]]] = {}
     faults: list[dict[str, Any]] = []
     actions: list[Action] = []
     expect: Expect

@@ -9,16 +9,19 @@ sends twice.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from treasury.audit import NewEvent, append_event, append_through
-from treasury.canonical import inputs_json
+from treasury.canonical import canonical_json, inputs_json
 from treasury.engine import machine as eng
 from treasury.engine.quorum import sha256_hex
 from treasury.errors import (
@@ -31,12 +34,14 @@ from treasury.errors import (
     WorkflowInvalid,
 )
 from treasury.execution.ids import new_run_id
+from treasury.language.fanout import expanded, group_of
 from treasury.language.inputs import coerce_inputs
 from treasury.language.loader import load_workflow_text
 from treasury.language.templates import TemplateContext, TemplateError, resolve
 from treasury.language.validate import validate_workflow
-from treasury.models import ExecState, RunState, StepState
+from treasury.models import ExecState, RunState, StepState, format_amount
 from treasury.observe import context as log_context
+from treasury.operations.registry import REGISTRY
 from treasury.people import decisions
 from treasury.policy import evaluate
 from treasury.runs import runstore as store
@@ -49,6 +54,19 @@ log = logging.getLogger("treasury.runs")
 @lru_cache(maxsize=256)
 def _load_snapshot(text: str, source: str) -> Any:
     return load_workflow_text(text, source=source)
+
+
+@lru_cache(maxsize=64)
+def _expanded_snapshot(text: str, source: str, inputs_json: str) -> Any:
+    return expanded(_load_snapshot(text, source).spec, json.loads(inputs_json))
+
+
+def expanded_spec(loaded: Any, stored_inputs: Mapping[str, Any]) -> Any:
+    """The workflow's steps as a run has them: each for_each step as its instances
+    (``pay[0007]``), from the run's stored inputs (see treasury.language.fanout)."""
+    if not any(s.for_each is not None for s in loaded.spec.steps):
+        return loaded.spec
+    return _expanded_snapshot(loaded.text, loaded.source, canonical_json(dict(stored_inputs)))
 
 
 class RunService:
@@ -97,8 +115,13 @@ class RunService:
         return {"key_fingerprint": sha256_hex(str(profile.api_key))[:32],
                 "account": getattr(profile, "account_id", None)}
 
-    def spec_of(self, run: Any) -> Any:
+    def source_spec_of(self, run: Any) -> Any:
+        """The run's workflow as written in its snapshot (for_each steps as one step each)."""
         return _load_snapshot(run.workflow_snapshot, run.workflow_file).spec
+
+    def spec_of(self, run: Any) -> Any:
+        """The run's workflow from its snapshot, with for_each steps as their instances."""
+        return expanded_spec(_load_snapshot(run.workflow_snapshot, run.workflow_file), run.inputs)
 
     def _deps(self, spec: Any) -> dict[str, tuple[str, ...]]:
         deps = {k: set(v) for k, v in spec.dependencies().items()}
@@ -107,15 +130,20 @@ class RunService:
         return {k: tuple(sorted(v)) for k, v in deps.items()}
 
     def _view(self, conn: Connection, run: Any) -> eng.RunView:
+
+
         spec = self.spec_of(run)
         deps = self._deps(spec)
         rows = store.get_steps(conn, run.id)
+        groups = {r.step_id: group_of(spec, r.step_id) for r in rows}
         return eng.RunView(
             id=run.id,
             state=RunState(run.state),
             steps=tuple(
-                eng.StepView(r.step_id, r.kind, StepState(r.state), deps.get(r.step_id, ())) for r in rows
+                eng.StepView(r.step_id, r.kind, StepState(r.state), deps.get(r.step_id, ()), groups[r.step_id])
+                for r in rows
             ),
+            concurrency={s.id: s.parallel for s in self.source_spec_of(run).steps if s.for_each is not None},
         )
 
     def finish_entry(self) -> None:
@@ -177,7 +205,7 @@ class RunService:
             "version": 0,
         })
         rows = []
-        for idx, step in enumerate(loaded.spec.steps):
+        for idx, step in enumerate(self.instances(loaded, stored_inputs)):
             rows.append({
                 "run_id": run_id, "step_id": step.id, "idx": idx,
                 "kind": "approval" if step.approval is not None else "operation",
@@ -198,6 +226,30 @@ class RunService:
             **(decisions.audit_payload(verified) if verified is not None else {}),
         })
         return run_id
+
+    def instances(self, loaded: Any, stored_inputs: Mapping[str, Any]) -> list[Any]:
+        """The steps a run of ``loaded`` has (for_each steps as their instances), each instance's
+        key profile checked against keys.yaml.
+
+        Raises:
+            ParameterError: an item chooses a key profile that is unknown or lacks the permission
+                the operation needs (naming the instance and the profile).
+        """
+        try:
+            spec = expanded_spec(loaded, stored_inputs)
+        except TreasuryError as exc:
+            raise ParameterError("for_each", str(exc)) from exc
+        for step in spec.steps:
+            if group_of(spec, step.id) is None or step.key is None or step.op is None:
+                continue
+            profile = self.ctx.keys.get(step.key)
+            op = REGISTRY.get(step.op)
+            if profile is None:
+                raise ParameterError(step.id, f"chooses key profile {step.key!r}, which is not in keys.yaml")
+            if op is not None and op.permission not in profile.permissions:
+                raise ParameterError(step.id, f"chooses key profile {step.key!r}, which lacks the "
+                                              f"{op.permission.value!r} permission that {op.name} needs")
+        return list(spec.steps)
 
     def check_quorums(self, spec: Any, requested_by: str) -> None:
         """Refuse a run whose approvals its own requester would make unreachable.
@@ -306,6 +358,48 @@ class RunService:
             for v in verdicts:
                 if not v.allowed:
                     return f"policy refused step {step.id!r}: {v.message}"
+        return self._fan_out_totals_at_start(conn, run, spec)
+
+    def _fan_out_totals_at_start(self, conn: Connection, run: Any, spec: Any) -> str | None:
+        """Each for_each step's total against the rolling caps: every item passed on its own,
+        but the list as a whole must fit too (each send still reserves its own amount).
+
+        Items are summed per key profile and asset; a cap scoped to one destination is judged
+        against the list's whole total of that asset (stricter, never looser).
+        """
+        assert self.ctx.policy is not None
+        groups: dict[tuple[str, str | None, str], list[tuple[Any, Any, dict[str, Any]]]] = {}
+        for step in spec.steps:
+            group = group_of(spec, step.id)
+            op = REGISTRY.get(step.op) if step.op else None
+            if group is None or op is None or op.money is None:
+                continue
+            params = self.resolve_params(run, step, {})
+            if params is None:
+                continue
+            for mv in op.money.movements(params, account=self.account_of(step.key), resolvable=None):
+                if mv.asset is not None and mv.amount is not None:
+                    groups.setdefault((group, step.key, mv.asset), []).append((step, mv, params))
+        for (group, key, asset), found in groups.items():
+            if len(found) < 2:
+                continue
+            step, first_mv, first_params = found[0]
+            total = sum((mv.amount for _, mv, _ in found), Decimal(0))
+            as_one = {**first_params, first_mv.amount_param: format_amount(total)}
+            verdicts = [v for v in evaluate(conn, self.ctx.policy, op=step.op, params=as_one, at=self.now(),
+                                            account=self.account_of(key))
+                        if (v.rule or "").endswith(".max_per_window")]
+            if not verdicts:
+                continue
+            allowed = all(v.allowed for v in verdicts)
+            self.audit(conn, "policy.decision", "system", run_id=run.id, step_id=group, payload={
+                "stage": "start", "op": step.op, "allowed": allowed, "total": format_amount(total),
+                "asset": asset, "items": len(found), "policy_digest": getattr(self.ctx.policy, "digest", None),
+                "verdicts": [v.to_dict() for v in verdicts]})
+            for v in verdicts:
+                if not v.allowed:
+                    return (f"policy refused for_each step {group!r} as a whole ({len(found)} items, "
+                            f"{format_amount(total)} {asset} in total): {v.message}")
         return None
 
     # ------------------------------------------------------------------ applying events
@@ -346,9 +440,17 @@ class RunService:
                 payload["result_digest"] = result_digest
             events.append(NewEvent("step.state", actor, at, run.id, step_id, payload))
         if t.run_state != view.state:
+            moved: dict[str, Any] = {"from": view.state.value, "to": t.run_state.value}
+            counts = eng.group_counts(eng.RunView(view.id, t.run_state, tuple(
+                replace(s, state=t.step_states.get(s.id, s.state)) for s in view.steps)))
+            if counts and t.run_state in (RunState.SUCCEEDED, RunState.FAILED, RunState.NEEDS_ATTENTION):
+                # the outcome says how many items of each for_each step ended in each state
+                moved["items"] = counts
+                if error is None and t.run_state != RunState.SUCCEEDED:
+                    error = "; ".join(f"{group}: " + ", ".join(f"{n} {state}" for state, n in c.items())
+                                      for group, c in counts.items())
             store.set_run_state(conn, run.id, t.run_state, at, error=error)
-            events.append(NewEvent("run.state", actor, at, run.id, None,
-                                   {"from": view.state.value, "to": t.run_state.value, "error": error}))
+            events.append(NewEvent("run.state", actor, at, run.id, None, {**moved, "error": error}))
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):

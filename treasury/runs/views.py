@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NotRequired, TypedDict
 
 from treasury.audit import query_events
 from treasury.canonical import inputs_json
 from treasury.execution.ids import client_id_for
+from treasury.language.fanout import split_instance
 from treasury.language.inputs import coerce_inputs
+from treasury.models import format_amount
 from treasury.operations.registry import get_operation
 from treasury.policy import evaluate
 from treasury.runs import runstore as store
@@ -70,8 +74,9 @@ def plan_run(svc: ParamsHost, loaded: Any, raw_inputs: Mapping[str, Any], *, req
     svc.check_quorums(loaded.spec, requested_by)  # refused here exactly as a real start would be
     fake_run = SimpleNamespace(id="r00000000000", inputs=inputs, requested_by=requested_by)
     out_steps = []
+    spec = svc.instances(loaded, inputs)
     with svc.engine.connect() as conn:
-        for step in loaded.spec.steps:
+        for step in spec:
             entry: dict[str, Any] = {"id": step.id}
             if step.approval is not None:
                 entry.update({
@@ -91,9 +96,42 @@ def plan_run(svc: ParamsHost, loaded: Any, raw_inputs: Mapping[str, Any], *, req
                     entry["policy"] = [v.to_dict() for v in verdicts]
             out_steps.append(entry)
     allowed = all(v["allowed"] for s in out_steps for v in s.get("policy", []))
-    return {"workflow": loaded.spec.name, "file": loaded.source, "workflow_digest": loaded.digest,
-            "inputs": inputs, "requested_by": requested_by, "steps": out_steps, "allowed": allowed,
-            "dry_run": True}
+    out = {"workflow": loaded.spec.name, "file": loaded.source, "workflow_digest": loaded.digest,
+           "inputs": inputs, "requested_by": requested_by, "steps": out_steps, "allowed": allowed,
+           "dry_run": True}
+    fan = fan_out_summary(loaded.spec, {s["id"]: (None, s.get("params")) for s in out_steps})
+    if fan:
+        out["fan_out"] = fan
+    return out
+
+
+def fan_out_summary(spec: Any, steps: Mapping[str, tuple[str | None, Any]]) -> list[dict[str, Any]]:
+    """For each for_each step: how many items, how many in each state, and the total it moves
+    per asset. ``steps``: step (instance) id -> (state or None, parameters)."""
+    from decimal import Decimal
+
+
+    out = []
+    for step in spec.steps:
+        if step.for_each is None:
+            continue
+        mine = {sid: v for sid, v in steps.items() if split_instance(sid)[0] == step.id and sid != step.id}
+        states = Counter(state for state, _ in mine.values() if state is not None)
+        totals: dict[str, Decimal] = {}
+        op = get_operation(step.op) if step.op else None
+        money = getattr(op, "money", None)
+        for _, params in mine.values():
+            if money is None or not isinstance(params, Mapping):
+                continue
+            for mv in money.movements(params, account=None, resolvable=None):
+                if mv.asset is not None and mv.amount is not None:
+                    totals[mv.asset] = totals.get(mv.asset, Decimal(0)) + mv.amount
+        entry: dict[str, Any] = {"step": step.id, "items": len(mine), "concurrency": step.parallel,
+                                 "totals": {a: format_amount(t) for a, t in sorted(totals.items())}}
+        if states:
+            entry["states"] = dict(sorted(states.items()))
+        out.append(entry)
+    return out
 
 
 def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[str, Any]:
@@ -158,6 +196,12 @@ def show_run(svc: ParamsHost, run_id: str, *, with_audit: bool = True) -> dict[s
         "schedule": run.schedule, "due_at": run.due_at, "error": run.error,
         "steps": steps_out, "approvals": votes,
     }
+    # an instance not started yet is counted by its parameters as the spec fills them from its item
+    fan = fan_out_summary(svc.source_spec_of(run),
+                          {r.step_id: (r.state, r.params if r.params is not None else spec.step(r.step_id).params)
+                           for r in step_rows if r.kind == "operation"})
+    if fan:
+        out["fan_out"] = fan
     if with_audit:
         out["audit"] = [
             AuditEntry(seq=e.seq, at=e.at, actor=e.actor, step_id=e.step_id, type=e.type, payload=e.payload)

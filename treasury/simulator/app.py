@@ -35,7 +35,8 @@ import httpx
 
 from treasury.clock import SystemClock
 from treasury.errors import ConfigError
-from treasury.simulator import account_api, funding_api, spot_api
+from treasury.simulator.api import account, funding, spot
+from treasury.simulator.api.routes import Call, Endpoint, weight_of
 from treasury.simulator.auth import TwoFactor, check_timestamp, parse_request, verify_signature
 from treasury.simulator.faults import Decision, Faults
 from treasury.simulator.funding import Funding
@@ -44,13 +45,12 @@ from treasury.simulator.orders import OrderBook
 from treasury.simulator.persist import StateFile, dump_world, restore_world
 from treasury.simulator.protocol import Answer, ApiError, Params, SimRequest, to_amount
 from treasury.simulator.ratelimit import RateLimiter
-from treasury.simulator.routes import Call, Endpoint, weight_of
 from treasury.simulator.state import KeySpec, SimulatorConfig
 
 log = logging.getLogger(__name__)
 
 ROUTES: dict[tuple[str, str], Endpoint] = {
-    (e.method, e.path): e for module in (account_api, spot_api, funding_api) for e in module.ENDPOINTS
+    (e.method, e.path): e for module in (account, spot, funding) for e in module.ENDPOINTS
 }
 LOCAL_SOURCE = "127.0.0.1"
 
@@ -132,7 +132,7 @@ class Simulator:
             self.funding.refresh()
             return {
                 "serverTime": led.now_ms(),
-                "accounts": account_api.account_types(self._call(None, {})),
+                "accounts": account.account_types(self._call(None, {})),
                 "balances": led.balances_state(),
                 "orders": [dict(o.detail(), apiKey=o.api_key) for o in self.book.orders.values()],
                 "trades": [t.json() for t in self.book.trades],

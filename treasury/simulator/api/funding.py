@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from treasury.models import Permission, RateClass
-from treasury.simulator.account_api import time_range
+from treasury.simulator.api.account import time_range
+from treasury.simulator.api.routes import Call, Endpoint
 from treasury.simulator.protocol import ApiError
-from treasury.simulator.routes import Call, Endpoint
 
 FIAT_STATUSES = ("under_review", "processing", "successful", "failed", "return", "withdraw_return")
 

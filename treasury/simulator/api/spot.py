@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from treasury.models import Permission, RateClass
+from treasury.simulator.api.routes import Call, Endpoint
 from treasury.simulator.orders import SIDES, parse_order
 from treasury.simulator.protocol import ApiError, invalid, missing
-from treasury.simulator.routes import Call, Endpoint
 
 MAX_BATCH = 20
 MAX_CANCEL_IDS = 100

@@ -1,6 +1,6 @@
 """What an endpoint is: path, method, permission, rate class, weight and handler.
 
-Handlers live in ``account_api``, ``spot_api`` and ``funding_api`` (each exports ``ENDPOINTS``);
+Handlers live in ``api.account``, ``api.spot`` and ``api.funding`` (each exports ``ENDPOINTS``);
 each takes a :class:`Call` and returns the JSON body of a 200 answer, or raises ``ApiError``.
 """
 

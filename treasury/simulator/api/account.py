@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from treasury.models import Permission, RateClass
+from treasury.simulator.api.routes import Call, Endpoint
 from treasury.simulator.ledger import amt
 from treasury.simulator.orders import Trade
 from treasury.simulator.protocol import ApiError, invalid
-from treasury.simulator.routes import Call, Endpoint
 from treasury.simulator.state import DEFAULT_LABELS
 
 DAY_MS = 86_400_000
