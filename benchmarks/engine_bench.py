@@ -6,7 +6,9 @@ off, and the client's limiter raised out of the way. Two set-ups:
 
 - ``inline``: SQLite, the inline dispatcher, one process (what ``treasury run`` does);
 - ``celery``: PostgreSQL, Redis and ``--workers`` Celery worker processes (``celery -A
-  treasury.worker worker -c 1`` each; the machine has 2 cores, so 2 workers).
+  treasury.worker worker -c 1`` each; the machine has 2 cores, so 2 workers). Its baseline,
+  in the same run: a bare Celery chain of no-op tasks (``chain_baseline.py``) with the same
+  runs, steps, workers and Redis; the target is at least half of its steps per second.
 
 Per set-up:
 
@@ -26,6 +28,7 @@ Per set-up:
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import tempfile
@@ -277,7 +280,48 @@ def run_celery(args: argparse.Namespace, sim: Any, timer: ExchangeTimer, tmp: Pa
             cluster.stop_all()
             engine.dispose()
             common.delete_redis_keys(broker, f"*{queue}*")
+    out["bare_chain"] = bare_chain(args, broker, tmp)
+    print(f"  celery/bare chain of no-op tasks: {out['bare_chain']['steps_per_second']} steps/s", flush=True)
     return out
+
+
+def bare_chain(args: argparse.Namespace, broker: str, tmp: Path) -> dict[str, Any]:
+    """The baseline: ``--runs`` chains of ``--steps`` no-op Celery tasks, first tasks queued
+    while no worker runs, then ``--workers`` workers (one process each) until all are done."""
+    import redis as redis_lib
+
+    ns = f"bench:chain:{secrets.token_hex(4)}"
+    queue = f"bench-chain-{secrets.token_hex(3)}"
+    bench_dir = Path(__file__).resolve().parent
+    env = common.clean_env(BENCH_BROKER=broker, BENCH_NS=ns, BENCH_QUEUE=queue,
+                           PYTHONPATH=f"{bench_dir}{os.pathsep}{common.ROOT}")
+    os.environ.update(BENCH_BROKER=broker, BENCH_NS=ns, BENCH_QUEUE=queue)
+    import chain_baseline
+
+    chain_baseline.app.conf.broker_url = broker
+    r = redis_lib.Redis.from_url(broker)
+    total = args.runs * args.steps
+    cluster = common.Cluster(env=env, tmp=tmp, queue=queue, app="chain_baseline")
+    try:
+        with chain_baseline.app.producer_or_acquire() as producer:
+            for run in range(args.runs):
+                chain_baseline.step.apply_async(args=[run, 0, args.steps], queue=queue, producer=producer)
+        cluster.start_ready(*(f"c{i}" for i in range(args.workers)), timeout=90)
+        t0 = time.monotonic()
+        deadline = t0 + args.timeout
+        done = 0
+        while time.monotonic() < deadline:
+            done = int(r.get(f"{ns}:done") or 0)
+            if done >= total:
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+    finally:
+        cluster.stop_all()
+        common.delete_redis_keys(broker, f"{ns}*")
+        common.delete_redis_keys(broker, f"*{queue}*")
+    return {"runs": args.runs, "steps": done, "seconds": round(elapsed, 2),
+            "steps_per_second": round(done / elapsed, 1) if elapsed else None}
 
 
 def latency_runs(args: argparse.Namespace, service: Any, loaded: Any, engine: Any,
@@ -331,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
                          "none" if phase == "plain" else f"{args.waiting:,}", f["steps_per_second"],
                          f["overhead_ms"]["median"], f["overhead_ms"]["p99"], f["step_time_ms"]["median"],
                          f"{f['runs_succeeded']}/{f['runs']}"])
+        if "bare_chain" in r:
+            b = r["bare_chain"]
+            rows.append([f"bare Celery chain, no-op tasks ({r['workers']} workers)", "none", b["steps_per_second"],
+                         "-", "-", "-", f"{b['steps']}/{b['runs'] * args.steps} steps"])
     common.print_table(
         f"Engine overhead: runs of {args.steps} transfer steps, simulator over HTTP without limits "
         f"(its own time per request: median {exchange['median']} ms)",
@@ -343,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             target["inline median overhead <= 5 ms"] = (r["plain"]["overhead_ms"]["median"] or 1e9) <= 5
         if r["mode"] == "celery":
             target["celery >= 300 steps/s"] = (r["plain"]["steps_per_second"] or 0) >= 300
+            bare = r["bare_chain"]["steps_per_second"] or 0
+            target["celery >= 0.5 of a bare Celery chain"] = bool(bare) and (
+                r["plain"]["steps_per_second"] or 0) >= 0.5 * bare
         slower = (r["with_waiting"]["steps_per_second"] or 0) < 0.9 * (r["plain"]["steps_per_second"] or 0)
         target[f"{r['mode']}: waiting runs do not slow the rest (within 10 %)"] = not slower
     common.write_result("engine_bench", {"exchange_time_ms": exchange, "results": results, "target_met": target},

@@ -1,7 +1,7 @@
 """Benchmark 4: the scheduler with 10,000 schedules: tick time, and lag from due time to run.
 
 10,000 workflow files with a ``schedule:`` block are written to a temporary folder; beat's
-real tick (:class:`treasury.worker.schedules.Beat`: read and hash every file, then
+real tick (:class:`treasury.schedules.beat.Beat`: read and hash every file, then
 :class:`treasury.schedules.tick.Scheduler` over PostgreSQL) is timed
 
 - when nothing is due (the cost of evaluating 10,000 schedules), split into loading the
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy import select
 
     from treasury.runtime import build_runtime
+    from treasury.schedules.beat import Beat, collector_paused
     from treasury.schema import create_schema
     from treasury.settings import Settings
     from treasury.store.db import make_engine
     from treasury.store.tables import runs
-    from treasury.worker.schedules import Beat, collector_paused
 
     clock = OffsetClock()
     real = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from tests.audit.helpers import make_run, raw_rows, seed
-from treasury.audit import GENESIS_HASH, append_event, query_events, read_head, verify_chain
+from treasury.audit import GENESIS_HASH, NewEvent, append_event, append_events, query_events, read_head, verify_chain
 from treasury.audit import events as ev
 from treasury.clock import ManualClock
 from treasury.errors import ParameterError
@@ -162,3 +162,33 @@ def test_query_pages_by_seq_without_reading_everything(engine: Engine) -> None:
         event.remove(engine, "before_cursor_execute", count)
     assert [r.seq for r in first + rest] == list(range(1, 26))
     assert len(selects) == 3  # pages of 10, 10, 5
+
+
+def test_a_batch_is_consecutive_links_from_one_head_read_and_one_insert(engine: Engine) -> None:
+    seed(engine, 2)
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    batch = [NewEvent(type=f"test.batch{i}", actor="alice", at=at, run_id="R1",
+                      payload={"i": i, "amount": Decimal("1.50")}) for i in range(3)]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as conn:
+            records = append_events(conn, batch)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [r.seq for r in records] == [3, 4, 5]
+    assert records[0].payload == {"i": 0, "amount": "1.50"}
+    # one head read (locked) and one multi-row insert; SQLite's BEGIN IMMEDIATE is a statement too
+    assert [s for s in statements if s != "BEGIN"] == ["SELECT", "INSERT"]
+    assert list(query_events(engine))[2:] == records
+    result = verify_chain(engine)
+    assert (result.ok, result.count, result.head_hash) == (True, 5, records[-1].hash)
+    assert read_head(engine) == (5, records[-1].hash)
+    # a batch after a batch links on, and a bad event refuses the whole batch before writing
+    with pytest.raises(ParameterError), engine.begin() as conn:
+        append_events(conn, [batch[0], NewEvent(type="x", actor="", at=at)])
+    assert read_head(engine)[0] == 5

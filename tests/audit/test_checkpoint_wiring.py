@@ -145,3 +145,26 @@ def test_the_sweeper_anchors_a_quiet_log(tmp_path: Path) -> None:
     clock.advance(rt.settings.checkpoint_every_seconds)
     assert sweep_once(wrt)["checkpoints"] == 1
     assert CheckpointStore(tmp_path / "treasury.db.checkpoints").seqs() == [1, 3]
+
+
+def test_the_wal_is_synced_before_a_checkpoint_vouches_for_a_head(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # synchronous=NORMAL leaves recent commits unsynced; a checkpoint ahead of the chain after a
+    # power loss would make the chain BROKEN, so the WAL is fsync'd before each file is written
+    import os
+
+    rt = build_runtime(_settings(tmp_path), clock=ManualClock())
+    folder = tmp_path / "treasury.db.checkpoints"
+    wal = os.path.realpath(tmp_path / "treasury.db-wal")
+    synced: list[list[int]] = []  # the checkpoint files that existed at each sync of the WAL
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.realpath(f"/proc/self/fd/{fd}") == wal:
+            synced.append(CheckpointStore(folder).seqs())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    seed(rt.engine, 3)
+    assert CheckpointStore(folder).seqs() == [1]
+    assert synced and synced[0] == []  # the WAL was synced before checkpoint 1 was written

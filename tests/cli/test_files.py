@@ -91,7 +91,7 @@ def test_run_and_validate_refuse_an_endless_file_without_reading_it(tmp_path: Pa
 
 
 def test_beat_skips_an_oversized_or_non_utf8_file_naming_it(tmp_path: Path) -> None:
-    from treasury.worker.schedules import ScheduleLoader
+    from treasury.schedules.beat import ScheduleLoader
 
     (tmp_path / "big.yaml").write_bytes(b"#" * (300 * 1024))
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")

@@ -215,6 +215,21 @@ def test_host_limiter_survives_a_damaged_file(tmp_path: Path) -> None:
     assert json.loads(limiter.key_path("k").read_text())["windows"]["query|k"]  # the key's own file
 
 
+def test_host_limiter_state_that_shrinks_leaves_no_old_tail(tmp_path: Path) -> None:
+    # the state is written over the old text and then cut: a shorter one must not keep its end
+    clock = ManualClock()
+    limiter = HostRateLimiter(RateLimits(query=50), clock, tmp_path / "limits.json")
+    for _ in range(10):
+        send(limiter, "k", RateClass.QUERY)
+    path = limiter.key_path("k")
+    long = len(path.read_text())
+    clock.advance(120)  # every entry has run out: the next write holds one
+    send(limiter, "k", RateClass.QUERY)
+    text = path.read_text()
+    assert len(text) < long
+    assert len(json.loads(text)["windows"]["query|k"]) == 1
+
+
 def test_host_limiter_is_exclusive_under_concurrency(tmp_path: Path) -> None:
     path = tmp_path / "limits.json"
     grants: list[tuple[float, int]] = []

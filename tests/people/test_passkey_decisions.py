@@ -21,9 +21,9 @@ from treasury.errors import ApprovalRefused, DecisionRefused
 from treasury.people import passkeys as pk
 from treasury.people.decisions import SignedDecision, document_text
 from treasury.people.invites import create_invite
-from treasury.people.reverify import decisions_evidence, verify_decisions
 from treasury.people.tables import decisions, passkeys
 from treasury.runs import signing as deciding
+from treasury.runs.reverify import decisions_evidence, verify_decisions
 
 WITHDRAW = "/api/v1/account/withdraw"
 RP = pk.RelyingParty(rp_id="localhost", rp_name="treasury", origin="http://localhost:8700")

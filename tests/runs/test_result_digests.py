@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from treasury.audit import query_events
-from treasury.people.reverify import verify_decisions
+from treasury.runs.reverify import verify_decisions
 from treasury.store.tables import steps
 
 from .conftest import HeldDispatcher

@@ -20,8 +20,8 @@ from treasury.audit import query_events
 from treasury.engine.quorum import GuardedStep, approval_digest, sha256_hex
 from treasury.errors import ApprovalRefused, DecisionRefused
 from treasury.people.decisions import sign_document
-from treasury.people.reverify import verify_decisions
 from treasury.runs import signing, votes
+from treasury.runs.reverify import verify_decisions
 from treasury.store.tables import approvals, runs, steps
 
 from .conftest import PAYOUT, ROOT, HeldDispatcher, load

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, String, Table, insert, select
 
 from treasury.clock import ManualClock
+from treasury.language.timing import CatchUp, ScheduleSpec
 from treasury.schedules.tables import UTCDateTime, schedule_ticks
 from treasury.schedules.tick import Scheduler
-from treasury.schedules.timing import CatchUp, ScheduleSpec
 from treasury.schema import create_schema
 from treasury.store.db import make_engine
 from treasury.store.tables import runs

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Connection, Engine, Row, select
 
 from treasury.clock import ManualClock
+from treasury.language.timing import CatchUp, ScheduleSpec, due_between
 from treasury.schedules.tables import schedule_state
 from treasury.schedules.tick import Scheduler, TickReport
-from treasury.schedules.timing import CatchUp, ScheduleSpec, due_between
 
 from .conftest import T0, audit_rows, record_audit, run_rows, spec, start_run, tick_rows
 

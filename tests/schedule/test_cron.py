@@ -9,7 +9,7 @@ import pytest
 from croniter import croniter
 
 from treasury.errors import ConfigError
-from treasury.schedules.timing import (
+from treasury.language.timing import (
     ScheduleSpec,
     _parse,
     due_between,

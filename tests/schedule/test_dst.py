@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from treasury.schedules.timing import CatchUp, ScheduleSpec, _parse, due_between, next_fire, plan_tick
+from treasury.language.timing import CatchUp, ScheduleSpec, _parse, due_between, next_fire, plan_tick
 
 from .conftest import utc
 

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from treasury.clock import ManualClock
+from treasury.language.timing import CatchUp
 from treasury.schedules.tables import schedule_ticks
 from treasury.schedules.tick import Scheduler
-from treasury.schedules.timing import CatchUp
 
 from .conftest import T0, audit_rows, minutes, run_dues, spec, tick_rows
 

@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 
 from treasury.clock import ManualClock
 from treasury.errors import ParameterError
+from treasury.language.timing import CatchUp
 from treasury.schedules.tick import Scheduler
-from treasury.schedules.timing import CatchUp
 
 from .conftest import T0, audit_rows, minutes, run_dues, spec, tick_rows
 

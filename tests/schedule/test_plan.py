@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from treasury.schedules.timing import CatchUp, ScheduleSpec, TickPlan, plan_tick
+from treasury.language.timing import CatchUp, ScheduleSpec, TickPlan, plan_tick
 
 from .conftest import T0
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from treasury.clock import ManualClock
+from treasury.language.timing import CatchUp, ScheduleSpec
 from treasury.schedules.tables import schedule_state
 from treasury.schedules.tick import Scheduler
-from treasury.schedules.timing import CatchUp, ScheduleSpec
 from treasury.store.tables import runs
 
 from .conftest import T0, audit_rows, minutes, run_dues, run_rows, spec, start_run, tick_rows

@@ -20,6 +20,7 @@ from treasury.clock import ManualClock
 from treasury.people.keyring import make_demo_identities
 from treasury.people.passkeys import RelyingParty
 from treasury.runtime import Runtime, build_runtime
+from treasury.schedules.beat import load_schedules
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state
 from treasury.web import sessions
@@ -27,7 +28,6 @@ from treasury.web.app import create_app
 from treasury.web.ceremony import PasskeyCeremony
 from treasury.web.config import WebSettings
 from treasury.web.desk import RuntimeDesk
-from treasury.worker.schedules import load_schedules
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = "http://localhost:8700"

@@ -13,7 +13,7 @@ from treasury.audit import verify_chain
 from treasury.errors import ApprovalRefused
 from treasury.people.decisions import document_text
 from treasury.people.passkeys import webauthn_signed
-from treasury.people.reverify import verify_decisions
+from treasury.runs.reverify import verify_decisions
 
 WITHDRAW = "/api/v1/account/withdraw"
 

@@ -19,11 +19,11 @@ from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.errors import ConfigError, TreasuryError
+from treasury.language.timing import CatchUp
 from treasury.runtime import Runtime, build_runtime
-from treasury.schedules.timing import CatchUp
+from treasury.schedules.beat import Beat, ScheduleLoader, load_schedules
 from treasury.settings import Settings
 from treasury.store.tables import runs
-from treasury.worker.schedules import Beat, ScheduleLoader, load_schedules
 
 START = datetime(2026, 3, 2, 1, 0, 30, tzinfo=UTC)  # a Monday, 09:00:30 in Hong Kong
 
@@ -207,7 +207,7 @@ def test_a_tick_holds_the_collector_off_and_restores_it(
 ) -> None:
     import gc
 
-    from treasury.worker.schedules import collector_paused
+    from treasury.schedules.beat import collector_paused
 
     seen: list[bool] = []
     rt = _runtime(sqlite_engine, config_dir, wf, clock)

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from tests.worker.test_beat import START, scheduled
 from treasury.clock import ManualClock
 from treasury.runtime import build_runtime
+from treasury.schedules.beat import Beat
 from treasury.settings import Settings
 from treasury.worker.process import beat_tick
-from treasury.worker.schedules import Beat
 
 
 def _value(name: str, labels: dict[str, str] | None = None) -> float:

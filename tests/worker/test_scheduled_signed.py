@@ -12,11 +12,11 @@ from sqlalchemy import Engine, text, update
 from tests.worker.test_beat import clock, scheduled, wf  # noqa: F401 - fixtures
 from treasury.audit import query_events
 from treasury.clock import ManualClock
-from treasury.people.reverify import verify_decisions
+from treasury.runs.reverify import verify_decisions
 from treasury.runtime import build_runtime
+from treasury.schedules.beat import Beat
 from treasury.settings import Settings
 from treasury.store.tables import runs, steps
-from treasury.worker.schedules import Beat
 
 
 def _fire(sqlite_engine: Engine, config_dir: Path, wf: Path, clock: ManualClock) -> tuple[object, str]:  # noqa: F811

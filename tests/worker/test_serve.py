@@ -26,12 +26,12 @@ from treasury.cli.context import AppContext
 from treasury.cli.main import cli
 from treasury.clock import ManualClock
 from treasury.runtime import Runtime, build_runtime
+from treasury.schedules.beat import Beat
 from treasury.schema import create_schema
 from treasury.settings import Settings
 from treasury.simulator import Simulator, load_state
 from treasury.store.db import make_engine
 from treasury.store.tables import runs
-from treasury.worker.schedules import Beat
 from treasury.worker.serve import ServeOptions, Server, build_server
 
 OPTIONS = ServeOptions(tick_interval=15, sweep_interval=60, sweep_older_than=120, grace=5)

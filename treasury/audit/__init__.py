@@ -11,8 +11,11 @@ from treasury.audit.bundle import check_bundle_against_db
 from treasury.audit.chain import GENESIS_HASH
 from treasury.audit.log import (
     AuditRecord,
+    NewEvent,
     VerifyResult,
     append_event,
+    append_events,
+    append_through,
     export_run,
     query_events,
     read_head,
@@ -24,8 +27,11 @@ from treasury.audit.log import (
 __all__ = [
     "GENESIS_HASH",
     "AuditRecord",
+    "NewEvent",
     "VerifyResult",
     "append_event",
+    "append_events",
+    "append_through",
     "check_bundle_against_db",
     "export_run",
     "query_events",

@@ -45,6 +45,7 @@ from treasury.audit.server_key import ServerKey
 from treasury.audit.tables import read_head
 from treasury.clock import Clock
 from treasury.errors import ChainBroken
+from treasury.store.db import sync_committed
 
 log = logging.getLogger("treasury.audit")
 
@@ -67,6 +68,8 @@ def install(engine: Engine, checkpointer: Checkpointer) -> None:
     back to the pool, or begins its next transaction), so the head lock is not held meanwhile.
     """
     engine.update_execution_options(**{OPTION: checkpointer})
+    # a checkpoint vouches for a committed head: it must be on disk before the file is
+    checkpointer.make_durable = lambda: sync_committed(engine)
     if not getattr(engine, _LISTENING, False):
         setattr(engine, _LISTENING, True)
 
@@ -127,6 +130,9 @@ class Checkpointer:
         self._due_at = -math.inf  # no checkpoint yet: anchor the chain at the first chance
         self.written = 0  # checkpoints this process wrote (for tests and benchmarks)
         self._failure: Exception | None = None
+        # makes the committed head durable before a file vouches for it (``install`` sets it:
+        # SQLite's synchronous=NORMAL leaves recent commits unsynced)
+        self.make_durable: Callable[[], None] = lambda: None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -249,6 +255,10 @@ class Checkpointer:
         return None
 
     def _write(self, seq: int, hash_: str) -> Checkpoint:
+        try:
+            self.make_durable()  # a power loss must not leave a checkpoint ahead of the chain
+        except OSError as exc:
+            raise CheckpointError(f"the database could not be synced before checkpoint {seq}: {exc}") from exc
         cp = Checkpoint.sign(seq, hash_, self.clock.now(), self._signing_key())
         if self.store.write(cp):
             self.written += 1

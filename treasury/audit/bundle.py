@@ -28,6 +28,7 @@ from treasury.audit.redaction import redact
 from treasury.audit.tables import SELECT_HEAD, audit_events, record_columns
 from treasury.clock import Clock, SystemClock
 from treasury.errors import AuditError
+from treasury.store.tables import approvals, execution_records, runs, steps
 
 BUNDLE_FORMAT = "treasury.audit.bundle/1"
 
@@ -59,8 +60,6 @@ def export_run(engine: Engine, run_id: str, *, clock: Clock | None = None) -> di
     Rows are read in one consistent snapshot and redacted like audit payloads. Raises
     AuditError when the run does not exist.
     """
-    from treasury.store.tables import approvals, execution_records, runs, steps
-
     exported_at = (clock or SystemClock()).now()
     with _snapshot(engine) as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()

@@ -10,11 +10,12 @@ another appender could deadlock (PostgreSQL would abort one of the two).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, insert, select, text
+from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -24,14 +25,18 @@ from treasury.audit.bundle import export_run, verify_bundle
 from treasury.audit.canonical import canonical_json, format_at, to_jsonable, utc
 from treasury.audit.chain import GENESIS_HASH, AuditRecord, VerifyResult, body_digest, body_parts, link_hash
 from treasury.audit.redaction import redact
-from treasury.audit.tables import SELECT_HEAD, audit_events, audit_head, read_head, record_columns
+from treasury.audit.tables import SELECT_HEAD_FOR_UPDATE, audit_events, audit_head, read_head, record_columns
 from treasury.audit.verify import verify_chain
 from treasury.errors import ParameterError
+from treasury.store.tables import runs
 
 __all__ = [
     "AuditRecord",
+    "NewEvent",
     "VerifyResult",
     "append_event",
+    "append_events",
+    "append_through",
     "export_run",
     "query_events",
     "read_head",
@@ -41,6 +46,18 @@ __all__ = [
 ]
 
 MAX_ACTOR = 100
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append (``append_events``); the fields are ``append_event``'s arguments."""
+
+    type: str
+    actor: str
+    at: datetime
+    run_id: str | None = None
+    step_id: str | None = None
+    payload: Mapping[str, Any] | None = None
 
 
 def append_event(
@@ -63,6 +80,53 @@ def append_event(
     the latest checkpoint, and CheckpointError when a due checkpoint cannot be written.
     Database errors propagate and should roll back the caller's transaction.
     """
+    return append_events(conn, [NewEvent(type, actor, at, run_id, step_id, payload)])[0]
+
+
+def append_events(conn: Connection, events: Sequence[NewEvent]) -> list[AuditRecord]:
+    """Append ``events``, in order, as consecutive links inside the caller's open transaction.
+
+    One read (and lock) of the chain head and one multi-row insert, whatever their number:
+    a transition's events cost two statements, not two per event (a single event on
+    PostgreSQL is one statement). Checks and raises as ``append_event``, for every event
+    before anything is written. Returns the stored records in chain order.
+    """
+    if not events:
+        return []
+    rows = [_prepared(e) for e in events]
+    if conn.dialect.name == "postgresql" and len(rows) == 1:
+        values, before, after = rows[0]
+        links = [_append_one_postgres(conn, values, before, after)]
+    else:
+        links = _append_many(conn, rows)
+    checkpointer = conn.get_execution_options().get(CHECKPOINTER)
+    if checkpointer is not None:  # anchors the committed head, or refuses a chain that lost history
+        seq, prev_hash, _ = links[0]
+        checkpointer.on_append(conn, seq, prev_hash)
+    records = []
+    for (values, _, _), (seq, prev_hash, hash_) in zip(rows, links, strict=True):
+        record = AuditRecord(seq=seq, at=values["at"], actor=values["actor"], run_id=values["run_id"],
+                             step_id=values["step_id"], type=values["type"], payload=values["clean"],
+                             prev_hash=prev_hash, hash=hash_)
+        outbox.on_append(conn, record)  # a notification, if it is one, commits with the event
+        records.append(record)
+    return records
+
+
+def append_through(audit: Callable[..., Any], conn: Connection, events: Sequence[NewEvent]) -> None:
+    """Append ``events`` in order with ``audit``, an ``append_event``-shaped function: as one
+    batch (``append_events``) when it is ``append_event`` itself, one by one otherwise (a
+    function a test or a caller put in its place sees every event)."""
+    if audit is append_event:
+        append_events(conn, events)
+        return
+    for e in events:
+        audit(conn, type=e.type, actor=e.actor, at=e.at, run_id=e.run_id, step_id=e.step_id, payload=e.payload)
+
+
+def _prepared(event: NewEvent) -> tuple[dict[str, Any], str, str]:
+    """Check one event and build its column values and canonical body around its seq."""
+    type, actor, at, run_id, step_id = event.type, event.actor, event.at, event.run_id, event.step_id
     if at.tzinfo is None:
         raise ParameterError("at", "must be a timezone-aware UTC datetime")
     if not actor or len(actor) > MAX_ACTOR:
@@ -74,39 +138,14 @@ def append_event(
         if value is not None and not 0 < len(value) <= size:
             raise ParameterError(name, f"must be 1 to {size} characters, got {value!r}")
     at = utc(at)
-    clean = to_jsonable(redact(payload))
+    clean = to_jsonable(redact(event.payload))
     payload_json = canonical_json(clean)
     before, after = body_parts(
         at=format_at(at), actor=actor, run_id=run_id, step_id=step_id, type=type, payload_json=payload_json
     )
-    values = {
-        "at": at,
-        "actor": actor,
-        "run_id": run_id,
-        "step_id": step_id,
-        "type": type,
-        "payload": payload_json,
-    }
-    if conn.dialect.name == "postgresql":
-        seq, prev_hash, hash_ = _append_postgres(conn, values, before, after)
-    else:
-        seq, prev_hash, hash_ = _append_sqlite(conn, values, before, after)
-    checkpointer = conn.get_execution_options().get(CHECKPOINTER)
-    if checkpointer is not None:  # anchors the committed head, or refuses a chain that lost history
-        checkpointer.on_append(conn, seq, prev_hash)
-    record = AuditRecord(
-        seq=seq,
-        at=at,
-        actor=actor,
-        run_id=run_id,
-        step_id=step_id,
-        type=type,
-        payload=clean,
-        prev_hash=prev_hash,
-        hash=hash_,
-    )
-    outbox.on_append(conn, record)  # a notification, if it is one, commits with the event
-    return record
+    values = {"at": at, "actor": actor, "run_id": run_id, "step_id": step_id, "type": type,
+              "payload": payload_json, "clean": clean}
+    return values, before, after
 
 
 # One statement locks the head, takes the next seq, hashes and inserts, so the head lock
@@ -126,8 +165,8 @@ RETURNING seq, prev_hash, hash
 ).bindparams(bindparam("at", type_=DateTime(timezone=True)))
 
 
-def _append_postgres(conn: Connection, values: dict[str, Any], before: str, after: str) -> tuple[int, str, str]:
-    params = {**values, "before": before, "after": after}
+def _append_one_postgres(conn: Connection, values: dict[str, Any], before: str, after: str) -> tuple[int, str, str]:
+    params = {k: v for k, v in values.items() if k != "clean"} | {"before": before, "after": after}
     row = conn.execute(_PG_APPEND, params).first()
     if row is None:  # no head row yet: create it race-free, then the insert finds it
         _ensure_head(conn)
@@ -135,23 +174,52 @@ def _append_postgres(conn: Connection, values: dict[str, Any], before: str, afte
     return int(row.seq), str(row.prev_hash), str(row.hash)
 
 
-# Built once: the payload is already canonical JSON text, so it is bound as text.
-_SQLITE_INSERT = insert(audit_events).values(payload=bindparam("b_payload", type_=Text))
+# The payload is already canonical JSON text, so it is bound as text (cast to json on PostgreSQL).
+_PAYLOAD_TEXT = bindparam("b_payload", type_=Text)
+_COLUMNS = ("seq", "at", "actor", "run_id", "step_id", "type", "prev_hash", "hash")
 
 
-def _append_sqlite(conn: Connection, values: dict[str, Any], before: str, after: str) -> tuple[int, str, str]:
-    # The caller's BEGIN IMMEDIATE holds SQLite's write lock: nobody can move the head now.
-    row = conn.execute(SELECT_HEAD).first()
-    if row is None:
+def _append_many(conn: Connection, rows: Sequence[tuple[dict[str, Any], str, str]]) -> list[tuple[int, str, str]]:
+    # On SQLite the caller's BEGIN IMMEDIATE holds the write lock; on PostgreSQL FOR UPDATE
+    # locks the head row until the caller commits. Either way nobody can move the head now.
+    head = conn.execute(SELECT_HEAD_FOR_UPDATE).first()
+    if head is None:
         _ensure_head(conn)
-        row = conn.execute(SELECT_HEAD).one()
-    seq, prev_hash = int(row.seq) + 1, str(row.hash)
-    hash_ = link_hash(prev_hash, body_digest(f"{before}{seq}{after}"))
-    # The triggers check that this row extends the head and then advance the head to it.
-    columns = {k: v for k, v in values.items() if k != "payload"}
-    conn.execute(_SQLITE_INSERT, {**columns, "seq": seq, "prev_hash": prev_hash, "hash": hash_,
-                                  "b_payload": values["payload"]})
-    return seq, prev_hash, hash_
+        head = conn.execute(SELECT_HEAD_FOR_UPDATE).one()
+    seq, prev_hash = int(head.seq), str(head.hash)
+    links: list[tuple[int, str, str]] = []
+    params: list[dict[str, Any]] = []
+    for i, (values, before, after) in enumerate(rows):
+        seq += 1
+        hash_ = link_hash(prev_hash, body_digest(f"{before}{seq}{after}"))
+        links.append((seq, prev_hash, hash_))
+        params.append({f"{c}_{i}": v for c, v in zip(_COLUMNS, (
+            seq, values["at"], values["actor"], values["run_id"], values["step_id"], values["type"], prev_hash, hash_),
+            strict=True)} | {f"payload_{i}": values["payload"]})
+        prev_hash = hash_
+    # The triggers check that the rows extend the head and advance the head to the last one.
+    conn.execute(_insert_statement(conn.dialect.name, len(rows)), {k: v for p in params for k, v in p.items()})
+    return links
+
+
+_INSERTS: dict[tuple[str, int], Any] = {}
+
+
+def _insert_statement(dialect: str, n: int) -> Any:
+    """A multi-row INSERT of ``n`` events (built once per dialect and size)."""
+    stmt = _INSERTS.get((dialect, n))
+    if stmt is None:
+        payload = "CAST(:payload_{i} AS json)" if dialect == "postgresql" else ":payload_{i}"
+        rows = ", ".join(
+            "(" + ", ".join([f":{c}_{i}" for c in _COLUMNS[:6]] + [payload.format(i=i)]
+                            + [f":{c}_{i}" for c in _COLUMNS[6:]]) + ")"
+            for i in range(n))
+        stmt = text(
+            "INSERT INTO audit_events (seq, at, actor, run_id, step_id, type, payload, prev_hash, hash) VALUES " + rows
+        ).bindparams(*[bindparam(f"at_{i}", type_=DateTime(timezone=True)) for i in range(n)])
+        if len(_INSERTS) < 64:
+            _INSERTS[(dialect, n)] = stmt
+    return stmt
 
 
 def _ensure_head(conn: Connection) -> None:
@@ -181,8 +249,6 @@ def query_events(
     the event's run; ``since`` is inclusive, ``until`` exclusive; ``type`` may be one type or
     several. Raises ParameterError for naive datetimes or a non-positive ``batch``/``limit``.
     """
-    from treasury.store.tables import runs
-
     if batch < 1:
         raise ParameterError("batch", "must be at least 1")
     if limit is not None and limit < 1:

@@ -234,6 +234,9 @@ def chain_columns(bind: Engine | Connection) -> list[ColumnElement[Any]]:
 
 # The chain head row: (seq, hash).
 SELECT_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+# ... locked until the transaction ends, for an appender (SQLite ignores FOR UPDATE: its
+# BEGIN IMMEDIATE already holds the write lock)
+SELECT_HEAD_FOR_UPDATE = SELECT_HEAD.with_for_update()
 
 
 def read_head(engine: Engine) -> tuple[int, str]:

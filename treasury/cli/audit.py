@@ -208,7 +208,7 @@ def verify_cmd(app: AppContext, expect_head: str | None, checkpoint_dir: Path | 
     signed decision; exit 1 and say what differs (the first bad seq, the checkpoint the chain no
     longer matches, or the decision, approval row or run that its signatures do not back)."""
     from treasury.monitoring.marks import audit_verified
-    from treasury.people.reverify import verify_decisions
+    from treasury.runs.reverify import verify_decisions
 
     result, report = _verify_checkpointed(app, expect_head, checkpoint_dir, public_key)
     decisions = verify_decisions(app.engine())
@@ -324,7 +324,7 @@ def export_cmd(app: AppContext, run_id: str, out: Path | None, as_json: bool) ->
 def _add_decisions(app: AppContext, bundle: dict[str, Any], run_id: str) -> None:
     """The run's signed documents, signatures and public keys, for offline ``ssh-keygen -Y verify``."""
     from treasury.audit.bundle import _bundle_digest
-    from treasury.people.reverify import decisions_evidence
+    from treasury.runs.reverify import decisions_evidence
 
     bundle["decisions"] = decisions_evidence(app.engine(), run_id)
     bundle["bundle_digest"] = _bundle_digest(bundle)

@@ -18,7 +18,7 @@ class _Schedules:
 
     def __init__(self, app: AppContext) -> None:
         from treasury.cli.identity import decision_service
-        from treasury.worker.schedules import Beat
+        from treasury.schedules.beat import Beat
 
         # Listing, pausing and resuming validate workflow files and read the database; they never
         # execute a step, so no exchange client is built (and none is needed to be reachable).

@@ -18,10 +18,10 @@ def build_console(app: AppContext, web: Any) -> Any:
     """The console's ASGI app over this invocation's runtime."""
     from treasury.audit import append_event
     from treasury.people.passkeys import RelyingParty
+    from treasury.schedules.beat import ScheduleLoader
     from treasury.web.app import create_app
     from treasury.web.ceremony import PasskeyCeremony
     from treasury.web.desk import RuntimeDesk
-    from treasury.worker.schedules import ScheduleLoader
 
     settings = app.settings
     runtime = app.runtime()

@@ -15,6 +15,7 @@ retry belongs to the execution layer (one retry layer per failure).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -35,7 +36,13 @@ from treasury.errors import (
     ParameterError,
     RateLimited,
 )
-from treasury.exchange.auth import encode_params, sign, totp
+from treasury.exchange.auth import (
+    FORM,
+    SIGNED_EXTENSION,
+    HashKeyAuth,
+    encode_params,
+    totp,
+)
 from treasury.exchange.ratelimit import RateLimiter
 from treasury.exchange.responses import interpret, was_sent
 from treasury.keys import KeyProfile
@@ -45,9 +52,6 @@ from treasury.operations.registry import OperationSpec, get_operation, parse_par
 
 log = logging.getLogger("treasury.exchange")
 
-API_KEY_HEADER = "X-HK-APIKEY"
-TWO_FA_HEADER = "X-TWO-FA-TOKEN"
-FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 PUBLIC_KEY = "(public)"  # limiter bucket for unsigned requests, which carry no API key
 TIME_PATH = "/api/v1/time"
@@ -74,7 +78,12 @@ class ExchangeResponse:
 @dataclass(frozen=True)
 class _Prepared:
     request: httpx.Request
-    sent_params: dict[str, Any]
+    unsigned_params: dict[str, Any]
+    auth: HashKeyAuth | None = None
+
+    def sent_params(self) -> dict[str, Any]:
+        """The parameters as sent: with the ``timestamp`` and ``recvWindow`` the auth added."""
+        return {**self.unsigned_params, **self.request.extensions.get(SIGNED_EXTENSION, {})}
 
 
 class _RedactSignature(logging.Filter):
@@ -328,7 +337,7 @@ class HashKeyClient:
             answered()  # nothing was sent
             raise
         try:
-            data, status, elapsed = self._send(prepared.request, spec.name, client_id, answered)
+            data, status, elapsed = self._send(prepared.request, spec.name, client_id, answered, prepared.auth)
         except RateLimited as exc:
             metrics.throttled(exc.status or 429, api_key)
             if self.limiter is not None:
@@ -342,7 +351,7 @@ class HashKeyClient:
             raise
         return ExchangeResponse(
             data=data, status=status, method=spec.method, path=spec.path,
-            sent_params=prepared.sent_params, attempt_started_at=started, elapsed_seconds=elapsed,
+            sent_params=prepared.sent_params(), attempt_started_at=started, elapsed_seconds=elapsed,
         )
 
     def _prepare(
@@ -357,42 +366,30 @@ class HashKeyClient:
             request = self.http.build_request(spec.method, f"{url}?{query}" if query else url)
             return _Prepared(request, dict(wire))
 
-        headers = {API_KEY_HEADER: profile.api_key}
+        two_fa: Callable[[], str] | None = None
         if spec.two_fa and profile.totp_secret is not None:
-            headers[TWO_FA_HEADER] = self._fresh_totp(profile)
-        # The timestamp comes after the token: making a fresh token may have waited.
-        local = self.clock.time()
-        if before_sign is not None:
-            before_sign(local)
-        secret = profile.secret.get_secret_value()
-        signed_extra = {"timestamp": int(local * 1000) + self.offset_ms, "recvWindow": self.recv_window_ms}
-
+            two_fa = functools.partial(self._fresh_totp, profile)
+        auth = HashKeyAuth(
+            profile.api_key, profile.secret, clock=self.clock, offset_ms=self.offset_ms,
+            recv_window_ms=self.recv_window_ms, before_sign=before_sign, two_fa=two_fa,
+        )
         if spec.body == "json":
             # Batch orders: JSON array body; only the query (timestamp, recvWindow) is signed.
             legs = wire.get("orders", [])
-            query = encode_params(signed_extra)
-            signature = sign(secret, query.encode())
-            headers["Content-Type"] = JSON
             request = self.http.build_request(
-                spec.method, f"{url}?{query}&signature={signature}",
-                content=json.dumps(legs, separators=(",", ":")).encode(), headers=headers,
+                spec.method, url, content=json.dumps(legs, separators=(",", ":")).encode(),
+                headers={"Content-Type": JSON},
             )
-            return _Prepared(request, {"orders": legs, **signed_extra})
-
-        sent = {**wire, **signed_extra}
-        encoded = encode_params(sent)
-        signature = sign(secret, encoded.encode())
+            return _Prepared(request, {"orders": legs}, auth)
+        encoded = encode_params(wire)
         if spec.method == "POST":
-            # Form body built once; these exact bytes are what was signed (plus the signature).
-            headers["Content-Type"] = FORM
+            # The form body is built once; the auth signs and sends these exact bytes.
             request = self.http.build_request(
-                spec.method, url, content=f"{encoded}&signature={signature}".encode(), headers=headers
+                spec.method, url, content=encoded.encode(), headers={"Content-Type": FORM}
             )
         else:
-            request = self.http.build_request(
-                spec.method, f"{url}?{encoded}&signature={signature}", headers=headers
-            )
-        return _Prepared(request, sent)
+            request = self.http.build_request(spec.method, f"{url}?{encoded}" if encoded else url)
+        return _Prepared(request, dict(wire), auth)
 
     def _fresh_totp(self, profile: KeyProfile) -> str:
         """A 2FA token this client has not sent before for the key.
@@ -412,12 +409,13 @@ class HashKeyClient:
         return token
 
     def _send(self, request: httpx.Request, operation: str, client_id: str | None,
-              answered: Callable[[], None]) -> tuple[Any, int, float]:
-        """Send once. ``answered`` is called once the exchange has answered, or when the request
-        surely never left; a request that may still be on its way keeps its rate-limit place."""
+              answered: Callable[[], None], auth: HashKeyAuth | None = None) -> tuple[Any, int, float]:
+        """Send once (signed by ``auth`` if given). ``answered`` is called once the exchange has
+        answered, or when the request surely never left; a request that may still be on its way
+        keeps its rate-limit place."""
         t0 = self.clock.monotonic()
         try:
-            response = self.http.send(request)
+            response = self.http.send(request, auth=auth) if auth is not None else self.http.send(request)
             answered()
             body = response.read()
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -429,6 +427,10 @@ class HashKeyClient:
             interpret(sent=was_sent(exc), status=None, body=None, error=exc,
                       operation=operation, client_id=client_id)
             raise AssertionError("interpret raises for every transport error") from exc  # pragma: no cover
+        except Exception:
+            if auth is not None and SIGNED_EXTENSION not in request.extensions:
+                answered()  # refused before signing (before_sign, 2FA): nothing was sent
+            raise
         elapsed = self.clock.monotonic() - t0
         log.debug("%s %s -> %d in %.3fs", request.method, request.url.path, response.status_code, elapsed)
         data = interpret(

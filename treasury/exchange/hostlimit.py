@@ -105,9 +105,12 @@ class HostRateLimiter(StateLimiter):
                     yield state
                     if write:
                         fh.seek(0)
-                        fh.truncate()
+                        # written over the old text, then cut to its length: truncating to zero
+                        # first frees the file's blocks and allocates them again, about 1.5 ms a
+                        # call here (twice per request), against 0.05 ms
                         json.dump({"windows": state.windows, "suspended": state.suspended, "ban": state.ban},
                                   fh)
+                        fh.truncate()
             finally:
                 os.close(fd)  # closing releases the lock
 

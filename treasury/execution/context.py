@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from treasury.audit import NewEvent, append_through
 from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
 from treasury.clock import Clock
 from treasury.execution import records as R
@@ -30,6 +31,7 @@ from treasury.keys import KeyProfile
 from treasury.models import ExecState, StepState
 from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec
+from treasury.store.db import durable_transaction
 
 AuditFn = Callable[..., Any]
 # seconds a request may be signed after its SENDING commit before ``sent_at`` is moved to the
@@ -76,6 +78,11 @@ class Services:
             self.audit(conn, type=type_, actor=actor, at=self.clock.now(), run_id=run_id, step_id=step_id,
                        payload=payload)
 
+    def audit_all(self, conn: Connection, events: Sequence[NewEvent]) -> None:
+        """Append ``events`` in order inside ``conn``'s transaction: as one batch (two
+        statements) with the audit log's own appender, one by one through an injected one."""
+        append_through(self.audit, conn, events)
+
     def retry_audit(self, actor: str, run_id: str, step_id: str, operation: str) -> Callable[[Any], None]:
         """A ``before_sleep`` hook that audits every scheduled retry as ``retry.scheduled``."""
         def before_sleep(state: Any) -> None:
@@ -90,12 +97,15 @@ class Services:
                 f"{seconds_text(wait)}", until=self.clock.time() + wait, run_id=run_id, step_id=step_id))
         return before_sleep
 
-    def settle_policy(self, conn: Connection, run_id: str, step_id: str, at: Any) -> None:
+    def settle_policy(self, conn: Connection, run_id: str, step_id: str, at: Any,
+                      legs: Sequence[ExecRecord] | None = None) -> None:
         """Confirm (any leg succeeded) or release (all failed) once every leg is settled;
-        NEEDS_ATTENTION keeps the reservation until a person resolves the step."""
+        NEEDS_ATTENTION keeps the reservation until a person resolves the step. ``legs``: the
+        step's records as this transaction wrote them (read from the database when None)."""
         if self.policy is None:
             return
-        legs = R.load_step(conn, run_id, step_id)
+        if legs is None:
+            legs = R.load_step(conn, run_id, step_id)
         if not settled(legs):
             return
         if any(r.state is ExecState.SUCCEEDED for r in legs):
@@ -133,6 +143,9 @@ class StepContext:
     # the policy reserved this step moments ago in this call: its first send needs no re-check
     policy_fresh: bool = False
     not_after: float | None = None  # the step's timeout (see StepRequest.not_after)
+    # ``legs`` holds every record of the step (the sweeper's pass holds one leg only): then
+    # whether the step is settled is read from them, not from the database again
+    all_legs: bool = True
     timeout_text: str | None = None
     keeper: LeaseKeeper = field(init=False)
     clock: RenewingClock = field(init=False)  # the clock for this call's waits: it renews first
@@ -189,9 +202,14 @@ class StepContext:
         at = self.svc.clock.now()
         with self.keeper.lock:
             claimed: dict[str, ExecRecord] = {}
-            with self.svc.engine.begin() as conn:
-                for cid, rec in list(self.legs.items()):
-                    if not rec.terminal:
+            # records this call has just inserted are born leased to it: nothing to write
+            ours = {cid: rec for cid, rec in self.legs.items() if not rec.terminal and rec.lease_owner == self.holder
+                    and rec.lease_until is not None and rec.lease_until > at}
+            claimed.update(ours)
+            todo = [(cid, rec) for cid, rec in self.legs.items() if not rec.terminal and cid not in ours]
+            if todo:
+                with self.svc.engine.begin() as conn:
+                    for cid, rec in todo:
                         claimed[cid] = R.claim(conn, rec, owner=self.holder, at=at,
                                                lease_seconds=self.svc.settings.lease_seconds)
             for cid, fresh in claimed.items():
@@ -203,9 +221,12 @@ class StepContext:
         """Stop the heartbeat and give back the lease on every leg this call holds."""
         self.keeper.stop()
         at = self.svc.clock.now()
-        with self.keeper.lock, self.svc.engine.begin() as conn:
-            for cid, rec in self.legs.items():
-                if rec.lease_owner == self.holder:
+        with self.keeper.lock:
+            held = [cid for cid, rec in self.legs.items() if rec.lease_owner == self.holder]
+            if not held:
+                return  # every leg finished: its last change gave the lease up
+            with self.svc.engine.begin() as conn:
+                for cid in held:
                     R.release_lease(conn, cid, owner=self.holder, at=at)
 
     def wait(self, seconds: float) -> None:
@@ -233,50 +254,58 @@ class StepContext:
             legs = [self.legs[c] for c in cids]
             if not self.keeper.held(cids, at) or any(
                     r.sent_at is None or signed_at - r.sent_at.timestamp() > SIGN_SLACK for r in legs):
-                self.commit([(r, {"sent_at": at}) for r in legs])
+                self.commit([(r, {"sent_at": at}) for r in legs], durable=True)
         return check
 
     def commit(
         self,
         changes: Sequence[tuple[ExecRecord, dict[str, Any]]],
         events: Sequence[tuple[str, dict[str, Any]]] = (),
+        *,
+        durable: bool = False,
     ) -> list[ExecRecord]:
         """Apply ``changes`` (CAS under our lease) and ``events`` in one transaction.
 
         State changes are audited as ``execution.state``; when the step becomes final the
-        policy reservation is confirmed or released in the same transaction.
+        policy reservation is confirmed or released in the same transaction. ``durable``: the
+        commit guards a request about to be sent, so it must survive a power loss
+        (``durable_transaction``).
 
         Raises:
             LeaseLost: another worker took a record over; nothing of this commit is kept.
         """
         with self.keeper.lock:
-            return self._commit(changes, events)
+            return self._commit(changes, events, durable)
 
     def _commit(
         self,
         changes: Sequence[tuple[ExecRecord, dict[str, Any]]],
         events: Sequence[tuple[str, dict[str, Any]]],
+        durable: bool,
     ) -> list[ExecRecord]:
         svc = self.svc
         at = svc.clock.now()
         out: list[ExecRecord] = []
-        with svc.engine.begin() as conn:
-            was_settled = svc.policy is None or settled(R.load_step(conn, self.run_id, self.step_id))
-            for type_, payload in events:
-                svc.audit(conn, type=type_, actor=self.actor, at=at, run_id=self.run_id, step_id=self.step_id,
-                          payload=payload)
+        audited = [NewEvent(type_, self.actor, at, self.run_id, self.step_id, payload) for type_, payload in events]
+        with durable_transaction(svc.engine) if durable else svc.engine.begin() as conn:
+            # the legs as this call holds them: under our lease nobody else can have moved them
+            # (a change that finds otherwise fails its compare-and-set and rolls all of this back)
+            was_settled = svc.policy is None or settled(
+                list(self.legs.values()) if self.all_legs else R.load_step(conn, self.run_id, self.step_id))
             for rec, values in changes:
                 fresh = R.change(conn, rec, owner=self.holder, at=at, lease_seconds=svc.settings.lease_seconds,
                                  **values)
                 if fresh.state is not rec.state:
-                    svc.audit(conn, type=EXECUTION_STATE, actor=self.actor, at=at, run_id=self.run_id,
-                              step_id=self.step_id, payload={
-                                  "client_id": rec.client_id, "from": rec.state.value, "to": fresh.state.value,
-                                  "attempts": fresh.attempts, "exchange_order_id": fresh.exchange_order_id,
-                                  "error": fresh.error, "reason": fresh.reason})
+                    audited.append(NewEvent(EXECUTION_STATE, self.actor, at, self.run_id, self.step_id, {
+                        "client_id": rec.client_id, "from": rec.state.value, "to": fresh.state.value,
+                        "attempts": fresh.attempts, "exchange_order_id": fresh.exchange_order_id,
+                        "error": fresh.error, "reason": fresh.reason}))
                 out.append(fresh)
+            # after the records' own writes: the head stays locked only until the commit
+            svc.audit_all(conn, audited)
             if not was_settled:
-                svc.settle_policy(conn, self.run_id, self.step_id, at)
+                legs = {**self.legs, **{r.client_id: r for r in out}} if self.all_legs else None
+                svc.settle_policy(conn, self.run_id, self.step_id, at, None if legs is None else list(legs.values()))
         for fresh in out:
             self.legs[fresh.client_id] = fresh
             self.keeper.note(fresh)

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from treasury.audit import append_event
 from treasury.audit.events import DUPLICATE_SUPPRESSED, REQUEST_SENT, RESPONSE_RECEIVED, STEP_RESOLVED
 from treasury.clock import Clock
 from treasury.errors import Banned, ExchangeHalted, ParameterError, RateLimited, RunStateError, TreasuryError
@@ -90,8 +91,6 @@ def _default_owner() -> str:
 
 
 def _default_audit() -> AuditFn:
-    from treasury.audit import append_event
-
     return append_event
 
 
@@ -185,7 +184,7 @@ class StepExecutor:
         now = self.clock.time()
         ctx = StepContext(self._services(), spec, rec.run_id, rec.step_id, f"system:{self.owner}"[:100], holder,
                           client, profile, max_attempts=1, send_until=now, stop_at=now,
-                          legs={})  # the sweeper never waits
+                          legs={}, all_legs=False)  # the sweeper never waits
         ctx.legs[rec.client_id] = rec
         try:
             ctx.claim()
@@ -300,8 +299,9 @@ class StepExecutor:
                 return StepOutcome(StepState.RUNNING, client_ids=cids, error=f"cannot load key profile: {exc}")
             return StepOutcome(StepState.FAILED, client_ids=cids,
                                error=f"cannot load key profile {req.key_profile!r}; nothing was sent: {exc}")
+        holder = self._holder()
         try:
-            recs, reserved_now = prepare(svc, spec, req, legs, account=profile.account_id)
+            recs, reserved_now = prepare(svc, spec, req, legs, account=profile.account_id, holder=holder)
         except RecordsVanished as exc:
             return StepOutcome(StepState.NEEDS_ATTENTION, client_ids=cids, error=str(exc),
                                reason=f"{exc}, then {resolve_hint(req.run_id, req.step_id)}.")
@@ -327,7 +327,7 @@ class StepExecutor:
         send_until = now + req.max_seconds
         if req.not_after is not None:
             send_until = min(send_until, req.not_after)
-        ctx = StepContext(svc, spec, req.run_id, req.step_id, req.actor, self._holder(), client, profile,
+        ctx = StepContext(svc, spec, req.run_id, req.step_id, req.actor, holder, client, profile,
                           max_attempts=max(1, req.max_attempts), send_until=send_until,
                           stop_at=now + req.max_seconds + self.settings.deadline_seconds,
                           legs={r.client_id: r for r in recs},

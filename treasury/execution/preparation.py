@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
+from treasury.audit import NewEvent
 from treasury.audit.events import EXECUTION_STATE, POLICY_DECISION
+from treasury.audit.tables import audit_events
 from treasury.errors import TreasuryError
 from treasury.execution import records as R
 from treasury.execution.context import Services, policy_api
@@ -31,8 +33,6 @@ class RecordsVanished(TreasuryError):
 
 def _ever_prepared(conn: Connection, run_id: str, step_id: str) -> bool:
     """Whether the audit history shows execution records for this step (chain-protected, unlike rows)."""
-    from treasury.audit.tables import audit_events
-
     c = audit_events.c
     return conn.execute(select(c.seq).where(c.run_id == run_id, c.step_id == step_id,
                                             c.type == EXECUTION_STATE).limit(1)).first() is not None
@@ -67,11 +67,12 @@ def measured(spec: OperationSpec, req: StepRequest, legs: Sequence[NewRecord]) -
 
 
 def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[NewRecord], *,
-            account: str | None = None) -> tuple[list[ExecRecord] | None, bool]:
+            account: str | None = None, holder: str | None = None) -> tuple[list[ExecRecord] | None, bool]:
     """Insert the PREPARED records (with the policy reservation); returns (records, inserted).
 
     The records are None when another worker inserted them first; ``inserted`` is True only
-    when this call inserted them, so the policy was evaluated just now.
+    when this call inserted them, so the policy was evaluated just now. With ``holder``, the
+    PREPARED records are inserted leased to it (the step's claim, in the same write).
 
     Raises:
         RecordsVanished: the step's records are gone but the audit history shows them (deleted
@@ -98,30 +99,31 @@ def prepare(svc: Services, spec: OperationSpec, req: StepRequest, legs: list[New
                     f"shows it had some ({', '.join(leg.client_id for leg in legs)}): they were deleted or a "
                     "backup was restored; nothing was sent. Check the exchange for these client ids")
             denied: list[Any] = []
+            events: list[NewEvent] = []
             if svc.policy is not None:
                 verdicts = policy_api().reserve(conn, svc.policy, run_id=req.run_id, step_id=req.step_id,
                                                  op=spec.name, params=measured(spec, req, legs), at=at,
                                                  account=account)
                 denied = [v for v in verdicts if not v.allowed]
-                svc.audit(conn, type=POLICY_DECISION, actor=req.actor, at=at, run_id=req.run_id,
-                          step_id=req.step_id, payload={"operation": spec.name, "allowed": not denied,
-                                                        "policy_digest": getattr(svc.policy, "digest", None),
-                                                        "verdicts": [v.to_dict() for v in verdicts]})
+                events.append(NewEvent(POLICY_DECISION, req.actor, at, req.run_id, req.step_id, {
+                    "operation": spec.name, "allowed": not denied,
+                    "policy_digest": getattr(svc.policy, "digest", None),
+                    "verdicts": [v.to_dict() for v in verdicts]}))
             if denied:
                 error = "policy denied: " + "; ".join(f"{v.rule}: {v.message}" for v in denied)
-                R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
-                                  key_profile=req.key_profile, legs=legs, at=at,
-                                  state=ExecState.FAILED, error=error)
+                recs = R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
+                                         key_profile=req.key_profile, legs=legs, at=at,
+                                         state=ExecState.FAILED, error=error)
                 state = ExecState.FAILED
             else:
-                R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
-                                  key_profile=req.key_profile, legs=legs, at=at)
+                recs = R.insert_prepared(conn, run_id=req.run_id, step_id=req.step_id, operation=spec.name,
+                                         key_profile=req.key_profile, legs=legs, at=at, lease_owner=holder,
+                                         lease_seconds=svc.settings.lease_seconds)
                 state = ExecState.PREPARED
-            for leg in legs:
-                svc.audit(conn, type=EXECUTION_STATE, actor=req.actor, at=at, run_id=req.run_id,
-                          step_id=req.step_id, payload={"client_id": leg.client_id, "leg": leg.leg,
-                                                        "to": state.value, "operation": spec.name,
-                                                        "key_profile": req.key_profile})
-            return R.load_step(conn, req.run_id, req.step_id), True
+            events += [NewEvent(EXECUTION_STATE, req.actor, at, req.run_id, req.step_id, {
+                "client_id": leg.client_id, "leg": leg.leg, "to": state.value, "operation": spec.name,
+                "key_profile": req.key_profile}) for leg in legs]
+            svc.audit_all(conn, events)  # after the writes: the head is locked until the commit
+            return recs, True
     except IntegrityError:
         return None, False  # another worker inserted them first: continue from what it wrote

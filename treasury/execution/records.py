@@ -30,6 +30,7 @@ from treasury.store.tables import execution_records as T
 
 TERMINAL = frozenset({ExecState.SUCCEEDED, ExecState.FAILED, ExecState.NEEDS_ATTENTION})
 IN_FLIGHT = frozenset({ExecState.SENDING, ExecState.UNKNOWN})
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 
 
 class LeaseLost(ExecutionError):
@@ -184,14 +185,19 @@ def insert_prepared(
     at: datetime,
     state: ExecState = ExecState.PREPARED,
     error: str | None = None,
-) -> None:
-    """Insert one record per leg. A second insert for the same step raises IntegrityError.
+    lease_owner: str | None = None,
+    lease_seconds: float = 0.0,
+) -> list[ExecRecord]:
+    """Insert one record per leg and return them, ordered by leg. A second insert for the
+    same step raises IntegrityError.
 
     ``state``/``error`` let a refusal (policy deny) be stored as FAILED, so a redelivery
-    returns the same outcome instead of deciding again.
+    returns the same outcome instead of deciding again. ``lease_owner``: the records are
+    born leased to this holder for ``lease_seconds`` (the claim needs no write of its own).
     """
-    conn.execute(
-        insert(T),
+    until = at + timedelta(seconds=lease_seconds) if lease_owner is not None else None
+    rows = conn.execute(
+        insert(T).returning(*T.c, sort_by_parameter_order=True),
         [
             {
                 "client_id": leg.client_id,
@@ -208,10 +214,13 @@ def insert_prepared(
                 "created_at": at,
                 "updated_at": at,
                 "version": 0,
+                "lease_owner": lease_owner,
+                "lease_until": until,
             }
             for leg in legs
         ],
-    )
+    ).mappings().all()
+    return sorted((ExecRecord.from_row(r) for r in rows), key=lambda r: r.leg)
 
 
 def claim(conn: Connection, rec: ExecRecord, *, owner: str, at: datetime, lease_seconds: float) -> ExecRecord:
@@ -251,8 +260,12 @@ def change(
     unknown = set(values) - _SETTABLE
     if unknown:
         raise ValueError(f"not execution record columns one may set: {sorted(unknown)}")
+    lease: dict[str, Any] = {"lease_until": at + timedelta(seconds=lease_seconds)}
+    if values.get("state") in _TERMINAL_VALUES:
+        # a finished record needs no lease: give it up in the same write (no release later)
+        lease = {"lease_owner": None, "lease_until": None}
     row = conn.execute(_CHANGE, {
-        **values, "updated_at": at, "lease_until": at + timedelta(seconds=lease_seconds),
+        **values, "updated_at": at, **lease,
         "b_client_id": rec.client_id, "b_version": rec.version, "b_owner": owner,
     }).mappings().first()
     if row is None:

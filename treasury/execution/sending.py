@@ -199,7 +199,8 @@ def send_once(ctx: StepContext, cids: list[str]) -> None:
                             "error": None}) for r in recs],
                       events=[(REQUEST_SENT, sent_payload(ctx.spec, ctx.profile.name, r.params,
                                                           r.client_id, r.attempts + 1))
-                              for r in recs])
+                              for r in recs],
+                      durable=True)  # it guards the send: a power loss must not roll it back
     # the parameters validated when the step was prepared, equal to the stored ones (their
     # digests matched above): sent as they are, not parsed from the records again
     request = ctx.spec.legs.whole([ctx.checked[r.client_id] for r in sent])

@@ -8,7 +8,7 @@ Five fields (minute hour day-of-month month day-of-week) with ``*``, lists, rang
 
 We parse and validate (so messages name the field and what is wrong, and the semantics above
 are ours), then hand croniter a normalised expression of plain numbers to walk. Matching
-knows nothing of timezones: ``treasury.schedules.timing`` turns the wall-clock
+knows nothing of timezones: ``treasury.language.timing`` turns the wall-clock
 minutes found here into instants. Parsed crons are cached.
 """
 

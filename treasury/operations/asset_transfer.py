@@ -22,7 +22,7 @@ from treasury.errors import ExchangeError, ExchangePermissionDenied, OperationNo
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
 from treasury.operations.balances import total_of
-from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values
+from treasury.operations.movement import Movement, ReadMovements, Values
 from treasury.operations.params import AccountId, Amount, ClientId, Coin, Params
 from treasury.operations.spec import OperationSpec
 
@@ -161,18 +161,11 @@ class TransferBaseline:
 # --------------------------------------------------------------------------- policy
 
 
-class TransferMoney:
+class TransferMoney(ReadMovements):
     policy_op = "asset_transfer"
     counted_note = None
     has_destination = True
     allowlist_needs = ("destination",)
-
-    def movements(self, params: Mapping[str, Any], *, account: str | None,
-                  resolvable: Resolvable | None) -> list[Movement]:
-        return self._read(Reader(params, resolvable), account)
-
-    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
-        return self._read(Checked(checked), account)
 
     def _read(self, r: Values, account: str | None) -> list[Movement]:
         amount, error = r.amount("quantity")

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values
+from treasury.operations.movement import Movement, ReadMovements, Values
 from treasury.operations.params import Amount, ClientId, Params
 from treasury.operations.spec import OperationSpec
 
@@ -42,18 +42,11 @@ class FiatLookup:
         return fiat_verdict(client_id, answers.get("fiat_history"))
 
 
-class FiatMoney:
+class FiatMoney(ReadMovements):
     policy_op = "fiat_withdraw"
     counted_note = None
     has_destination = True
     allowlist_needs = ("destination",)  # and the asset, where some entry names one
-
-    def movements(self, params: Mapping[str, Any], *, account: str | None,
-                  resolvable: Resolvable | None) -> list[Movement]:
-        return self._read(Reader(params, resolvable), account)
-
-    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
-        return self._read(Checked(checked), account)
 
     def _read(self, r: Values, account: str | None) -> list[Movement]:
         amount, error = r.amount("amount")

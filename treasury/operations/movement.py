@@ -144,3 +144,21 @@ class Checked:
         if not isinstance(value, Decimal):
             raise TypeError(f"{type(self.model).__name__}.{name} is not an amount")
         return value, None
+
+
+class ReadMovements:
+    """The two entries of a ``MoneyMoved`` for an operation that reads its movements one way.
+
+    Raw parameters (which may still hold templates) and a validated model are read through
+    the same ``Values`` interface, so a subclass writes only ``_read``.
+    """
+
+    def movements(self, params: Mapping[str, Any], *, account: str | None,
+                  resolvable: Resolvable | None) -> list[Movement]:
+        return self._read(Reader(params, resolvable), account)
+
+    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
+        return self._read(Checked(checked), account)
+
+    def _read(self, r: Values, account: str | None) -> list[Movement]:
+        raise NotImplementedError

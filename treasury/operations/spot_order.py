@@ -8,14 +8,11 @@ no notional before it fills, so it is unknown (and refused at send time when a r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pydantic import model_validator
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations.lookups import OrderLookup
-from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values
+from treasury.operations.movement import Movement, ReadMovements, Values
 from treasury.operations.params import Amount, ClientId, OrderType, Params, Side, Symbol, TimeInForce
 from treasury.operations.spec import OperationSpec
 
@@ -75,18 +72,14 @@ def order_movement(r: Values, leg: int, account: str | None) -> Movement:
     )
 
 
-class SpotMoney:
+class SpotMoney(ReadMovements):
     policy_op = POLICY_OP
     counted_note: str | None = None
     has_destination = False
     allowlist_needs = ("destination",)
 
-    def movements(self, params: Mapping[str, Any], *, account: str | None,
-                  resolvable: Resolvable | None) -> list[Movement]:
-        return [order_movement(Reader(params, resolvable), 0, account)]
-
-    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
-        return [order_movement(Checked(checked), 0, account)]
+    def _read(self, r: Values, account: str | None) -> list[Movement]:
+        return [order_movement(r, 0, account)]
 
     def allowlist_text(self, mv: Movement) -> tuple[str, dict[str, str]]:
         return (f"{mv.asset} to account {mv.destination}",

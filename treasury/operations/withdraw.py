@@ -19,7 +19,12 @@ from pydantic import Field
 
 from treasury.models import Permission, RateClass, RetryStrategy
 from treasury.operations import lookups as lk
-from treasury.operations.movement import Checked, Movement, Reader, Resolvable, Values, normalize_destination
+from treasury.operations.movement import (
+    Movement,
+    ReadMovements,
+    Values,
+    normalize_destination,
+)
 from treasury.operations.params import Address, Amount, Chain, ClientId, Coin, Params
 from treasury.operations.spec import OperationSpec
 
@@ -63,18 +68,11 @@ class WithdrawLookup:
         return withdraw_verdict(client_id, answers.get("withdraw_orders"), answers.get("balance_flow"))
 
 
-class WithdrawMoney:
+class WithdrawMoney(ReadMovements):
     policy_op = "withdraw"
     counted_note = None
     has_destination = True
     allowlist_needs = ("asset", "chain", "destination", "address_ext")
-
-    def movements(self, params: Mapping[str, Any], *, account: str | None,
-                  resolvable: Resolvable | None) -> list[Movement]:
-        return self._read(Reader(params, resolvable), account)
-
-    def from_model(self, checked: Params, *, account: str | None) -> list[Movement]:
-        return self._read(Checked(checked), account)
 
     def _read(self, r: Values, account: str | None) -> list[Movement]:
         amount, error = r.amount("quantity")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from treasury.people.edit import add_key
 from treasury.people.identity import KeyFileSigner, Signer, load_key_file, write_key_file
 from treasury.people.registry import load_people
 
@@ -47,8 +48,6 @@ def make_demo_identities(config_dir: Path) -> list[str]:
     Writes ``demo-keys/NAME`` (0600) and ``NAME.pub`` and registers the public key in
     people.yaml. Returns the people who got one.
     """
-    from treasury.people.edit import add_key
-
     path = config_dir / "people.yaml"
     people = load_people(path)
     folder = config_dir / DEMO_KEYS

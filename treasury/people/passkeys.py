@@ -47,6 +47,7 @@ from treasury.people.credentials import (
 )
 from treasury.people.decisions import SignedDecision
 from treasury.people.invites import redeem_invite
+from treasury.people.tables import invites
 
 __all__ = [
     "CREDENTIAL_ENROLLED", "Passkey", "RelyingParty", "authentication_options", "enrol", "passkey_by_id",
@@ -100,8 +101,6 @@ def enrol(conn: Connection, rp: RelyingParty, token: str, challenge: bytes, resp
         DecisionRefused: the invitation is unknown, used or expired, or the registration is refused.
     """
     from sqlalchemy import select
-
-    from treasury.people.tables import invites
 
     person, invite_id = redeem_invite(conn, token, now=now)
     passkey = verify_registration(rp, person, challenge, response_json, now=now)

@@ -12,12 +12,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
 from treasury.clock import Clock
 from treasury.engine import machine as eng
+from treasury.people.keyring import Keyring
+from treasury.people.watch import PeopleWatch
+from treasury.policy import Policy
+from treasury.policy.watch import PolicyWatch
 
 AuditFn = Callable[..., Any]
 """``treasury.audit.append_event``: appends one event to the hash chain in the caller's transaction."""
@@ -65,21 +70,21 @@ class RunContext:
 
     keys: Mapping[str, Any]  # name -> KeySpec
     approvers: Any  # treasury.people.approvers.Approvers (or the registry that extends it)
-    policy: Any | None  # treasury.policy Policy
-    executor: Any  # treasury.execution.StepExecutor
+    policy: Policy | None
+    executor: Any  # treasury.execution.StepExecutor (None where no step is executed)
     dispatcher: Dispatcher
     clock: Clock
     step_start_limit: int = 5  # Settings.step_start_limit
     worker_actor: str = field(default_factory=lambda: f"worker:{socket.gethostname()}")
-    # treasury.policy.watch.PolicyWatch: keeps ``policy`` equal to its file (None: fixed policy)
-    policy_watch: Any | None = None
-    # treasury.people.keyring.Keyring: demo keys that sign for people (simulator only; else None)
-    keyring: Any | None = None
+    # keeps ``policy`` equal to its file (None: fixed policy)
+    policy_watch: PolicyWatch | None = None
+    # demo keys that sign for people (simulator only; else None)
+    keyring: Keyring | None = None
     decision_max_age: float = 600.0  # Settings.decision_max_age (seconds)
     # where scheduled runs' workflow files live (a scheduled run is backed by its file, not a person)
-    workflows_dir: Any | None = None
-    # treasury.people.watch.PeopleWatch: keeps ``approvers`` equal to people.yaml (None: fixed)
-    people_watch: Any | None = None
+    workflows_dir: Path | None = None
+    # keeps ``approvers`` equal to people.yaml (None: fixed)
+    people_watch: PeopleWatch | None = None
 
 
 class RunHost(Protocol):
@@ -125,7 +130,8 @@ class EventHost(ParamsHost, Protocol):
     def key_binding(self, key_profile: str | None) -> dict[str, Any]: ...
 
     def apply_event(self, conn: Connection, run: Any, event: eng.Event, *, actor: str,
-                    error: str | None = None, result_digest: str | None = None) -> list[tuple[str, str]]: ...
+                    error: str | None = None, result_digest: str | None = None,
+                    step_values: Mapping[str, Any] | None = None) -> list[tuple[str, str]]: ...
 
     def carry_out(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -92,6 +93,13 @@ def set_run_state(conn: Connection, run_id: str, state: RunState, at: datetime, 
     elif state in _NO_ERROR_STATES:
         values["error"] = None
     conn.execute(_SET_RUN_STATE, values)
+
+
+def as_stored(value: Any) -> Any:
+    """``value`` as a JSON column gives it back once written (the engines' JSON type is
+    ``json.dumps`` in and ``json.loads`` out): what a later read of a step's result sees,
+    without reading it again. Raises TypeError for a value with no JSON form."""
+    return json.loads(json.dumps(value))
 
 
 def update_step(conn: Connection, run_id: str, step_id: str, at: datetime, **values: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from treasury.audit import append_event
+from treasury.audit import NewEvent, append_event, append_through
 from treasury.canonical import canonical_json, inputs_json
 from treasury.engine import machine as eng
 from treasury.engine.quorum import sha256_hex
@@ -405,15 +405,24 @@ class RunService:
     # ------------------------------------------------------------------ applying events
 
     def apply_event(self, conn: Connection, run: Any, event: eng.Event, *, actor: str,
-                    error: str | None = None, result_digest: str | None = None) -> list[tuple[str, str]]:
+                    error: str | None = None, result_digest: str | None = None,
+                    step_values: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
         """Advance the engine, persist states with audit events, handle approval requests.
 
         ``result_digest``: the digest of the stored result of the step ``event`` finishes, carried
         by the ``step.state`` event that records its success (see result_digests.py).
+        ``step_values``: more columns of that step (its result, error), written with its state.
         """
         view = self._view(conn, run)
         t = eng.advance(view, event)
         at = self.now()
+        target = getattr(event, "step_id", None)
+        if step_values and target is not None and target not in t.step_states:
+            store.update_step(conn, run.id, target, at, **step_values)  # no state change to write with
+            step_values = None
+        # the transition's events go in one batch after its writes (flushed before an approval
+        # request, which writes and audits on its own), in the order they always had
+        events: list[NewEvent] = []
         for step_id, new in t.step_states.items():
             old = view.step(step_id).state
             extra: dict[str, Any] = {}
@@ -421,12 +430,15 @@ class RunService:
                 extra["started_at"] = at  # an approval step starts when approval is requested
             if new.terminal:
                 extra["finished_at"] = at
+            if step_values and step_id == getattr(event, "step_id", None):
+                extra = {**step_values, **extra}
+                step_values = None  # written with the state
             store.update_step(conn, run.id, step_id, at, state=new, **extra)
             payload: dict[str, Any] = {"from": old.value, "to": new.value}
             if (result_digest is not None and new == StepState.SUCCEEDED
                     and step_id == getattr(event, "step_id", None)):
                 payload["result_digest"] = result_digest
-            self.audit(conn, "step.state", actor, run_id=run.id, step_id=step_id, payload=payload)
+            events.append(NewEvent("step.state", actor, at, run.id, step_id, payload))
         if t.run_state != view.state:
             moved: dict[str, Any] = {"from": view.state.value, "to": t.run_state.value}
             counts = eng.group_counts(eng.RunView(view.id, t.run_state, tuple(
@@ -438,14 +450,17 @@ class RunService:
                     error = "; ".join(f"{group}: " + ", ".join(f"{n} {state}" for state, n in c.items())
                                       for group, c in counts.items())
             store.set_run_state(conn, run.id, t.run_state, at, error=error)
-            self.audit(conn, "run.state", actor, run_id=run.id, payload={**moved, "error": error})
+            events.append(NewEvent("run.state", actor, at, run.id, None, {**moved, "error": error}))
         dispatch: list[tuple[str, str]] = []
         for cmd in t.commands:
             if isinstance(cmd, eng.RequestApproval):
+                append_through(self._audit, conn, events)
+                events = []
                 votes.request_approval(self, conn, store.get_run(conn, run.id), cmd.step_id)
             else:
                 dispatch.append((run.id, cmd.step_id))
-                self.audit(conn, "step.dispatched", actor, run_id=run.id, step_id=cmd.step_id)
+                events.append(NewEvent("step.dispatched", actor, at, run.id, cmd.step_id, {}))
+        append_through(self._audit, conn, events)
         return dispatch
 
     def carry_out(self, pairs: Iterable[tuple[str, str]]) -> None:

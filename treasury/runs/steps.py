@@ -24,8 +24,8 @@ from treasury.execution import StepRequest
 from treasury.execution.outcomes import resolve_hint
 from treasury.models import StepState
 from treasury.operations.registry import REGISTRY
-from treasury.people import decisions, evidence
-from treasury.runs import result_digests, votes
+from treasury.people import decisions
+from treasury.runs import evidence, result_digests, votes
 from treasury.runs import runstore as store
 from treasury.runs.context import EventHost
 
@@ -49,18 +49,19 @@ def needs_policy(op: str | None) -> bool:
 def step_done(host: EventHost, conn: Connection, run: Any, step_id: str, state: StepState, *,
               actor: str, result: Any = None, error: str | None = None) -> Dispatch:
     """Record the step's end (result or error) and advance the run; returns what to dispatch."""
-    store.update_step(conn, run.id, step_id, host.now(), result=result, error=error, open_starts=0)
     digest = None
     if state == StepState.SUCCEEDED:
-        # the result as stored (read back), so that a later read hashes the same bytes' value
-        digest = result_digests.result_digest(store.get_step(conn, run.id, step_id).result)
+        # the result as a later read sees it (the JSON column's round trip), so that read
+        # hashes the same value
+        digest = result_digests.result_digest(store.as_stored(result))
     run_error = None
     if state == StepState.FAILED:
         run_error = f"step {step_id!r} failed: {error}"
     elif state == StepState.NEEDS_ATTENTION:
         run_error = f"step {step_id!r} needs attention: {error}"
     return host.apply_event(conn, run, eng.StepFinished(step_id, state), actor=actor, error=run_error,
-                            result_digest=digest)
+                            result_digest=digest,
+                            step_values={"result": result, "error": error, "open_starts": 0})
 
 
 @dataclass(frozen=True)

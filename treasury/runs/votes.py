@@ -180,7 +180,7 @@ def check_approvals(
     """Recompute every guarding approval's digest from what is about to be sent.
 
     Returns each guarding approval step's recomputed digest (the signatures are checked
-    against these by ``treasury.people.evidence``).
+    against these by ``treasury.runs.evidence``).
 
     Raises:
         DigestMismatch: anything differs from what the approvers approved.

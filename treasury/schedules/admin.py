@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, and_, func, select, update
 
 from treasury.clock import Clock
 from treasury.errors import ConfigError, ParameterError
+from treasury.language.timing import ScheduleSpec, due_between, next_fire
 from treasury.schedules.state import (
     NOT_RUNNING,
     STATE,
@@ -35,7 +36,6 @@ from treasury.schedules.tables import (
     schedule_state,
     schedule_ticks,
 )
-from treasury.schedules.timing import ScheduleSpec, due_between, next_fire
 from treasury.store.db import insert_ignoring_conflicts
 
 # the tick's log: one logger for the scheduler and the parts it is made of

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Select, case, delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from treasury.language.timing import ScheduleSpec
 from treasury.schedules.tables import UTCDateTime, schedule_invalid, schedule_state
-from treasury.schedules.timing import ScheduleSpec
 from treasury.store.db import insert_ignoring_conflicts
 
 # the tick's log: one logger for the scheduler and the parts it is made of

@@ -49,6 +49,16 @@ from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from treasury.clock import Clock
+from treasury.language.timing import (
+    ScheduleSpec,
+    TickPlan,
+    due_between,
+    next_fire,
+    next_fire_screened,
+    plan_tick,
+    validate_cron,
+    validate_timezone,
+)
 from treasury.schedules.admin import ScheduleAdmin, ScheduleStatus
 from treasury.schedules.state import (
     NOT_RUNNING,
@@ -69,16 +79,6 @@ from treasury.schedules.tables import (
     schedule_invalid,
     schedule_state,
     schedule_ticks,
-)
-from treasury.schedules.timing import (
-    ScheduleSpec,
-    TickPlan,
-    due_between,
-    next_fire,
-    next_fire_screened,
-    plan_tick,
-    validate_cron,
-    validate_timezone,
 )
 from treasury.store.db import insert_ignoring_conflicts
 from treasury.store.tables import runs

@@ -25,20 +25,20 @@ from treasury.audit.checkpoints import CheckpointStore
 from treasury.errors import ApprovalRefused, DecisionRefused, TreasuryError
 from treasury.exchange.halts import BANNED, HaltGuard, active_halts, describe_halt
 from treasury.language.fanout import split_instance
+from treasury.language.timing import ScheduleSpec
 from treasury.models import RunState, StepState, parse_amount
 from treasury.monitoring.marks import audit_verified
 from treasury.people import decisions as dec
 from treasury.people.decisions import SignedDecision
 from treasury.people.registry import People
-from treasury.people.reverify import verify_decisions
 from treasury.policy.movements import movements
 from treasury.runs import runstore, signing
+from treasury.runs.reverify import verify_decisions
 from treasury.runs.service import RunService
 from treasury.runs.votes import current_digest
 from treasury.runtime import Runtime, checkpoint_dir
 from treasury.runtime.exchange import load_profile
 from treasury.schedules.tick import Scheduler
-from treasury.schedules.timing import ScheduleSpec
 from treasury.store.tables import runs as runs_table
 from treasury.store.tables import steps as steps_table
 

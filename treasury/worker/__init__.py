@@ -8,9 +8,10 @@ The adapter the runtime uses sits below it, in ``treasury.broker``: ``options`` 
 tunables), ``app`` (task names, delivery settings, the configured app) and ``dispatch`` (the
 run service's Celery dispatcher, sending by task name). Modules here: ``factory`` (the worker's
 app: the configured app with the tasks registered), ``tasks`` (the thin tasks),
-``process`` (the per-process runtime, the sweeper pass, the beat tick), ``schedules`` (workflow
-files to schedules), ``app`` (the entry point for Celery's own command line), ``serve``
+``process`` (the per-process runtime, the sweeper pass, the beat tick), ``app`` (the entry point
+for Celery's own command line), ``serve``
 (``treasury serve``: the same tick and sweeper with inline steps in one process, no broker).
+Beat's own logic (workflow files to schedules, one tick) is ``treasury.schedules.beat``.
 
 What recovers what (Celery itself is trusted with none of it):
 
@@ -34,8 +35,8 @@ from typing import Any
 
 from treasury.broker.dispatch import CeleryDispatcher
 from treasury.broker.options import WorkerOptions
+from treasury.schedules.beat import Beat, ScheduleLoader, load_schedules
 from treasury.worker.factory import create_app
-from treasury.worker.schedules import Beat, ScheduleLoader, load_schedules
 
 __all__ = ["Beat", "CeleryDispatcher", "ScheduleLoader", "WorkerOptions", "create_app", "load_schedules"]
 

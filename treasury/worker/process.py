@@ -24,10 +24,10 @@ from treasury.broker.options import WorkerOptions
 from treasury.clock import Clock, SystemClock
 from treasury.observe import metrics
 from treasury.runtime import Runtime, attach_checkpointer, build_runtime
+from treasury.schedules.beat import Beat
 from treasury.schema import create_schema
 from treasury.settings import Settings
 from treasury.store.db import make_engine
-from treasury.worker.schedules import Beat
 
 log = logging.getLogger("treasury.worker")
 

@@ -2,7 +2,7 @@
 
 It does on one machine what beat and the Celery workers do together:
 
-- the scheduler tick: beat's own :class:`~treasury.worker.schedules.Beat`, so each (schedule,
+- the scheduler tick: beat's own :class:`~treasury.schedules.beat.Beat`, so each (schedule,
   due time) fires exactly once, also with two ``serve`` processes (or a ``serve`` and a beat)
   on one database;
 - the sweeper: :func:`~treasury.worker.process.sweep_pass`, as beat runs it;
@@ -34,8 +34,8 @@ from typing import Any
 from treasury.broker.options import WorkerOptions
 from treasury.errors import TreasuryError
 from treasury.runtime import Runtime
+from treasury.schedules.beat import Beat
 from treasury.worker.process import sweep_pass
-from treasury.worker.schedules import Beat
 
 log = logging.getLogger("treasury.serve")
 

@@ -24,12 +24,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from treasury.audit import append_event
 from treasury.clock import Clock
 from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInvalid
 from treasury.files import decode_text
 from treasury.language.loader import read_workflow_bytes
+from treasury.language.timing import CatchUp, ScheduleSpec
 from treasury.schedules.tick import AuditHook, Scheduler, TickReport
-from treasury.schedules.timing import CatchUp, ScheduleSpec
 
 log = logging.getLogger("treasury.beat")
 
@@ -219,8 +220,6 @@ def collector_paused() -> Iterator[None]:
 
 
 def _default_audit() -> AuditHook:
-    from treasury.audit import append_event
-
     hook: AuditHook = append_event
     return hook
 

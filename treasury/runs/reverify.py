@@ -18,10 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
+from treasury.audit import query_events
+from treasury.audit.tables import audit_events
 from treasury.errors import DecisionRefused
-from treasury.people.credentials import CREDENTIAL_ENROLLED, Passkey, audited_passkeys, public_key_pem
+from treasury.people.credentials import (
+    CREDENTIAL_ENROLLED,
+    Passkey,
+    audited_passkeys,
+    parse_envelope,
+    passkey_by_id,
+    public_key_pem,
+)
 from treasury.people.decisions import (
     PEOPLE_CHANGED,
     SignedDecision,
@@ -29,14 +38,16 @@ from treasury.people.decisions import (
     digest_of,
     registries_in_history,
 )
-from treasury.people.evidence import schedule_problem
 from treasury.people.registry import People
+from treasury.people.tables import decisions
+from treasury.runs.evidence import schedule_problem
+from treasury.runs.result_digests import audited_digests, changed_text, result_digest
+from treasury.store.tables import approvals, runs, steps
 
 
 @dataclass
 class DecisionsReport:
     """How many decisions and approval rows verified, and every problem, naming its row."""
-
     decisions: int = 0
     approval_rows: int = 0
     runs: int = 0
@@ -53,21 +64,17 @@ class DecisionsReport:
 
 
 def _registries(engine: Engine) -> dict[str, People]:
-    from treasury.audit import query_events
 
     return registries_in_history(query_events(engine, type=PEOPLE_CHANGED))
 
 
 def _enrolled(engine: Engine) -> dict[str, Passkey]:
-    from treasury.audit import query_events
 
     return audited_passkeys(query_events(engine, type=CREDENTIAL_ENROLLED))
 
 
 def _passkey_problem(conn: Connection, credential_id: str, audited: dict[str, Passkey]) -> str | None:
     """What differs between a credential's ``passkeys`` row and its audited enrolment."""
-    from treasury.people.credentials import passkey_by_id
-
     want = audited.get(credential_id)
     if want is None:
         return f"credential {credential_id} has no {CREDENTIAL_ENROLLED} event in the audit history"
@@ -87,10 +94,6 @@ def _legacy_runs(engine: Engine) -> set[str] | None:
     Judged by the audit history, not by ``runs.created_at`` (which a database owner can backdate):
     a legacy run's ``run.requested`` event comes before the first ``people.changed``.
     """
-    from sqlalchemy import func
-
-    from treasury.audit.tables import audit_events
-
     with engine.connect() as conn:
         began = conn.execute(select(func.min(audit_events.c.seq))
                              .where(audit_events.c.type == PEOPLE_CHANGED)).scalar()
@@ -103,9 +106,6 @@ def _legacy_runs(engine: Engine) -> set[str] | None:
 
 def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsReport:
     """Re-verify stored decisions and approval rows (of one run, or all)."""
-    from treasury.people.tables import decisions
-    from treasury.store.tables import approvals, runs
-
     registries = _registries(engine)
     enrolled = _enrolled(engine)
     legacy = _legacy_runs(engine)
@@ -180,9 +180,6 @@ def verify_decisions(engine: Engine, run_id: str | None = None) -> DecisionsRepo
 
 def _changed_results(conn: Connection, run_id: str | None) -> list[str]:
     """Succeeded steps whose stored result is not the one audited at their success, by run."""
-    from treasury.runs.result_digests import audited_digests, changed_text, result_digest
-    from treasury.store.tables import steps
-
     q = select(steps.c.run_id, steps.c.step_id, steps.c.result).where(steps.c.state == "SUCCEEDED")
     if run_id is not None:
         q = q.where(steps.c.run_id == run_id)
@@ -197,8 +194,6 @@ def _changed_results(conn: Connection, run_id: str | None) -> list[str]:
 
 def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
     """The run's signed decisions with the public keys that verify them (for an evidence bundle)."""
-    from treasury.people.tables import decisions
-
     registries = _registries(engine)
     enrolled = _enrolled(engine)
     documents = []
@@ -238,7 +233,6 @@ def decisions_evidence(engine: Engine, run_id: str) -> dict[str, Any]:
 
 
 def _passkey_evidence(row: Any, passkey: Passkey | None) -> dict[str, Any]:
-    from treasury.people.credentials import parse_envelope
 
     try:
         assertion: dict[str, Any] | None = parse_envelope(row.signature)

@@ -16,20 +16,25 @@ Signatures are re-verified from the stored documents, never taken from rows' boo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from treasury.canonical import inputs_json
 from treasury.clock import as_utc
 from treasury.errors import DecisionRefused, TreasuryError
+from treasury.language.inputs import coerce_inputs
+from treasury.language.loader import load_workflow_text
+from treasury.language.timing import ScheduleSpec, next_fire
 from treasury.people.decisions import check_signature, digest_of, stored
 from treasury.people.registry import People
+from treasury.store.tables import execution_records
 
 
 class EvidenceMissing(TreasuryError):
     """What is about to be sent is not backed by verified signed decisions (nothing is sent)."""
-
 
 def signed_requester(conn: Connection, people: People, run: Any, workflows_dir: Path | None = None) -> str:
     """The person whose verified ``request`` matches this run's snapshot and inputs.
@@ -84,10 +89,6 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
     coerced as the scheduler coerces them, exactly the run's stored inputs, and whose cron fires
     at the run's ``due_at``.
     """
-    from treasury.canonical import inputs_json
-    from treasury.language.inputs import coerce_inputs
-    from treasury.language.loader import load_workflow_text
-
     try:
         spec = load_workflow_text(snapshot, source=f"run {run.id}").spec
         if spec.schedule is None or spec.name != run.schedule:
@@ -102,10 +103,6 @@ def schedule_problem(snapshot: str, run: Any) -> str | None:
 
 def _instant_problem(spec: Any, run: Any) -> str | None:
     """A scheduled run's ``due_at`` must be an instant its cron fires (one run per instant)."""
-    from datetime import timedelta
-
-    from treasury.schedules.timing import ScheduleSpec, next_fire
-
     due = run.due_at
     if due is None:
         return "it has no due time"
@@ -138,7 +135,6 @@ def _signed(conn: Connection, people: People, run_id: str, kind: str, step_id: s
 
 
 def _has_records(conn: Connection, run_id: str, step_id: str) -> bool:
-    from treasury.store.tables import execution_records
 
     c = execution_records.c
     return conn.execute(select(c.client_id).where(c.run_id == run_id, c.step_id == step_id).limit(1)).first() \
