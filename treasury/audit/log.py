@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, DateTime, Engine, Text, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,6 +46,26 @@ __all__ = [
 ]
 
 MAX_ACTOR = 100
+
+
+class AuditSink(Protocol):
+    """Appends one audit event inside ``conn``'s transaction: what :func:`append_event` does.
+
+    The layers that write history (runs, execution, schedules, exchange halts) take this
+    rather than importing the chain, so a test or a wrapper can stand in for it.
+    """
+
+    def __call__(
+        self,
+        conn: Connection,
+        *,
+        type: str,
+        actor: str,
+        at: datetime,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ second to stay cheap), records bans and suspensions there, and writes audit even
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
+from treasury.audit.log import AuditSink
 from treasury.clock import Clock
 from treasury.exchange.ratelimit import RESUME_HINT, RateLimiter, halted_error
 from treasury.models import RateClass
@@ -27,7 +27,6 @@ BANNED = "banned"
 SUSPENDED = "suspended"
 SYSTEM_ACTOR = "system:exchange-client"
 
-AuditHook = Callable[..., Any]
 """``audit(conn, *, type, actor, at, run_id=None, step_id=None, payload=None)``, as
 ``treasury.audit.append_event``."""
 
@@ -111,7 +110,7 @@ class HaltGuard:
         limiter: RateLimiter,
         engine: Engine,
         clock: Clock,
-        audit: AuditHook | None = None,
+        audit: AuditSink | None = None,
         *,
         cache_seconds: float = 1.0,
     ) -> None:

@@ -8,7 +8,7 @@ person's decision on a step that needs attention.
 from __future__ import annotations
 
 from treasury.execution.executor import (
-    AuditFn,
+    AuditSink,
     ClientProvider,
     ExecutionSettings,
     StepExecutor,
@@ -25,7 +25,7 @@ __all__ = [
     "READ_POLICY",
     "SEND_POLICY",
     "Absent",
-    "AuditFn",
+    "AuditSink",
     "ClientProvider",
     "ExecRecord",
     "ExecutionSettings",

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from treasury.audit import NewEvent, append_through
 from treasury.audit.events import EXECUTION_STATE, RETRY_SCHEDULED
+from treasury.audit.log import AuditSink
 from treasury.clock import Clock
 from treasury.execution import records as R
 from treasury.execution.lease import LeaseKeeper, RenewingClock
@@ -33,7 +34,6 @@ from treasury.operations.params import Params
 from treasury.operations.registry import OperationSpec
 from treasury.store.db import durable_transaction
 
-AuditFn = Callable[..., Any]
 # seconds a request may be signed after its SENDING commit before ``sent_at`` is moved to the
 # signing time (see StepContext.before_sign); far below any settle window
 SIGN_SLACK = 0.5
@@ -61,7 +61,7 @@ class Services:
     clock: Clock
     settings: ExecutionSettings
     policy: Any | None
-    audit: AuditFn
+    audit: AuditSink
     read_policy: RetryPolicy
     send_policy: RetryPolicy
     progress: ProgressListener = NO_PROGRESS

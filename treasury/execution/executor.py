@@ -46,7 +46,7 @@ from treasury.audit.events import DUPLICATE_SUPPRESSED, REQUEST_SENT, RESPONSE_R
 from treasury.clock import Clock
 from treasury.errors import Banned, ExchangeHalted, ParameterError, RateLimited, RunStateError, TreasuryError
 from treasury.execution import records as R
-from treasury.execution.context import AuditFn, Services, StepContext, Stop
+from treasury.execution.context import AuditSink, Services, StepContext, Stop
 from treasury.execution.outcomes import (
     HALT_HINT,
     RESOLVE_HINT,
@@ -75,7 +75,7 @@ from treasury.operations.registry import OperationSpec, get_operation, parse_par
 __all__ = [
     "HALT_HINT",
     "RESOLVE_HINT",
-    "AuditFn",
+    "AuditSink",
     "ClientProvider",
     "ExecutionSettings",
     "StepExecutor",
@@ -90,7 +90,7 @@ def _default_owner() -> str:
     return f"worker:{socket.gethostname()}:{os.getpid()}"[:80]
 
 
-def _default_audit() -> AuditFn:
+def _default_audit() -> AuditSink:
     return append_event
 
 
@@ -118,7 +118,7 @@ class StepExecutor:
         clock: Clock,
         settings: ExecutionSettings = ExecutionSettings(),
         policy: Any | None = None,
-        audit: AuditFn | None = None,
+        audit: AuditSink | None = None,
         owner: str | None = None,
         progress: ProgressListener = NO_PROGRESS,
     ) -> None:

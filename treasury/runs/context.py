@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
+from treasury.audit.log import AuditSink
 from treasury.clock import Clock
 from treasury.engine import machine as eng
 from treasury.people.keyring import Keyring
@@ -24,7 +25,6 @@ from treasury.people.watch import PeopleWatch
 from treasury.policy import Policy
 from treasury.policy.watch import PolicyWatch
 
-AuditFn = Callable[..., Any]
 """``treasury.audit.append_event``: appends one event to the hash chain in the caller's transaction."""
 
 
@@ -94,7 +94,7 @@ class RunHost(Protocol):
     ctx: RunContext
 
     @property
-    def audit_fn(self) -> AuditFn: ...
+    def audit_fn(self) -> AuditSink: ...
 
     def now(self) -> datetime: ...
 
@@ -142,5 +142,5 @@ class EventHost(ParamsHost, Protocol):
     def refresh_policy(self, conn: Connection | None = None) -> bool: ...
 
 
-__all__ = ["AuditFn", "Dispatcher", "EventHost", "InlineDispatcher", "ParamsHost", "RunContext", "RunHost",
+__all__ = ["AuditSink", "Dispatcher", "EventHost", "InlineDispatcher", "ParamsHost", "RunContext", "RunHost",
            "StepExecuting"]

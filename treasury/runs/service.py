@@ -46,7 +46,7 @@ from treasury.people import decisions
 from treasury.policy import evaluate
 from treasury.runs import runstore as store
 from treasury.runs import signing, views, votes
-from treasury.runs.context import AuditFn, Dispatcher, InlineDispatcher, RunContext
+from treasury.runs.context import AuditSink, Dispatcher, InlineDispatcher, RunContext
 from treasury.runs.steps import StepRunner, needs_policy, step_done
 
 log = logging.getLogger("treasury.runs")
@@ -70,7 +70,7 @@ def expanded_spec(loaded: Any, stored_inputs: Mapping[str, Any]) -> Any:
 
 
 class RunService:
-    def __init__(self, engine: Engine, ctx: RunContext, audit: AuditFn | None = None) -> None:
+    def __init__(self, engine: Engine, ctx: RunContext, audit: AuditSink | None = None) -> None:
         self.engine = engine
         self.ctx = ctx
         self._audit = audit or append_event
@@ -78,7 +78,7 @@ class RunService:
     # ------------------------------------------------------------------ helpers
 
     @property
-    def audit_fn(self) -> AuditFn:
+    def audit_fn(self) -> AuditSink:
         """The function that appends audit events (``treasury.audit.append_event`` unless replaced)."""
         return self._audit
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from treasury.clock import Clock
 from treasury.errors import ConfigError
 from treasury.exchange.client import HashKeyClient
-from treasury.exchange.halts import AuditHook, HaltGuard
+from treasury.exchange.halts import AuditSink, HaltGuard
 from treasury.exchange.hostlimit import HostRateLimiter, default_state_path
 from treasury.exchange.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from treasury.keys import KeyProfile, get_spec, load_key_specs
@@ -37,7 +37,7 @@ def build_limiter(
     clock: Clock,
     *,
     engine: Engine | None = None,
-    audit: AuditHook | None = None,
+    audit: AuditSink | None = None,
     namespace: str = "treasury",
     host_state_path: Path | None = None,
 ) -> RateLimiter:
@@ -112,7 +112,7 @@ def build_client(
     limiter: RateLimiter | None = None,
     http: httpx.Client | None = None,
     engine: Engine | None = None,
-    audit: AuditHook | None = None,
+    audit: AuditSink | None = None,
 ) -> HashKeyClient:
     """The client for ``settings``.
 

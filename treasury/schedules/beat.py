@@ -30,7 +30,7 @@ from treasury.errors import ConfigError, FileRefused, TreasuryError, WorkflowInv
 from treasury.files import decode_text
 from treasury.language.loader import read_workflow_bytes
 from treasury.language.timing import CatchUp, ScheduleSpec
-from treasury.schedules.tick import AuditHook, Scheduler, TickReport
+from treasury.schedules.tick import AuditSink, Scheduler, TickReport
 
 log = logging.getLogger("treasury.beat")
 
@@ -219,8 +219,8 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _default_audit() -> AuditHook:
-    hook: AuditHook = append_event
+def _default_audit() -> AuditSink:
+    hook: AuditSink = append_event
     return hook
 
 
@@ -228,7 +228,7 @@ class Beat:
     """One beat tick: load the workflow files, then fire what is due, once per due instant."""
 
     def __init__(self, engine: Engine, service: Any, workflows_dir: Path, *, clock: Clock,
-                 audit: AuditHook | None = None, catchup_cap: int = 100) -> None:
+                 audit: AuditSink | None = None, catchup_cap: int = 100) -> None:
         self.loader = ScheduleLoader(workflows_dir, service)
         self.scheduler = Scheduler(engine, start_run=self.loader.start_run, clock=clock, actor=SCHEDULER_ACTOR,
                                    audit=audit if audit is not None else _default_audit(), catchup_cap=catchup_cap)

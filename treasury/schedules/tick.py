@@ -39,7 +39,7 @@ the files and reports invalid files, ``schedule_admin`` pauses, resumes and list
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from treasury.audit.log import AuditSink
 from treasury.clock import Clock
 from treasury.language.timing import (
     ScheduleSpec,
@@ -94,22 +95,6 @@ class StartRun(Protocol):
     """
 
     def __call__(self, conn: Connection, spec: ScheduleSpec, due_at: datetime) -> str: ...
-
-
-class AuditHook(Protocol):
-    """Append one audit event inside ``conn``'s transaction (``treasury.audit.append_event``)."""
-
-    def __call__(
-        self,
-        conn: Connection,
-        *,
-        type: str,
-        actor: str,
-        at: datetime,
-        run_id: str | None = None,
-        step_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> Any: ...
 
 
 class Fired(NamedTuple):
@@ -169,7 +154,7 @@ class Scheduler:
         start_run: StartRun,
         clock: Clock,
         actor: str = "scheduler",
-        audit: AuditHook | None = None,
+        audit: AuditSink | None = None,
         catchup_cap: int = 100,
         grace: timedelta = timedelta(seconds=60),
         missed_limit: int = 10_000,
